@@ -1,0 +1,95 @@
+"""The encoder interface: every tower maps its modality into one shared, L2-normalised space."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from retrieval.errors import CrossmediaError
+from retrieval.modality import Modality
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from retrieval.media.audio import Audio
+
+
+@dataclass(frozen=True)
+class EmbeddingSpace:
+    """What a vector means. Vectors from two different spaces must never be compared."""
+
+    model: str  # registry name, e.g. "starter" or "openclip:ViT-B-32/laion2b_s34b_b79k"
+    head_version: str  # version of trained heads ("" when the model ships its own projections)
+    dim: int
+
+    def key(self) -> str:
+        return f"{self.model}|{self.head_version}|{self.dim}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> EmbeddingSpace:
+        data = json.loads(text)
+        return cls(model=data["model"], head_version=data["head_version"], dim=int(data["dim"]))
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.key().encode()).hexdigest()[:16]
+
+
+class UnsupportedModalityError(CrossmediaError):
+    """This encoder has no tower for the requested modality."""
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+class Encoder(ABC):
+    """Batch-first encoder. Every `encode_*` returns float32 (N, dim), rows L2-normalised."""
+
+    space: EmbeddingSpace
+    modalities: frozenset[Modality]
+
+    @property
+    def dim(self) -> int:
+        return self.space.dim
+
+    @abstractmethod
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray: ...
+
+    def encode_images(
+        self, images: Sequence[Image.Image], batch_size: int = 32
+    ) -> np.ndarray:
+        raise UnsupportedModalityError(f"Model {self.space.model!r} has no image tower.")
+
+    def encode_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> np.ndarray:
+        raise UnsupportedModalityError(
+            f"Model {self.space.model!r} has no audio tower. Use a model with audio support, "
+            "e.g. --model starter."
+        )
+
+    def encode_text(self, text: str) -> np.ndarray:
+        return self.encode_texts([text])[0]
+
+    def encode_image(self, image: Image.Image) -> np.ndarray:
+        return self.encode_images([image])[0]
+
+    def encode(self, modality: Modality, items: Sequence, batch_size: int | None = None) -> np.ndarray:
+        """Dispatch on modality; `items` are str, PIL images or Audio clips."""
+        kwargs = {} if batch_size is None else {"batch_size": batch_size}
+        if modality == Modality.TEXT:
+            return self.encode_texts(items, **kwargs)
+        if modality == Modality.IMAGE:
+            return self.encode_images(items, **kwargs)
+        if modality == Modality.AUDIO:
+            return self.encode_audio(items, **kwargs)
+        raise UnsupportedModalityError(f"Unknown modality {modality!r}.")
