@@ -1,0 +1,1 @@
+"""One router per resource: search, items, system (health, readiness, stats, metrics)."""

@@ -1,0 +1,75 @@
+"""Health, readiness, catalogue statistics and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import EngineDep, MetricsDep, ReadAccess, SettingsDep
+from api.errors import ApiError
+from api.schemas import Health, Ready, Stats, error_responses
+
+router = APIRouter(tags=["system"])
+
+_PUBLIC_LIMITS = (
+    "max_body_bytes", "max_k", "max_image_bytes", "max_image_pixels", "max_audio_bytes",
+    "max_audio_seconds", "max_text_chars", "max_captions", "request_timeout_s",
+    "rate_limit_per_minute", "rate_limit_burst",
+)
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
+async def healthz() -> Health:
+    return Health()
+
+
+@router.get(
+    "/readyz",
+    response_model=Ready,
+    summary="Readiness: catalogue open and models loaded",
+    responses=error_responses(503),
+)
+async def readyz(request: Request) -> Ready:
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        raise ApiError(503, "The engine is not loaded yet.", "not_ready")
+    counts = await run_in_threadpool(engine.catalogue.counts)
+    return Ready(counts=counts)
+
+
+@router.get(
+    "/v1/stats",
+    response_model=Stats,
+    summary="Catalogue statistics: counts per modality, embedding space, indexes, limits",
+    responses=error_responses(401, 403, 429),
+)
+async def stats(principal: ReadAccess, engine: EngineDep, settings: SettingsDep) -> Stats:
+    info: dict[str, Any] = await run_in_threadpool(engine.catalogue.info)
+    # Server paths and DB URLs are operator details, not something API clients need.
+    public = {k: v for k, v in info.items() if k not in ("data_dir", "db", "counts")}
+    return Stats(
+        counts=info.get("counts") or engine.catalogue.counts(),
+        model=settings.model,
+        info=public,
+        limits={k: getattr(settings, k) for k in _PUBLIC_LIMITS},
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    summary="Prometheus metrics (text exposition format)",
+    responses={
+        200: {"content": {"text/plain": {"example": "crossmedia_items{modality=\"image\"} 239\n"}}},
+        **error_responses(401, 403, 429),
+    },
+)
+async def metrics(request: Request, principal: ReadAccess, metrics: MetricsDep) -> PlainTextResponse:
+    engine = getattr(request.app.state, "engine", None)
+    counts = await run_in_threadpool(engine.catalogue.counts) if engine is not None else None
+    return PlainTextResponse(
+        metrics.render(counts), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

@@ -1,0 +1,59 @@
+"""`serve()`: run the API and page with uvicorn (wired into the CLI as `crossmedia serve`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from api.settings import Settings, load_settings
+
+log = logging.getLogger("crossmedia.api")
+
+
+def serve(
+    data_dir: str | Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    model: str | None = None,
+    *,
+    settings_file: str | Path | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve the catalogue in `data_dir`. Arguments left as None come from CROSSMEDIA_* variables,
+    the settings file, then defaults (127.0.0.1:8000, model "starter").
+
+    Raises SystemExit with the fix when settings are invalid, e.g. a non-loopback host without
+    API keys.
+    """
+    import uvicorn
+
+    from api.main import create_app
+
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {"data_dir": data_dir, "host": host, "port": port, "model": model}.items()
+        if v is not None
+    }
+    try:
+        settings: Settings = load_settings(settings_file, **overrides)
+    except ValidationError as exc:
+        messages = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ")
+                             for e in exc.errors())
+        raise SystemExit(f"crossmedia serve: invalid settings: {messages}") from exc
+    if not settings.auth_enabled:
+        print(
+            f"crossmedia: no API keys configured, so the server is open and bound to loopback "
+            f"only ({settings.host}:{settings.port}). Set CROSSMEDIA_API_KEYS to serve on a "
+            "network address."
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )
