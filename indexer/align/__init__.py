@@ -1,0 +1,1 @@
+"""Contrastive alignment of locked towers (work in progress)."""

@@ -1,0 +1,140 @@
+"""Real audio-text pairs from ../shared/data and a feature cache for the audio alignment job.
+
+Items: animal_sounds (target text "the sound of a {label}"), fsdd (the spoken word; trained
+against the mean of a few phrasings), tuxpaint sound effects (their one-line caption). Splits
+always come from `retrieval.splits.split_of(item_id)`.
+
+Cache (`<cache>/<set>-<kind>.npz`, keyed by `ids`): `whisper` token features (N, 8, 384),
+`mfcc` statistics (N, 80), and `transcripts` (val and test only: transcription is slow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.splits import split_of
+
+DATASETS = ("animal_sounds", "fsdd", "tuxpaint")
+FSDD_TEMPLATES = ("{w}", "someone saying {w}", "the spoken word {w}")
+
+
+@dataclass(frozen=True)
+class AudioItem:
+    id: str
+    path: Path
+    dataset: str
+    text: str  # the evaluation text (class prompt, word or caption)
+    train_texts: tuple[str, ...]  # phrasings averaged into the training target
+    split: str
+
+
+def default_data_root() -> Path:
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def load_items(dataset: str, root: Path | None = None) -> list[AudioItem]:
+    root = Path(root or default_data_root()) / dataset
+    manifest = root / "items.jsonl"
+    if not manifest.is_file():
+        raise FileNotFoundError(
+            f"{manifest} not found: the shared data sets live in ../shared/data (see its README)."
+        )
+    items = []
+    for line in manifest.read_text().splitlines():
+        row = json.loads(line)
+        if "audio" not in row:
+            continue
+        if dataset == "animal_sounds":
+            text = f"the sound of a {row['label']}"
+            train: tuple[str, ...] = (text,)
+        elif dataset == "fsdd":
+            text = row["label"]
+            train = tuple(t.format(w=text) for t in FSDD_TEMPLATES)
+        else:
+            text = row["captions"][0]
+            train = (text,)
+        items.append(AudioItem(row["id"], root / row["audio"], dataset, text, train,
+                               split_of(row["id"])))
+    return items
+
+
+def mfcc_stats(samples: np.ndarray, n_mfcc: int = 40) -> np.ndarray:
+    """Baseline features: MFCC mean and std over time, (2 * n_mfcc,) float32, 16 kHz input."""
+    import torch
+    import torchaudio
+
+    mfcc = torchaudio.transforms.MFCC(
+        sample_rate=16000, n_mfcc=n_mfcc,
+        melkwargs={"n_fft": 400, "hop_length": 160, "n_mels": 64},
+    )
+    with torch.inference_mode():
+        m = mfcc(torch.from_numpy(np.ascontiguousarray(samples)))  # (n_mfcc, T)
+    return torch.cat([m.mean(1), m.std(1, unbiased=False)]).numpy().astype(np.float32)
+
+
+def cache_path(cache: Path, dataset: str, kind: str) -> Path:
+    return Path(cache) / f"{dataset}-{kind}.npz"
+
+
+def load_cached(cache: Path, dataset: str, kind: str, ids: Sequence[str]) -> np.ndarray:
+    path = cache_path(cache, dataset, kind)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} missing. Build it: nice python -m indexer.align.audio_data --cache {cache}"
+        )
+    data = np.load(path, allow_pickle=False)
+    row = {i: k for k, i in enumerate(data["ids"].tolist())}
+    missing = [i for i in ids if i not in row]
+    if missing:
+        raise KeyError(f"{len(missing)} items missing from {path} (e.g. {missing[0]}); rebuild it.")
+    return data["values"][[row[i] for i in ids]]
+
+
+def build_cache(cache: Path, datasets: Sequence[str], transcribe_splits: Sequence[str]) -> None:
+    from tqdm import tqdm
+
+    from retrieval.encoders.audio_whisper import WhisperAudioTower
+    from retrieval.media.audio import decode_audio
+
+    tower = WhisperAudioTower()
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    for name in datasets:
+        items = load_items(name)
+        clips = [decode_audio(it.path, max_seconds=30.0, allow_silence=True)
+                 for it in tqdm(items, desc=f"decode {name}")]
+        ids = np.array([it.id for it in items])
+        if not cache_path(cache, name, "whisper").is_file():
+            feats = [tower.token_features(clips[s : s + 64])
+                     for s in tqdm(range(0, len(clips), 64), desc=f"whisper {name}")]
+            np.savez(cache_path(cache, name, "whisper"), ids=ids, values=np.concatenate(feats))
+        if not cache_path(cache, name, "mfcc").is_file():
+            np.savez(cache_path(cache, name, "mfcc"), ids=ids,
+                     values=np.stack([mfcc_stats(c.samples) for c in clips]))
+        if not cache_path(cache, name, "transcripts").is_file():
+            sel = [k for k, it in enumerate(items) if it.split in transcribe_splits]
+            rows = []
+            for s in tqdm(range(0, len(sel), 16), desc=f"transcribe {name}"):
+                rows += tower.transcribe_detailed([clips[k] for k in sel[s : s + 16]])
+            np.savez(cache_path(cache, name, "transcripts"), ids=ids[sel],
+                     values=np.array([r.text for r in rows]),
+                     no_speech=np.array([r.no_speech_prob for r in rows], np.float32),
+                     logprob=np.array([r.avg_logprob for r in rows], np.float32))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", type=Path, default=Path(".cache/audio"))
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    ap.add_argument("--transcribe-splits", nargs="+", default=["val", "test"])
+    args = ap.parse_args(argv)
+    build_cache(args.cache, args.datasets, args.transcribe_splits)
+
+
+if __name__ == "__main__":
+    main()

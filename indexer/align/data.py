@@ -1,0 +1,82 @@
+"""Image-text pairs from `items.jsonl` manifests, split deterministically by item id.
+
+Texts are an item's `captions` (every one), or class prompts built from its `label`
+("a photo of a {label}"). Identical strings become one text row, so two images sharing a caption
+(Tux Paint's "A frog.", CIFAR's class prompts) are both positives of that one text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from retrieval.splits import split_of
+
+LABEL_PROMPT = "a photo of a {}"
+
+
+@dataclass(frozen=True)
+class PairItem:
+    item_id: str
+    source: str  # data set name (manifest folder), e.g. "coco_mini"
+    image: Path
+    texts: tuple[str, ...]
+
+    @property
+    def split(self) -> str:
+        return split_of(self.item_id)
+
+
+def manifest_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def item_texts(row: dict, label_prompt: str = LABEL_PROMPT) -> tuple[str, ...]:
+    if row.get("captions"):
+        return tuple(str(c) for c in row["captions"])
+    if row.get("label"):
+        return (label_prompt.format(row["label"]),)
+    return ()
+
+
+def read_image_pairs(manifest: Path, label_prompt: str = LABEL_PROMPT) -> list[PairItem]:
+    """Every item of `manifest` with an image and at least one text (others are skipped)."""
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise FileNotFoundError(
+            f"Manifest {manifest} not found. Pass an items.jsonl, e.g. ../shared/data/coco_mini/items.jsonl"
+        )
+    root = manifest.parent
+    items = []
+    with manifest.open() as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{manifest}:{lineno} is not valid JSON: {exc}") from exc
+            texts = item_texts(row, label_prompt)
+            if row.get("image") and texts:
+                items.append(PairItem(str(row["id"]), root.name, root / row["image"], texts))
+    return items
+
+
+@dataclass
+class PairTable:
+    """Rows of media, rows of unique texts, and the positive pairs between them."""
+
+    items: list[PairItem]
+    texts: list[str]  # unique strings, first-seen order
+    pairs: list[tuple[int, int]]  # (item row, text row)
+
+    @classmethod
+    def build(cls, items: list[PairItem]) -> PairTable:
+        index: dict[str, int] = {}
+        pairs = []
+        for i, item in enumerate(items):
+            for text in dict.fromkeys(item.texts):  # a caption repeated within one item counts once
+                pairs.append((i, index.setdefault(text, len(index))))
+        return cls(items=items, texts=list(index), pairs=pairs)

@@ -1,0 +1,189 @@
+"""The `crossmedia` command line: one table of subcommands, one function each."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from retrieval.errors import CrossmediaError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Index a media catalogue and search it across images, text and audio.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: recall@k and more.")
+app.add_typer(bench_app, name="bench")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Catalogue folder [default: $CROSSMEDIA_DATA_DIR or ./crossmedia-data]"),
+]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Encoder name (see `crossmedia models`).")]
+
+
+class Target(StrEnum):
+    image = "image"
+    text = "text"
+    audio = "audio"
+    any = "any"
+
+
+def _data_dir(d: Path | None) -> Path:
+    from retrieval.catalogue import default_data_dir
+
+    return d or default_data_dir()
+
+
+def _model_for(catalogue, model: str | None) -> str:  # noqa: ANN001
+    from retrieval.encoders import DEFAULT_MODEL
+
+    space = catalogue.space
+    if model is None:
+        return space.model if space is not None else DEFAULT_MODEL
+    return model
+
+
+@app.command()
+def index(
+    source: Annotated[Path, typer.Argument(help="A folder, an items.jsonl or a .csv manifest.")],
+    data_dir: DataDir = None,
+    model: ModelOpt = None,
+    index_factory: Annotated[str | None, typer.Option(
+        help="FAISS factory string for new indexes, e.g. Flat, IVF1024,Flat, HNSW32.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=1024)] = 32,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Add a folder or manifest to the catalogue (incremental and idempotent)."""
+    from indexer.pipeline import Ingestor
+    from indexer.sources import open_source
+    from retrieval.catalogue import Catalogue
+    from retrieval.encoders import create_encoder
+
+    src = open_source(source)
+    with Catalogue.open(_data_dir(data_dir)) as cat:
+        if index_factory:
+            cat.set_default_factory(index_factory)
+        encoder = create_encoder(_model_for(cat, model))
+        report = Ingestor(cat, encoder, batch_size=batch_size).ingest(src, progress=not json_out)
+        for note in cat.repairs:
+            typer.echo(f"repaired: {note}", err=True)
+    if json_out:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        return
+    added = ", ".join(f"{n} {m}" for m, n in sorted(report.added.items())) or "nothing new"
+    typer.echo(f"Indexed {report.entries} entries from {report.source}: added {added}; "
+               f"{report.unchanged} unchanged, {report.replaced} replaced, {len(report.failed)} skipped.")
+    s = report.seconds
+    typer.echo(f"Time: read {s['read']:.1f}s, decode {s['decode']:.1f}s, encode {s['encode']:.1f}s, "
+               f"write {s['write']:.1f}s.")
+    for where, reason in report.failed[:50]:
+        typer.echo(f"  skipped {where}: {reason}", err=True)
+    if len(report.failed) > 50:
+        typer.echo(f"  ... and {len(report.failed) - 50} more (see `crossmedia info`)", err=True)
+
+
+@app.command()
+def search(
+    text: Annotated[str | None, typer.Option("--text", help="Text query.")] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="Image file query.")] = None,
+    audio: Annotated[Path | None, typer.Option("--audio", help="Audio file query.")] = None,
+    target: Annotated[Target, typer.Option(help="Modality to return.")] = Target.any,
+    k: Annotated[int, typer.Option("-k", min=1, max=1000)] = 10,
+    rerank: Annotated[bool, typer.Option("--rerank/--no-rerank", help="Re-rank the top candidates.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data_dir: DataDir = None,
+    model: ModelOpt = None,
+) -> None:
+    """Search the catalogue with a text, an image or an audio query."""
+    from retrieval.catalogue import Catalogue
+    from retrieval.encoders import create_encoder
+    from retrieval.media.image import decode_image
+    from retrieval.search import Query, SearchService
+
+    if sum(x is not None for x in (text, image, audio)) != 1:
+        raise typer.BadParameter("Give exactly one of --text, --image or --audio.")
+    with Catalogue.open(_data_dir(data_dir), create=False) as cat:
+        if cat.space is None:
+            raise CrossmediaError(f"The catalogue at {cat.data_dir} is empty. Run `crossmedia index` first.")
+        encoder = create_encoder(_model_for(cat, model))
+        if image is not None:
+            query = Query(image=decode_image(image))
+        elif audio is not None:
+            from retrieval.media.audio import decode_audio
+
+            query = Query(audio=decode_audio(audio))
+        else:
+            query = Query(text=text)
+        from indexer.models import load_reranker
+
+        service = SearchService(cat, encoder, reranker=load_reranker(encoder) if rerank else None)
+        result = service.search(query, target=str(target), k=k, rerank=rerank)
+        out = result.to_json()
+        if text is not None:
+            out["query"] = text
+        elif image is not None:
+            out["query"] = {"image": str(image)}
+        else:
+            out["query"] = {"audio": str(audio)}
+    if json_out:
+        typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
+        return
+    for rank, hit in enumerate(result.hits, 1):
+        label = hit.text if hit.modality == "text" else hit.path
+        where = ""
+        if hit.segment:
+            where = f" @ {hit.segment['offset_s']:.0f}s"
+        typer.echo(f"{rank:3d}. {hit.score:.4f}  [{hit.modality}] {label}{where}")
+    t = result.timings_ms
+    typer.echo(" ".join(f"{k}={v:.1f}ms" for k, v in t.items()), err=True)
+
+
+@app.command()
+def info(data_dir: DataDir = None,
+         json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Counts per modality, embedding space, index types and sizes."""
+    from retrieval.catalogue import Catalogue
+
+    with Catalogue.open(_data_dir(data_dir), create=False) as cat:
+        data = cat.info()
+        errors = cat.store.errors(20)
+    if json_out:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    typer.echo(f"Catalogue: {data['data_dir']}  (store: {data['db']})")
+    sp = data["space"]
+    typer.echo("Space:     " + ("empty (no model yet)" if sp is None else
+                                f"{sp['model']}  heads={sp['head_version'] or '-'}  dim={sp['dim']}"))
+    for m, n in sorted(data["counts"].items()):
+        idx = data["indexes"].get(m, {})
+        typer.echo(f"  {m:6s} {n:8d} items   index {idx.get('factory', '-')}, "
+                   f"{idx.get('bytes', 0) / 1e6:.2f} MB")
+    typer.echo(f"Skipped files recorded: {data['skipped_files']}")
+    for key, where, reason in errors:
+        typer.echo(f"  {where or key}: {reason}")
+
+
+@app.command()
+def models() -> None:
+    """List the encoder names this installation knows."""
+    from retrieval.encoders import list_models
+
+    for name in list_models():
+        typer.echo(name)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except CrossmediaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

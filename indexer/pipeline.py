@@ -1,0 +1,240 @@
+"""Ingestion: read -> decode -> embed -> write, in batches, crash-safe and idempotent.
+
+Each batch is committed to the store in one transaction (items, vectors, links, errors) and then
+mirrored into the in-memory indexes; index files are saved every `checkpoint_seconds` and at the
+end. A kill at any moment loses at most the batch in flight: the next run skips what is stored
+(same key and content hash) and the catalogue repairs index files that lag the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from indexer.decode import DecodedMedia, MediaLimits, decode_media
+from indexer.sources import Entry, FolderSource, ManifestSource
+from retrieval.catalogue import Catalogue
+from retrieval.encoders.base import Encoder
+from retrieval.modality import Modality
+from retrieval.store import NewItem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    source: str
+    added: dict[str, int] = field(default_factory=dict)
+    unchanged: int = 0
+    replaced: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
+    seconds: dict[str, float] = field(default_factory=lambda: {
+        "read": 0.0, "decode": 0.0, "encode": 0.0, "write": 0.0})
+    entries: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "entries": self.entries, "added": self.added,
+            "unchanged": self.unchanged, "replaced": self.replaced,
+            "failed": [{"where": w, "reason": r} for w, r in self.failed],
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class _Pending:
+    """An entry whose media have been read and hashed; decoded lazily."""
+
+    entry: Entry
+    items: list[tuple[str, DecodedMedia | None, str]]  # (key, decoded media or None for text, hash)
+
+
+class Ingestor:
+    def __init__(self, catalogue: Catalogue, encoder: Encoder, *, batch_size: int = 32,
+                 limits: MediaLimits | None = None, checkpoint_seconds: float = 30.0,
+                 workers: int = 2) -> None:
+        catalogue.bind_space(encoder.space)
+        self.catalogue = catalogue
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.limits = limits or MediaLimits()
+        self.checkpoint_seconds = checkpoint_seconds
+        self.workers = workers
+
+    # -- whole sources ---------------------------------------------------------------------------
+    def ingest(self, source: FolderSource | ManifestSource, progress: bool = True) -> IngestReport:
+        self.catalogue.lock_for_writing()
+        report = IngestReport(source=source.name)
+        last_save = time.monotonic()
+        total = len(source)
+        with tqdm(total=total, desc="indexing", unit="item", disable=not progress) as bar, \
+                ThreadPoolExecutor(self.workers) as pool:
+            for batch in _batches(iter(source), self.batch_size):
+                self._ingest_batch(batch, report, pool)
+                report.entries += len(batch)
+                bar.update(len(batch))
+                if time.monotonic() - last_save > self.checkpoint_seconds:
+                    t = time.perf_counter()
+                    self.catalogue.flush()
+                    report.seconds["write"] += time.perf_counter() - t
+                    last_save = time.monotonic()
+        t = time.perf_counter()
+        self.catalogue.flush()
+        report.seconds["write"] += time.perf_counter() - t
+        self.catalogue.unlock()
+        return report
+
+    def _ingest_batch(self, batch: list[Entry], report: IngestReport, pool: ThreadPoolExecutor) -> None:
+        t0 = time.perf_counter()
+        keys = [k for e in batch if not e.error for k in _keys(e)]
+        stored = self.catalogue.store.existing(keys)
+        errors: list[tuple[str, str | None, str]] = []
+        todo: list[Entry] = []
+        for e in batch:
+            if e.error:
+                report.failed.append((e.where, e.error))
+                errors.append((e.key, e.where, e.error))
+            else:
+                todo.append(e)
+        report.seconds["read"] += time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        decoded = list(pool.map(lambda e: self._decode_entry(e, stored), todo))
+        report.seconds["decode"] += time.perf_counter() - t1
+
+        items: list[NewItem] = []
+        links: list[tuple[str, str, str]] = []
+        pending_media: list[tuple[NewItem, DecodedMedia]] = []
+        for e, result in zip(todo, decoded, strict=True):
+            if isinstance(result, str):
+                report.failed.append((e.where, result))
+                errors.append((e.key, e.where, result))
+                continue
+            media_keys = []
+            for key, dm, h in result:
+                media_keys.append(key)
+                if stored.get(key) == h:
+                    report.unchanged += 1
+                    continue
+                if key in stored:
+                    report.replaced += 1
+                item = NewItem(key=key, modality=str(dm.modality), content_hash=h, vector=None,  # type: ignore[arg-type]
+                               path=str(dm.path) if dm.path else None, mime=dm.mime,
+                               size_bytes=dm.size_bytes, width=dm.width, height=dm.height,
+                               duration=dm.duration, attrs=dict(e.attrs), source=e.where)
+                pending_media.append((item, dm))
+            for i, cap in enumerate(e.captions):
+                ckey = f"{e.key}#caption{i}"
+                h = text_hash(cap)
+                for mk in media_keys:
+                    links.append((mk, ckey, "caption"))
+                if stored.get(ckey) == h:
+                    report.unchanged += 1
+                    continue
+                items.append(NewItem(key=ckey, modality="text", content_hash=h, vector=None,  # type: ignore[arg-type]
+                                     text=cap, attrs={"caption_of": e.key}, source=e.where))
+            if e.text is not None and not e.media:
+                h = text_hash(e.text)
+                if stored.get(e.key) != h:
+                    items.append(NewItem(key=e.key, modality="text", content_hash=h, vector=None,  # type: ignore[arg-type]
+                                         text=e.text, attrs=dict(e.attrs), source=e.where))
+                else:
+                    report.unchanged += 1
+
+        t2 = time.perf_counter()
+        self._encode(pending_media, items)
+        report.seconds["encode"] += time.perf_counter() - t2
+
+        t3 = time.perf_counter()
+        all_items = [it for it, _ in pending_media] + items
+        if all_items or links or errors:
+            result = self.catalogue.write(all_items, links, errors, save=False)
+            for mod in result.modalities.values():
+                report.added[mod] = report.added.get(mod, 0) + 1
+        report.seconds["write"] += time.perf_counter() - t3
+
+    def _decode_entry(self, e: Entry, stored: dict[str, str]) -> list[tuple[str, DecodedMedia, str]] | str:
+        """Read, hash and (when new or changed) decode an entry's media; an error string on failure."""
+        out = []
+        for key, ref in zip(_media_keys(e), e.media, strict=True):
+            try:
+                data = ref.path.read_bytes() if ref.path.stat().st_size <= self.limits.max_bytes(ref.modality) \
+                    else None
+            except OSError as exc:
+                return f"{ref.modality} file unreadable: {exc.strerror or exc} ({ref.path})"
+            if data is None:
+                return (f"{ref.path.name}: file is larger than the {ref.modality} limit of "
+                        f"{self.limits.max_bytes(ref.modality)} bytes")
+            h = hashlib.sha256(data).hexdigest()
+            if stored.get(key) == h:
+                out.append((key, DecodedMedia.unchanged(ref), h))
+                continue
+            try:
+                out.append((key, decode_media(data, ref, self.limits), h))
+            except Exception as exc:  # noqa: BLE001 - any decoder failure skips this one file
+                return f"{ref.path.name}: {type(exc).__name__}: {exc}"
+        return out
+
+    def _encode(self, media: list[tuple[NewItem, DecodedMedia]], texts: list[NewItem]) -> None:
+        for modality in (Modality.IMAGE, Modality.AUDIO):
+            group = [(it, dm) for it, dm in media if dm.modality == modality]
+            if not group:
+                continue
+            vecs = self.encoder.encode(modality, [dm.payload for _, dm in group],
+                                       batch_size=self.batch_size)
+            for (it, _), v in zip(group, vecs, strict=True):
+                it.vector = v
+        if texts:
+            vecs = self.encoder.encode_texts([it.text or "" for it in texts])
+            for it, v in zip(texts, vecs, strict=True):
+                it.vector = v
+
+    # -- one upload (the API) --------------------------------------------------------------------
+    def add_upload(self, data: bytes, filename: str, *, captions: Iterable[str] = (),
+                   attrs: dict[str, Any] | None = None):  # noqa: ANN201 - ItemRecord
+        from indexer.uploads import add_upload
+
+        return add_upload(self, data, filename, captions=list(captions), attrs=attrs or {})
+
+
+def _media_keys(e: Entry) -> list[str]:
+    if len(e.media) <= 1:
+        return [e.key] * len(e.media)
+    # An entry with both an image and a sound: the image keeps the id, the sound gets a suffix.
+    return [e.key if i == 0 else f"{e.key}#{ref.modality}" for i, ref in enumerate(e.media)]
+
+
+def _keys(e: Entry) -> list[str]:
+    keys = _media_keys(e) + [f"{e.key}#caption{i}" for i in range(len(e.captions))]
+    if e.text is not None and not e.media:
+        keys.append(e.key)
+    return keys
+
+
+def _batches(it: Iterator[Entry], n: int) -> Iterator[list[Entry]]:
+    batch: list[Entry] = []
+    for e in it:
+        batch.append(e)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def ingest_path(catalogue: Catalogue, encoder: Encoder, source_path: Path, **kw: Any) -> IngestReport:
+    from indexer.sources import open_source
+
+    return Ingestor(catalogue, encoder, **kw).ingest(open_source(source_path))

@@ -1,0 +1,148 @@
+"""FAISS implementation of the vector index, described by a factory string ("Flat", "IVF256,Flat",
+"HNSW32", "IVF1024,PQ32"), inner-product metric, database ids kept in the index (IDMap2).
+
+A GPU is used for search when this faiss build has GPU support and a CUDA device is present; the
+CPU index stays the master copy, so results and saved files do not depend on the GPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.index.base import VectorIndex, check_batch
+
+
+def gpu_available() -> bool:
+    import faiss
+
+    get = getattr(faiss, "get_num_gpus", None)
+    return bool(get and hasattr(faiss, "StandardGpuResources") and get() > 0)
+
+
+class FaissIndex(VectorIndex):
+    def __init__(self, dim: int, factory: str = "Flat", use_gpu: bool | None = None) -> None:
+        import faiss
+
+        self.dim = dim
+        self.factory = factory
+        inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        self._index = inner if "IDMap" in factory else faiss.IndexIDMap2(inner)
+        self.use_gpu = gpu_available() if use_gpu is None else use_gpu
+        self._gpu_index = None
+        self._gpu_res = None
+        self.nprobe: int | None = None
+        self.ef_search: int | None = None
+
+    # -- verbs ---------------------------------------------------------------------------------
+    @property
+    def needs_training(self) -> bool:
+        return not self._index.is_trained
+
+    def train(self, vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if not self._index.is_trained:
+            self._index.train(vectors)
+            self._gpu_index = None
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids, vectors = check_batch(ids, vectors, self.dim)
+        if len(ids) == 0:
+            return
+        if not self._index.is_trained:
+            raise RuntimeError(
+                f"FAISS index {self.factory!r} must be trained before adding; call train() with "
+                "representative vectors (the catalogue does this on rebuild)."
+            )
+        self._index.add_with_ids(vectors, ids)
+        self._gpu_index = None
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        if self.count() == 0 or k <= 0:
+            return (
+                np.full((len(queries), max(k, 0)), -np.inf, dtype=np.float32),
+                np.full((len(queries), max(k, 0)), -1, dtype=np.int64),
+            )
+        self._apply_search_params()
+        index = self._searcher()
+        scores, ids = index.search(queries, k)
+        scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
+        return scores, ids.astype(np.int64)
+
+    def remove(self, ids: np.ndarray) -> int:
+        import faiss
+
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        try:
+            removed = int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
+        except RuntimeError as exc:
+            raise NotImplementedError(
+                f"FAISS index {self.factory!r} cannot remove ids ({exc}); rebuild it instead."
+            ) from exc
+        self._gpu_index = None
+        return removed
+
+    def count(self) -> int:
+        return int(self._index.ntotal)
+
+    def ids(self) -> np.ndarray:
+        import faiss
+
+        idmap = faiss.downcast_index(self._index)
+        return np.sort(faiss.vector_to_array(idmap.id_map).astype(np.int64))
+
+    def to_bytes(self) -> bytes:
+        import faiss
+
+        return faiss.serialize_index(self._index).tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, dim: int, factory: str, use_gpu: bool | None = None) -> FaissIndex:
+        import faiss
+
+        index = cls.__new__(cls)
+        index.dim, index.factory = dim, factory
+        index._index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        if index._index.d != dim:
+            raise ValueError(f"Index has dim {index._index.d}, expected {dim}.")
+        index.use_gpu = gpu_available() if use_gpu is None else use_gpu
+        index._gpu_index = index._gpu_res = None
+        index.nprobe = index.ef_search = None
+        return index
+
+    def save(self, path: Path) -> None:
+        Path(path).write_bytes(self.to_bytes())
+
+    @classmethod
+    def load(cls, path: Path, dim: int, factory: str = "Flat") -> FaissIndex:
+        return cls.from_bytes(Path(path).read_bytes(), dim, factory)
+
+    # -- search-time knobs and GPU ---------------------------------------------------------------
+    def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        self.nprobe, self.ef_search = nprobe, ef_search
+        self._gpu_index = None
+
+    def _apply_search_params(self) -> None:
+        import faiss
+
+        inner = faiss.downcast_index(faiss.downcast_index(self._index).index)
+        if self.nprobe is not None:
+            ivf = faiss.try_extract_index_ivf(inner)
+            if ivf is not None:
+                ivf.nprobe = self.nprobe
+        if self.ef_search is not None and hasattr(inner, "hnsw"):
+            inner.hnsw.efSearch = self.ef_search
+
+    def _searcher(self):  # noqa: ANN202 - a faiss index object
+        if not self.use_gpu:
+            return self._index
+        if self._gpu_index is None:
+            import faiss
+
+            self._gpu_res = self._gpu_res or faiss.StandardGpuResources()
+            self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self._index)
+            if self.nprobe is not None:
+                faiss.GpuParameterSpace().set_index_parameter(self._gpu_index, "nprobe", self.nprobe)
+        return self._gpu_index
