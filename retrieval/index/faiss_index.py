@@ -75,6 +75,13 @@ class FaissIndex(VectorIndex):
         import faiss
 
         ids = np.ascontiguousarray(ids, dtype=np.int64)
+        # IndexIDMap2 maps inner labels to ids by position and compacts that map on removal,
+        # which is only right for inner indexes that shift their rows down too (flat codes).
+        # IVF keeps its labels, so removal there would return wrong ids: rebuild instead.
+        if not isinstance(faiss.downcast_index(self._index.index), faiss.IndexFlatCodes):
+            raise NotImplementedError(
+                f"FAISS index {self.factory!r} cannot remove ids in place; rebuild it instead."
+            )
         try:
             removed = int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
         except RuntimeError as exc:
