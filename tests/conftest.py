@@ -1,0 +1,121 @@
+"""Shared fixtures for the foundation tests: the real data folder (or a clear skip), the
+session-scoped "tiny-test" encoder, a small real catalogue of COCO photos, seeded RNG helpers.
+
+Fixture names are specific (`tiny_*`, `shared_data`, `coco_*`) so other test modules can define
+their own without clashing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
+N_CATALOGUE = 19  # photos in `tiny_catalogue`: small and odd
+
+
+def shared_data_path() -> Path:
+    """The real data sets (read-only), next to the repository: ../shared/data."""
+    return SHARED_DATA.resolve()
+
+
+def require_shared_data(subset: str | None = None) -> Path:
+    """Path of the real data (or one subset of it); skips the calling test when it is missing."""
+    root = shared_data_path()
+    path = root / subset if subset else root
+    if not path.is_dir():
+        pytest.skip(f"real data missing: {path} (see ../shared/data/README.md)")
+    return path
+
+
+def seeded_rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """n L2-normalised float32 rows of a seeded Gaussian, (n, dim)."""
+    x = seeded_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def coco_entries(n: int, skip: int = 0) -> list[dict[str, Any]]:
+    """The first `n` entries of coco_mini/items.jsonl after `skip`, image paths made absolute."""
+    coco = require_shared_data("coco_mini")
+    lines = (coco / "items.jsonl").read_text(encoding="utf-8").splitlines()
+    out = []
+    for line in lines[skip : skip + n]:
+        obj = json.loads(line)
+        obj["image"] = str((coco / obj["image"]).resolve())
+        out.append(obj)
+    if len(out) < n:
+        pytest.skip(f"coco_mini has fewer than {skip + n} items")
+    return out
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The catalogue's own SQLite file, whatever $CROSSMEDIA_DB_URL says."""
+    return f"sqlite:///{Path(data_dir).resolve() / 'catalogue.db'}"
+
+
+def write_manifest(path: Path, rows: list[dict[str, Any] | str]) -> Path:
+    """items.jsonl from objects (or raw lines, to write broken ones)."""
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8"
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return require_shared_data()
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder():  # noqa: ANN201 - an Encoder
+    from retrieval.encoders import create_encoder
+
+    return create_encoder("tiny-test", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_catalogue_template(
+    tmp_path_factory: pytest.TempPathFactory, tiny_encoder
+) -> tuple[Path, list[dict[str, Any]]]:
+    """A data dir with N_CATALOGUE real COCO photos (+ captions) ingested; never opened for writing
+    by tests (they get a copy through `tiny_catalogue`)."""
+    from indexer.pipeline import Ingestor
+    from indexer.sources import ManifestSource
+    from retrieval.catalogue import Catalogue
+
+    entries = coco_entries(N_CATALOGUE)
+    root = tmp_path_factory.mktemp("tiny_catalogue")
+    manifest = write_manifest(root / "items.jsonl", entries)
+    data_dir = root / "data"
+    with Catalogue.open(data_dir, db_url=sqlite_url(data_dir)) as cat:
+        report = Ingestor(cat, tiny_encoder, batch_size=8).ingest(
+            ManifestSource(manifest), progress=False
+        )
+    assert not report.failed, report.failed
+    return data_dir, entries
+
+
+@pytest.fixture
+def tiny_catalogue(tmp_path: Path, tiny_catalogue_template) -> Iterator[Any]:
+    """A fresh, writable copy of the template catalogue, opened; `.entries` lists its sources."""
+    from retrieval.catalogue import Catalogue
+
+    template, entries = tiny_catalogue_template
+    data_dir = tmp_path / "data"
+    shutil.copytree(template, data_dir)
+    cat = Catalogue.open(data_dir, db_url=sqlite_url(data_dir))
+    cat.entries = entries  # type: ignore[attr-defined]
+    try:
+        yield cat
+    finally:
+        cat.close()
