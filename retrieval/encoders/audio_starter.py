@@ -1,0 +1,160 @@
+"""The starter model's audio tower: Whisper tiny.en encoder + trained head, fused with transcripts.
+
+How acoustic and spoken signals combine (weights chosen on VALIDATION splits only, stored in
+the head artifact's `fusion` metadata):
+
+    speech(window) = transcript has a letter or digit
+                     and no_speech_prob <= max_no_speech_prob
+                     and avg_logprob >= min_avg_logprob           # Whisper is confident
+    vector(window) = normalize((1 - w) * head(audio) + w * text(transcript))   if speech
+                   = head(audio)                                               otherwise
+
+`text` is the locked text tower of the same space, so a spoken sentence lands where its written
+form lands, while sounds without confident speech (animals, effects) keep the purely acoustic
+vector. The ingestion pipeline should also store the transcript as the item's text (it is
+returned by `encode_with_transcripts`), so spoken words are found by keyword too.
+
+Long recordings (per-window contract): windows of `window_seconds` with a fixed hop
+(retrieval.media.audio), each -> `WindowVector(offset_seconds, seconds, vector, transcript)`;
+the file vector is the duration-weighted mean of the window vectors, re-normalised.
+`encode_audio` applies the same rule to clips longer than one window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.encoders.audio_head import AudioHeadArtifact, load_audio_head
+from retrieval.encoders.audio_whisper import Transcript, WhisperAudioTower, WhisperTowerConfig
+from retrieval.encoders.base import l2_normalize
+from retrieval.errors import SpaceMismatchError
+from retrieval.media.audio import HOP_SECONDS, WINDOW_SECONDS, Audio, AudioSource, split_windows
+
+HEAD_VERSION = "starter-audio-head-v1"
+HEAD_PATH = Path(__file__).parent / "weights" / f"{HEAD_VERSION}.safetensors"
+TextFn = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    transcript_weight: float = 0.0  # w above; 0 = acoustic only
+    max_no_speech_prob: float = 0.6
+    min_avg_logprob: float = -1.0
+
+    def is_speech(self, t: Transcript) -> bool:
+        return (any(ch.isalnum() for ch in t.text) and t.no_speech_prob <= self.max_no_speech_prob
+                and t.avg_logprob >= self.min_avg_logprob)
+
+
+def fuse(acoustic: np.ndarray, spoken: np.ndarray, speech: np.ndarray, w: float) -> np.ndarray:
+    """acoustic, spoken (N, D) L2-normalised; speech (N,) bool -> fused (N, D) L2-normalised."""
+    mixed = l2_normalize((1.0 - w) * acoustic + w * spoken)
+    return np.where(speech[:, None], mixed, acoustic).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class WindowVector:
+    offset_seconds: float
+    seconds: float
+    vector: np.ndarray  # (D,) float32, L2-normalised
+    transcript: Transcript | None
+
+
+@dataclass(frozen=True)
+class LongAudioEmbedding:
+    windows: list[WindowVector]
+    vector: np.ndarray  # (D,) the file vector
+
+
+class StarterAudioTower:
+    """`encode_audio` for StarterEncoder: Audio clips (16 kHz) -> (N, D) in the starter space."""
+
+    def __init__(self, tower: WhisperAudioTower, artifact: AudioHeadArtifact,
+                 encode_texts: TextFn | None = None) -> None:
+        self.tower = tower
+        self.artifact = artifact
+        self.encode_texts = encode_texts
+        self.fusion = FusionConfig(**artifact.fusion)
+        self.dim = artifact.head.config.out_dim
+
+    def acoustic(self, clips: Sequence[Audio]) -> np.ndarray:
+        """Head vectors of clips of at most one window, (N, D), no transcript."""
+        import torch
+
+        if not clips:
+            return np.zeros((0, self.dim), np.float32)
+        tokens = torch.from_numpy(self.tower.token_features(clips))  # (N, K, 384)
+        with torch.inference_mode():
+            return self.artifact.head(tokens).numpy().astype(np.float32)
+
+    def encode_windows(self, windows: Sequence[Audio]) -> tuple[np.ndarray, list[Transcript | None]]:
+        """Window vectors (N, D) with fusion applied, and their transcripts (None: not run)."""
+        vecs = self.acoustic(windows)
+        if self.fusion.transcript_weight <= 0 or self.encode_texts is None or not windows:
+            return vecs, [None] * len(windows)
+        transcripts = self.tower.transcribe_detailed(windows)
+        speech = np.array([self.fusion.is_speech(t) for t in transcripts])
+        spoken = np.zeros_like(vecs)
+        if speech.any():
+            spoken[speech] = self.encode_texts([t.text for t, s in zip(transcripts, speech, strict=True) if s])
+        return fuse(vecs, spoken, speech, self.fusion.transcript_weight), list(transcripts)
+
+    def encode_with_transcripts(self, clips: Sequence[Audio]
+                                ) -> tuple[np.ndarray, list[LongAudioEmbedding]]:
+        """(N, D) clip vectors plus, per clip, its windows (offsets, vectors, transcripts)."""
+        spans = [list(split_windows(c, WINDOW_SECONDS, HOP_SECONDS)) for c in clips]
+        flat = [w for s in spans for _, w in s]
+        vecs, transcripts = self.encode_windows(flat)
+        out, k = [], 0
+        for s in spans:
+            wins = [WindowVector(off, w.seconds, vecs[k + j], transcripts[k + j])
+                    for j, (off, w) in enumerate(s)]
+            k += len(s)
+            out.append(LongAudioEmbedding(wins, _file_vector(wins)))
+        return np.stack([e.vector for e in out]) if out else np.zeros((0, self.dim)), out
+
+    def encode_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> np.ndarray:
+        return self.encode_with_transcripts(clips)[0]
+
+    def encode_long(self, source: AudioSource, *, window_seconds: float = WINDOW_SECONDS,
+                    hop_seconds: float = HOP_SECONDS, **limits: float) -> LongAudioEmbedding:
+        """Stream a recording of any length; memory grows with the number of windows' vectors."""
+        from retrieval.media.audio import iter_audio_windows
+
+        wins: list[WindowVector] = []
+        for off, w in iter_audio_windows(source, window_seconds=window_seconds,
+                                         hop_seconds=hop_seconds, **limits):  # type: ignore[arg-type]
+            vec, tr = self.encode_windows([w])
+            wins.append(WindowVector(off, w.seconds, vec[0], tr[0]))
+        return LongAudioEmbedding(wins, _file_vector(wins))
+
+    def token_features(self, clips: Sequence[Audio]) -> np.ndarray:
+        """(N, K, 384) time-pooled encoder tokens for the re-ranker (first window of each clip)."""
+        return self.tower.token_features([next(split_windows(c))[1] for c in clips])
+
+    def transcribe(self, clips: Sequence[Audio]) -> list[str]:
+        return self.tower.transcribe(clips)
+
+
+def _file_vector(wins: Sequence[WindowVector]) -> np.ndarray:
+    weights = np.array([max(w.seconds, 1e-3) for w in wins], np.float32)
+    return l2_normalize((weights[:, None] * np.stack([w.vector for w in wins])).sum(0))
+
+
+def create_audio_tower(device: str = "cpu", encode_texts: TextFn | None = None,
+                       space_key: str | None = None, head_path: Path = HEAD_PATH
+                       ) -> StarterAudioTower:
+    """Whisper tiny.en + the trained head. Pass the starter's `encode_texts` (and its
+    `space.key()`, checked against the head's) to enable transcript fusion."""
+    artifact = load_audio_head(head_path)
+    if space_key is not None and space_key != artifact.space_key:
+        raise SpaceMismatchError(
+            f"Audio head {head_path.name} was trained against {artifact.space_key!r}, not "
+            f"{space_key!r}. Retrain it: nice python -m indexer.align.audio_job --text starter"
+        )
+    cfg = WhisperTowerConfig(**artifact.tower) if artifact.tower else WhisperTowerConfig()
+    return StarterAudioTower(WhisperAudioTower(cfg, device=device), artifact, encode_texts)
