@@ -192,14 +192,16 @@ class Ingestor:
             group = [(it, dm) for it, dm in media if dm.modality == modality]
             if not group:
                 continue
-            vecs = self.encoder.encode(modality, [dm.payload for _, dm in group],
-                                       batch_size=self.batch_size)
-            for (it, _), v in zip(group, vecs, strict=True):
+            vecs, tokens = self.encoder.encode_with_tokens(
+                modality, [dm.payload for _, dm in group], batch_size=self.batch_size)
+            for i, ((it, _), v) in enumerate(zip(group, vecs, strict=True)):
                 it.vector = v
+                it.tokens = None if tokens is None else tokens[i]
         if texts:
-            vecs = self.encoder.encode_texts([it.text or "" for it in texts])
-            for it, v in zip(texts, vecs, strict=True):
+            vecs, tokens = self.encoder.encode_with_tokens(Modality.TEXT, [it.text or "" for it in texts])
+            for i, (it, v) in enumerate(zip(texts, vecs, strict=True)):
                 it.vector = v
+                it.tokens = None if tokens is None else tokens[i]
 
     # -- one upload (the API) --------------------------------------------------------------------
     def add_upload(self, data: bytes, filename: str, *, captions: Iterable[str] = (),

@@ -49,7 +49,8 @@ def add_upload(ing: Ingestor, data: bytes, filename: str, *, captions: list[str]
                    path=str(dest), mime=mime, size_bytes=len(data), width=decoded.width,
                    height=decoded.height, duration=decoded.duration,
                    attrs={**attrs, "filename": safe_name}, source="upload")
-    item.vector = ing.encoder.encode(modality, [decoded.payload])[0]
+    vecs, toks = ing.encoder.encode_with_tokens(modality, [decoded.payload])
+    item.vector, item.tokens = vecs[0], None if toks is None else toks[0]
     caps = [c.strip() for c in captions if c and c.strip()]
     cap_items = [NewItem(key=f"{key}#caption:{text_hash(c)[:16]}", modality="text",
                          content_hash=text_hash(c), vector=v, text=c,

@@ -77,6 +77,13 @@ class Encoder(ABC):
             "e.g. --model starter."
         )
 
+    def encode_with_tokens(
+        self, modality: Modality, items: Sequence, batch_size: int | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        """Vectors plus, where the encoder has them, compact per-item token sets for the
+        re-ranker: a list of (n_tokens, token_dim) arrays. Encoders without tokens return None."""
+        return self.encode(modality, items, batch_size), None
+
     def encode_text(self, text: str) -> np.ndarray:
         return self.encode_texts([text])[0]
 
