@@ -1,0 +1,155 @@
+"""Sources: manifests (JSON lines and CSV) with bad lines reported by line number, and folder
+walks that recognise media by content."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from indexer.sources import Entry, FolderSource, ManifestSource, SourceError, open_source
+from retrieval.modality import Modality
+
+
+def _jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (7, 11), (10, 200, 30)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_jsonl_manifest_good_and_bad_lines(tmp_path: Path) -> None:
+    (tmp_path / "img").mkdir()
+    manifest = _write_lines(tmp_path / "items.jsonl", [
+        '{"id": "a", "image": "img/a.jpg", "captions": ["a cat", "  ", "a cat on a mat "], "lens": 35}',
+        '{"id": "b", "image": "img/b.jpg", "caption": "one caption"}',
+        "",
+        '{"id": "c", "image": "img/c.jpg", "captions": ',  # invalid JSON
+        '["not", "an", "object"]',
+        '{"id": "d", "label": "cat"}',  # nothing to index
+        '{"id": "e", "image": "img/e.jpg", "captions": "ok", "text": 7}',
+        '{"id": "f", "image": "img/f.jpg", "captions": [1, 2]}',
+        '{"id": "g", "image": 5}',
+        '{"image": "img/h.jpg"}',  # no id: the media path is the key
+        '{"id": 9, "text": "a standalone note"}',
+        '{"id": "j", "audio": "snd/j.flac", "image": "img/j.jpg", "captions": []}',
+    ])
+    src = open_source(manifest)
+    assert isinstance(src, ManifestSource)
+    assert len(src) == 11  # non-blank lines
+    entries = list(src)
+    by_where = {e.where: e for e in entries}
+    assert list(by_where) == [f"items.jsonl:{n}" for n in (1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12)]
+
+    errors = {e.where: e.error for e in entries if e.error}
+    assert set(errors) == {f"items.jsonl:{n}" for n in (4, 5, 6, 7, 8, 9)}
+    assert errors["items.jsonl:4"].startswith("invalid JSON")
+    assert "JSON object" in errors["items.jsonl:5"]
+    assert "no 'image', 'audio', 'text' or 'captions'" in errors["items.jsonl:6"]
+    assert "'text' must be a string" in errors["items.jsonl:7"]
+    assert "'captions' must be a list of strings" in errors["items.jsonl:8"]
+    assert "'image' must be a path string" in errors["items.jsonl:9"]
+    assert by_where["items.jsonl:6"].key == "d"
+    # Keys of unparsable lines are unique per line, so each is recorded separately.
+    assert by_where["items.jsonl:4"].key != by_where["items.jsonl:5"].key
+
+    a = by_where["items.jsonl:1"]
+    assert a.key == "a" and a.error is None
+    assert [(m.modality, m.path) for m in a.media] == [(Modality.IMAGE, tmp_path / "img" / "a.jpg")]
+    assert a.captions == ["a cat", "a cat on a mat"]
+    assert a.attrs == {"lens": 35}
+    assert by_where["items.jsonl:2"].captions == ["one caption"]
+    h = by_where["items.jsonl:10"]
+    assert h.key == str(tmp_path / "img" / "h.jpg") and h.media[0].path.is_absolute()
+    note = by_where["items.jsonl:11"]
+    assert note.key == "9" and note.text == "a standalone note" and note.media == []
+    j = by_where["items.jsonl:12"]
+    # Image first whatever the field order: the pipeline gives the image the entry's key.
+    assert [m.modality for m in j.media] == [Modality.IMAGE, Modality.AUDIO]
+
+
+def test_manifest_media_paths_resolve_relative_to_the_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sub = tmp_path / "set"
+    sub.mkdir()
+    manifest = _write_lines(sub / "items.jsonl", ['{"id": "x", "image": "../photos/x.jpg"}',
+                                                  f'{{"id": "y", "image": "{tmp_path}/abs.jpg"}}'])
+    monkeypatch.chdir(tmp_path.parent)
+    x, y = list(ManifestSource(Path(manifest.relative_to(tmp_path.parent))))
+    assert x.media[0].path == tmp_path / "photos" / "x.jpg"
+    assert y.media[0].path == tmp_path / "abs.jpg"
+
+
+def test_csv_manifest(tmp_path: Path) -> None:
+    manifest = tmp_path / "items.csv"
+    manifest.write_text(
+        "id,image,captions,label\n"
+        "a,img/a.jpg,a dog|a brown dog| ,dog\n"
+        "b,img/b.jpg,,cat\n"
+        "c,,,\n"
+        "d,,just one,\n",
+        encoding="utf-8",
+    )
+    src = open_source(manifest)
+    assert isinstance(src, ManifestSource) and len(src) == 4
+    a, b, c, d = list(src)
+    assert (a.where, a.key, a.captions, a.attrs) == ("items.csv:2", "a", ["a dog", "a brown dog"],
+                                                     {"label": "dog"})
+    assert a.media[0].path == tmp_path / "img" / "a.jpg"
+    assert b.captions == [] and b.attrs == {"label": "cat"} and b.error is None
+    assert c.where == "items.csv:4" and c.error is not None and "no 'image'" in c.error
+    assert d.media == [] and d.captions == ["just one"] and d.error is None
+
+
+def test_folder_walk_sniffs_content(tmp_path: Path) -> None:
+    jpeg = _jpeg()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "photo.dat").write_bytes(jpeg)  # a JPEG with a misleading name
+    (tmp_path / "a.jpg").write_bytes(jpeg)
+    (tmp_path / "fake.jpg").write_text("I am text, not a photo.")  # skipped: not media
+    (tmp_path / "notes.txt").write_text("  a note about the photos \n", encoding="utf-8")
+    (tmp_path / "empty.txt").write_text("   \n")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "sound.flac").write_bytes(b"fLaC\x00\x00\x00\x22" + b"\x00" * 40)
+    (tmp_path / ".hidden.jpg").write_bytes(jpeg)
+    (tmp_path / ".cache").mkdir()
+    (tmp_path / ".cache" / "thumb.jpg").write_bytes(jpeg)
+    (tmp_path / "b" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+
+    src = open_source(tmp_path)
+    assert isinstance(src, FolderSource)
+    assert len(src) == 7  # every non-hidden file, media or not
+    entries = list(src)
+    ok = {e.where: e for e in entries if e.error is None}
+    bad = {e.where: e.error for e in entries if e.error}
+    assert list(ok) == ["a.jpg", "notes.txt", "sound.flac", "b/photo.dat"]
+    assert ok["a.jpg"].media[0].modality == Modality.IMAGE
+    assert ok["a.jpg"].media[0].mime == "image/jpeg"
+    assert ok["a.jpg"].key == str(tmp_path / "a.jpg")
+    assert ok["b/photo.dat"].media[0].modality == Modality.IMAGE
+    assert ok["b/photo.dat"].attrs == {"file": "b/photo.dat"}
+    assert ok["sound.flac"].media[0].modality == Modality.AUDIO
+    assert ok["notes.txt"].text == "a note about the photos" and ok["notes.txt"].media == []
+    assert list(bad) == ["latin1.txt"] and "not UTF-8" in str(bad["latin1.txt"])
+    assert all("fake" not in e.where and "hidden" not in e.where and "cache" not in e.where
+               for e in entries)
+
+
+def test_open_source_errors(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="does not exist"):
+        open_source(tmp_path / "nope")
+    other = tmp_path / "photo.jpg"
+    other.write_bytes(_jpeg())
+    with pytest.raises(SourceError, match="not a manifest"):
+        open_source(other)
+
+
+def test_entry_defaults_are_independent() -> None:
+    a, b = Entry(key="a"), Entry(key="b")
+    a.captions.append("x")
+    assert b.captions == []
