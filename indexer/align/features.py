@@ -15,6 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from indexer.align.data import PairItem, manifest_digest
+from retrieval.encoders.starter import trim_padding
 
 FEATURE_VERSION = "1"
 DEFAULT_CACHE = Path(".cache/align")
@@ -41,7 +42,9 @@ class StarterFeatures:
         self.tag = f"{self.cfg.name}-{self.cfg.digest()}-v{FEATURE_VERSION}"
         prompts = [self.cfg.bridge_prompt.format(c) for c in imagenet_class_names()]
         path = self.cache_dir / f"{self.tag}-class_text.npz"
-        class_text = self._cached(path, lambda: {"x": self.text_features(prompts, progress=False)})["x"]
+        class_text = self._cached(path, lambda: {"x": self.text_features(prompts, progress=False)})[
+            "x"
+        ]
         self.set_class_text(class_text)
 
     def set_class_text(self, class_text: np.ndarray) -> None:
@@ -50,7 +53,9 @@ class StarterFeatures:
         self.model.visual.bridge.class_text.copy_(torch.from_numpy(class_text))
         self.class_text = class_text
 
-    def _cached(self, path: Path, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    def _cached(
+        self, path: Path, make: Callable[[], dict[str, np.ndarray]]
+    ) -> dict[str, np.ndarray]:
         if path.is_file():
             with np.load(path, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
@@ -58,7 +63,9 @@ class StarterFeatures:
         _atomic_save(path, **arrays)
         return arrays
 
-    def text_features(self, texts: Sequence[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    def text_features(
+        self, texts: Sequence[str], batch_size: int = 64, progress: bool = True
+    ) -> np.ndarray:
         """Mean-pooled MiniLM states, before any projection: float32 (N, 384)."""
         import torch
 
@@ -66,7 +73,9 @@ class StarterFeatures:
         out = []
         with torch.inference_mode():
             for i in tqdm(range(0, len(texts), batch_size), desc="text", disable=not progress):
-                ids = self.tokenizer(list(texts[i : i + batch_size])).to(self.device)
+                ids = trim_padding(
+                    self.tokenizer(list(texts[i : i + batch_size])), text.config.pad_token_id
+                ).to(self.device)
                 mask = (ids != text.config.pad_token_id).long()
                 states = text.transformer(input_ids=ids, attention_mask=mask)
                 out.append(text.pooler(states, mask).float().cpu().numpy())
@@ -88,9 +97,14 @@ class StarterFeatures:
                 out.append(self.model.visual.head_inputs(batch).float().cpu().numpy())
         return np.concatenate(out)
 
-    def for_manifest(self, manifest: Path, items: list[PairItem], texts: list[str]) -> dict[str, np.ndarray]:
+    def for_manifest(
+        self, manifest: Path, items: list[PairItem], texts: list[str]
+    ) -> dict[str, np.ndarray]:
         """Features of one manifest's items and texts, from the cache when it has them."""
-        path = self.cache_dir / f"{self.tag}-{Path(manifest).parent.name}-{manifest_digest(manifest)}.npz"
+        path = (
+            self.cache_dir
+            / f"{self.tag}-{Path(manifest).parent.name}-{manifest_digest(manifest)}.npz"
+        )
 
         def make() -> dict[str, np.ndarray]:
             return {
@@ -102,5 +116,7 @@ class StarterFeatures:
 
         data = self._cached(path, make)
         if list(data["ids"]) != [it.item_id for it in items] or list(data["texts"]) != list(texts):
-            raise RuntimeError(f"Feature cache {path} does not match its manifest; delete it and rerun.")
+            raise RuntimeError(
+                f"Feature cache {path} does not match its manifest; delete it and rerun."
+            )
         return data

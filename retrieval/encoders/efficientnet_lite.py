@@ -10,7 +10,7 @@ stage layout rather than hard-coded, so a wrong layout fails loudly in `map_stat
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from retrieval.errors import ModelUnavailableError
 
@@ -26,15 +26,20 @@ IMAGE_STD = (0.5, 0.5, 0.5)
 
 # Within one block: package name -> timm name. Inverted-residual blocks (with `_expand_conv`).
 _IR = {
-    "_expand_conv": "conv_pw", "_bn0": "bn1",
-    "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-    "_project_conv": "conv_pwl", "_bn2": "bn3",
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
 }
 # Depthwise-separable blocks (no expansion): the projection is `conv_pw`, batch norms shift down.
 _DS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _STEM_HEAD = {
-    "_conv_stem": "conv_stem", "_bn0": "bn1",
-    "_conv_head": "conv_head", "_bn1": "bn2",
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
     "_fc": "classifier",
 }
 
@@ -80,10 +85,12 @@ def map_state_dict(
     package_sd: dict[str, torch.Tensor], timm_model: torch.nn.Module
 ) -> dict[str, torch.Tensor]:
     """Rename every package tensor to its timm key; raise if any key or shape does not line up."""
-    stage_depths = [len(stage) for stage in timm_model.blocks]
+    blocks: Any = timm_model.blocks
+    stage_depths = [len(stage) for stage in blocks]
     layout = block_layout(stage_depths)
     ds_blocks = {
-        int(k.split(".")[1]) for k in package_sd
+        int(k.split(".")[1])
+        for k in package_sd
         if k.startswith("_blocks.") and k.split(".")[1].isdigit()
     } - {int(k.split(".")[1]) for k in package_sd if "._expand_conv." in k}
     target = timm_model.state_dict()

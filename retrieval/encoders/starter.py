@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from retrieval.encoders.base import EmbeddingSpace, UnsupportedModalityError
+from retrieval.encoders.base import EmbeddingSpace, UnsupportedModalityError, l2_normalize
 from retrieval.encoders.openclip import OpenClipEncoder
 from retrieval.encoders.registry import default_device, register_encoder
 from retrieval.errors import ModelUnavailableError
@@ -33,10 +33,44 @@ class AudioTower(Protocol):
     def encode_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> np.ndarray: ...
 
 
+def trim_padding(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Drop trailing all-padding columns: same outputs (masked, absolute positions), far less work.
+
+    The HF tokenizer pads every batch to the full context (128), while captions are ~15 tokens.
+    """
+    real = (ids != pad_id).any(dim=0).nonzero()
+    return ids[:, : int(real.max()) + 1] if len(real) else ids[:, :1]
+
+
 class StarterEncoder(OpenClipEncoder):
     """OpenClipEncoder plus token-level access for the re-ranker and an optional audio tower."""
 
     audio_tower: AudioTower | None = None
+
+    @property
+    def _model(self) -> Any:
+        return self.model
+
+    @property
+    def _text(self) -> Any:  # HFTextEncoder; typed loosely because nn.Module attrs are dynamic
+        return self.model.text
+
+    @property
+    def _visual(self) -> Any:  # StarterVisual
+        return self.model.visual
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        import torch
+
+        pad = self._text.config.pad_token_id
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                ids = trim_padding(self.tokenizer(list(texts[i : i + batch_size])), pad)
+                out.append(self._model.encode_text(ids.to(self.device)).float().cpu().numpy())
+        if not out:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return l2_normalize(np.concatenate(out))
 
     def image_tokens(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Trunk feature map as tokens: float32 (N, 49, 1280) at 224 px, not projected."""
@@ -46,7 +80,7 @@ class StarterEncoder(OpenClipEncoder):
         with torch.inference_mode():
             for i in range(0, len(images), batch_size):
                 batch = torch.stack([self.preprocess(im) for im in images[i : i + batch_size]])
-                out.append(self.model.visual.tokens(batch.to(self.device)).float().cpu().numpy())
+                out.append(self._visual.tokens(batch.to(self.device)).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 0, 0), dtype=np.float32)
 
     def text_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -54,9 +88,10 @@ class StarterEncoder(OpenClipEncoder):
         import torch
 
         with torch.inference_mode():
-            ids = self.tokenizer(list(texts)).to(self.device)  # (N, T), padded with pad_token_id
-            mask = (ids != self.model.text.config.pad_token_id).long()
-            out = self.model.text.transformer(input_ids=ids, attention_mask=mask)
+            pad = self._text.config.pad_token_id
+            ids = trim_padding(self.tokenizer(list(texts)), pad).to(self.device)  # (N, T)
+            mask = (ids != pad).long()
+            out = self._text.transformer(input_ids=ids, attention_mask=mask)
         return out.last_hidden_state.float().cpu().numpy(), mask.cpu().numpy()
 
     def encode_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> np.ndarray:
@@ -92,11 +127,14 @@ def build_starter_encoder(
     meta: dict[str, Any] = load_heads(model, path)
     version = meta.get("head_version", cfg.heads)
     preprocess = open_clip.image_transform(
-        cfg.vision_cfg.get("image_size", 224), is_train=False,
-        mean=cfg.image_mean, std=cfg.image_std,
+        cfg.vision_cfg.get("image_size", 224),
+        is_train=False,
+        mean=cfg.image_mean,
+        std=cfg.image_std,
     )
+    text: Any = model.text
     tokenizer = open_clip.tokenizer.HFTokenizer(
-        model.text.transformer.name_or_path, context_length=cfg.text_cfg.get("context_length", 128)
+        text.transformer.name_or_path, context_length=cfg.text_cfg.get("context_length", 128)
     )
     space = EmbeddingSpace(model=cfg.name, head_version=version, dim=cfg.embed_dim)
     return StarterEncoder(model, preprocess, tokenizer, space, device=default_device(device))
@@ -116,10 +154,13 @@ def open_towers(device: str = "cpu") -> tuple[torch.nn.Module, Any, Any]:
     cfg = StarterConfig.load("starter")
     model = build_starter(cfg).to(device)
     preprocess = open_clip.image_transform(
-        cfg.vision_cfg.get("image_size", 224), is_train=False,
-        mean=cfg.image_mean, std=cfg.image_std,
+        cfg.vision_cfg.get("image_size", 224),
+        is_train=False,
+        mean=cfg.image_mean,
+        std=cfg.image_std,
     )
+    text: Any = model.text
     tokenizer = open_clip.tokenizer.HFTokenizer(
-        model.text.transformer.name_or_path, context_length=cfg.text_cfg.get("context_length", 128)
+        text.transformer.name_or_path, context_length=cfg.text_cfg.get("context_length", 128)
     )
     return model, preprocess, tokenizer

