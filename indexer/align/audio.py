@@ -46,9 +46,8 @@ class ValSet:
     text_index: np.ndarray
 
 
-def contrastive_loss(
-    a: torch.Tensor, t: torch.Tensor, tid: torch.Tensor, scale: torch.Tensor
-) -> torch.Tensor:
+def contrastive_loss(a: torch.Tensor, t: torch.Tensor, tid: torch.Tensor, scale: torch.Tensor
+                     ) -> torch.Tensor:
     uniq, col = torch.unique(tid, return_inverse=True)  # col: (B,) index into the batch's texts
     logits = scale * a @ t[uniq].T  # (B, U_b)
     a2t = nn.functional.cross_entropy(logits, col)
@@ -61,10 +60,8 @@ def contrastive_loss(
 def embed_head(head: AudioHead, features: np.ndarray, batch: int = 1024) -> np.ndarray:
     head.eval()
     with torch.inference_mode():
-        out = [
-            head(torch.from_numpy(features[i : i + batch]).float()).numpy()
-            for i in range(0, len(features), batch)
-        ]
+        out = [head(torch.from_numpy(features[i : i + batch]).float()).numpy()
+               for i in range(0, len(features), batch)]
     return np.concatenate(out).astype(np.float32)
 
 
@@ -88,29 +85,19 @@ def train_audio_head(
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    head = AudioHead(
-        AudioHeadConfig(
-            in_dim=features.shape[-1],
-            n_tokens=features.shape[1],
-            hidden=config.hidden,
-            out_dim=targets.shape[1],
-            dropout=config.dropout,
-        )
-    )
+    head = AudioHead(AudioHeadConfig(in_dim=features.shape[-1], n_tokens=features.shape[1],
+                                     hidden=config.hidden, out_dim=targets.shape[1],
+                                     dropout=config.dropout))
     opt = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(features) // config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1
-    )
+        opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1)
     _, counts = np.unique(groups, return_counts=True)
     size = dict(zip(np.unique(groups), counts, strict=True))
     weight = np.array([size[g] ** -config.balance_power for g in groups])
     weight /= weight.sum()
-    x, t, tid = (
-        torch.from_numpy(features).float(),
-        torch.from_numpy(targets).float(),
-        torch.from_numpy(target_index).long(),
-    )
+    x, t, tid = (torch.from_numpy(features).float(), torch.from_numpy(targets).float(),
+                 torch.from_numpy(target_index).long())
     best = (-1.0, None, -1, {})
     history = []
     bar = tqdm(range(config.epochs), desc="align audio head")
@@ -118,9 +105,7 @@ def train_audio_head(
         head.train()
         for _ in range(steps_per_epoch):
             idx = torch.from_numpy(rng.choice(len(x), size=config.batch_size, p=weight))
-            loss = contrastive_loss(
-                head(x[idx]), t, tid[idx], head.logit_scale.exp().clamp(max=100)
-            )
+            loss = contrastive_loss(head(x[idx]), t, tid[idx], head.logit_scale.exp().clamp(max=100))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -131,9 +116,5 @@ def train_audio_head(
         if score > best[0]:
             best = (score, copy.deepcopy(head.state_dict()), epoch, per)
     head.load_state_dict(best[1])
-    return head.eval(), {
-        "best_epoch": best[2],
-        "best_val": best[0],
-        "best_val_per_set": best[3],
-        "history": history,
-    }
+    return head.eval(), {"best_epoch": best[2], "best_val": best[0], "best_val_per_set": best[3],
+                         "history": history}
