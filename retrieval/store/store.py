@@ -129,7 +129,13 @@ class Store:
                 for media_key, text_key, kind in link_list:
                     if media_key in ids and text_key in ids:
                         s.merge(Link(media_id=ids[media_key], text_id=ids[text_key], kind=kind))
-            for key, path, reason in errors:
+            # A key's error record is its latest outcome: re-running over the same bad file
+            # must not count it twice, and a file that now indexes is no longer an error.
+            error_list = list(errors)
+            settled = sorted(set(added) | {key for key, _, _ in error_list})
+            for i in range(0, len(settled), 500):
+                s.execute(delete(IngestError).where(IngestError.key.in_(settled[i : i + 500])))
+            for key, path, reason in error_list:
                 s.add(IngestError(key=key, path=path, reason=reason))
         return WriteResult(added=added, modalities=modalities, removed=removed)
 
