@@ -241,3 +241,13 @@ def test_store_reopens_with_its_data(store: Store) -> None:
         assert again.get_meta("schema_version") == "1"
     finally:
         again.close()
+
+
+def test_error_record_is_the_latest_outcome_per_key(store: Store) -> None:
+    vec = unit_rows(1, DIM)[0]
+    store.write_batch([], errors=[("bad", "/x/bad.jpg", "truncated"), ("worse", None, "x")])
+    store.write_batch([], errors=[("bad", "/x/bad.jpg", "truncated again")])
+    assert store.error_count() == 2
+    assert ("bad", "/x/bad.jpg", "truncated again") in store.errors()
+    store.write_batch([_image("bad", vec)])  # the file was fixed and now indexes
+    assert store.errors() == [("worse", None, "x")]

@@ -1,0 +1,245 @@
+"""Ingestion end to end on real COCO photos with the tiny encoder: bad files are reported and
+skipped, re-runs add nothing, changed files are replaced, and index and store always agree."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import coco_entries, seeded_rng, sqlite_url, write_manifest
+from PIL import Image
+
+from indexer.pipeline import IngestReport, Ingestor
+from indexer.sources import ManifestSource
+from retrieval.catalogue import Catalogue
+from retrieval.errors import CatalogueError, SpaceMismatchError
+from retrieval.index import FaissIndex
+from retrieval.media.image import decode_image
+from retrieval.search import Query, SearchService
+
+N_GOOD = 15
+CAPTIONS = 5  # per COCO photo
+
+
+def build_scenario(root: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """A manifest of N_GOOD real photos plus a corrupt image, a truncated JPEG, a missing file and
+    a line of broken JSON (lines 16..19)."""
+    good = coco_entries(N_GOOD)
+    spare = coco_entries(1, skip=N_GOOD)[0]
+    (root / "corrupt.jpg").write_bytes(seeded_rng(5).bytes(3001))
+    data = Path(spare["image"]).read_bytes()
+    (root / "trunc.jpg").write_bytes(data[: len(data) // 2])
+    rows: list[dict[str, Any] | str] = list(good)
+    rows += [
+        {"id": "corrupt", "image": "corrupt.jpg", "captions": ["noise"]},
+        {"id": "trunc", "image": "trunc.jpg", "captions": ["half a photo"]},
+        {"id": "missing", "image": "missing.jpg", "captions": ["never there"]},
+        '{"id": "broken", "image": ',
+    ]
+    return write_manifest(root / "items.jsonl", rows), good
+
+
+def ingest(data_dir: Path, manifest: Path, encoder: Any, batch_size: int = 8) -> IngestReport:
+    with Catalogue.open(data_dir, db_url=sqlite_url(data_dir)) as cat:
+        return Ingestor(cat, encoder, batch_size=batch_size).ingest(ManifestSource(manifest),
+                                                                    progress=False)
+
+
+def open_cat(data_dir: Path) -> Catalogue:
+    return Catalogue.open(data_dir, db_url=sqlite_url(data_dir), create=False)
+
+
+def assert_index_matches_store(data_dir: Path) -> None:
+    """In memory, and from the files on disk, each index holds exactly the store's ids."""
+    with open_cat(data_dir) as cat:
+        for modality in ("image", "text", "audio"):
+            want = cat.store.ids(modality)
+            np.testing.assert_array_equal(cat.index(modality).ids(), want)
+            path = data_dir / "index" / f"{modality}.faiss"
+            if len(want):
+                on_disk = FaissIndex.load(path, cat.space.dim, "Flat")  # type: ignore[union-attr]
+                np.testing.assert_array_equal(on_disk.ids(), want)
+        assert cat.repairs == []
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Any) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("pipeline")
+    manifest, good = build_scenario(root)
+    data_dir = root / "data"
+    report = ingest(data_dir, manifest, tiny_encoder)
+    return {"root": root, "manifest": manifest, "good": good, "data_dir": data_dir, "report": report}
+
+
+@pytest.fixture
+def scenario_copy(scenario: dict[str, Any], tmp_path: Path) -> Path:
+    data_dir = tmp_path / "data"
+    shutil.copytree(scenario["data_dir"], data_dir)
+    return data_dir
+
+
+def test_only_good_items_are_catalogued(scenario: dict[str, Any]) -> None:
+    report, good = scenario["report"], scenario["good"]
+    assert report.entries == N_GOOD + 4
+    assert report.added == {"image": N_GOOD, "text": N_GOOD * CAPTIONS}
+    assert (report.unchanged, report.replaced) == (0, 0)
+    with open_cat(scenario["data_dir"]) as cat:
+        assert cat.counts() == {"image": N_GOOD, "text": N_GOOD * CAPTIONS}
+        images = list(cat.store.iter_items("image"))
+        assert sorted(r.key for r in images) == sorted(e["id"] for e in good)
+        for key in ("corrupt", "trunc", "missing", "corrupt#caption0", "trunc#caption0"):
+            assert cat.store.get_by_key(key) is None
+
+
+def test_each_failure_has_a_specific_reason(scenario: dict[str, Any]) -> None:
+    failed = dict(scenario["report"].failed)
+    assert sorted(failed) == [f"items.jsonl:{n}" for n in (16, 17, 18, 19)]
+    assert "UnsupportedMediaError" in failed["items.jsonl:16"] and "corrupt.jpg" in failed["items.jsonl:16"]
+    assert "truncat" in failed["items.jsonl:17"].lower() and "trunc.jpg" in failed["items.jsonl:17"]
+    assert "No such file" in failed["items.jsonl:18"] and "missing.jpg" in failed["items.jsonl:18"]
+    assert failed["items.jsonl:19"].startswith("invalid JSON")
+    with open_cat(scenario["data_dir"]) as cat:
+        assert cat.store.error_count() == 4
+        assert {where for _, where, _ in cat.store.errors()} == set(failed)
+        info = cat.info()
+    assert info["skipped_files"] == 4
+    assert info["counts"] == {"image": N_GOOD, "text": N_GOOD * CAPTIONS}
+    assert info["indexes"]["image"]["count"] == N_GOOD
+    assert info["space"] == {"model": "tiny-test", "head_version": "seed0", "dim": 32}
+    report_json = json.loads(json.dumps(scenario["report"].to_json()))
+    assert len(report_json["failed"]) == 4 and set(report_json["failed"][0]) == {"where", "reason"}
+
+
+def test_item_rows_describe_their_files(scenario: dict[str, Any]) -> None:
+    good = {e["id"]: e for e in scenario["good"]}
+    with open_cat(scenario["data_dir"]) as cat:
+        for rec in cat.store.iter_items("image"):
+            path = Path(good[rec.key]["image"])
+            data = path.read_bytes()
+            assert rec.path == str(path)
+            assert rec.content_hash == hashlib.sha256(data).hexdigest()
+            assert rec.size_bytes == len(data) and rec.mime == "image/jpeg"
+            assert (rec.width, rec.height) == Image.open(path).size
+            caps = cat.store.get_items(rec.linked)
+            assert sorted(c.text for c in caps.values()) == sorted(good[rec.key]["captions"])
+            assert all(c.linked == [rec.id] for c in caps.values())
+
+
+def test_index_and_store_agree(scenario: dict[str, Any]) -> None:
+    assert_index_matches_store(scenario["data_dir"])
+
+
+def test_every_image_finds_itself_first(scenario: dict[str, Any], tiny_encoder: Any) -> None:
+    with open_cat(scenario["data_dir"]) as cat:
+        service = SearchService(cat, tiny_encoder)
+        images = list(cat.store.iter_items("image"))
+        queries = [Query(image=decode_image(Path(r.path))) for r in images]  # type: ignore[arg-type]
+        results = service.search_many(queries, target="image", k=3)
+        for rec, res in zip(images, results, strict=True):
+            assert res.hits[0].id == rec.id
+            assert res.hits[0].score == pytest.approx(1.0, abs=1e-4)
+            assert res.hits[1].score < res.hits[0].score - 1e-4
+            assert [h.modality for h in res.hits] == ["image"] * 3
+
+
+def test_caption_query_returns_that_caption(scenario: dict[str, Any], tiny_encoder: Any) -> None:
+    with open_cat(scenario["data_dir"]) as cat:
+        service = SearchService(cat, tiny_encoder)
+        caption = scenario["good"][6]["captions"][2]
+        res = service.search(Query(text=caption), target="text", k=5)
+        assert res.hits[0].text == caption and res.hits[0].modality == "text"
+        assert res.hits[0].score == pytest.approx(1.0, abs=1e-4)
+        assert all(h.modality == "text" and h.text for h in res.hits)
+
+
+def test_rerun_adds_nothing(scenario: dict[str, Any], scenario_copy: Path, tiny_encoder: Any) -> None:
+    report = ingest(scenario_copy, scenario["manifest"], tiny_encoder, batch_size=7)
+    assert report.added == {} and report.replaced == 0
+    assert report.unchanged == N_GOOD * (1 + CAPTIONS)
+    assert len(report.failed) == 4
+    with open_cat(scenario_copy) as cat:
+        assert cat.counts() == {"image": N_GOOD, "text": N_GOOD * CAPTIONS}
+        # The same four bad files are still four skipped files, not eight.
+        assert cat.store.error_count() == 4
+    assert_index_matches_store(scenario_copy)
+
+
+def test_second_manifest_is_added_incrementally(
+    scenario: dict[str, Any], scenario_copy: Path, tiny_encoder: Any, tmp_path: Path
+) -> None:
+    more = coco_entries(3, skip=N_GOOD + 1) + scenario["good"][:2]
+    report = ingest(scenario_copy, write_manifest(tmp_path / "more.jsonl", more), tiny_encoder)
+    assert report.added == {"image": 3, "text": 3 * CAPTIONS}
+    assert report.unchanged == 2 * (1 + CAPTIONS) and not report.failed
+    with open_cat(scenario_copy) as cat:
+        assert cat.counts() == {"image": N_GOOD + 3, "text": (N_GOOD + 3) * CAPTIONS}
+        assert cat.store.error_count() == 4
+    assert_index_matches_store(scenario_copy)
+
+
+def test_changed_file_is_replaced_and_searchable(tmp_path: Path, tiny_encoder: Any) -> None:
+    photos = coco_entries(3) + coco_entries(1, skip=30)
+    for e in photos[:3]:
+        shutil.copy(e["image"], tmp_path / f"{e['id']}.jpg")
+        e["image"] = f"{e['id']}.jpg"
+    manifest = write_manifest(tmp_path / "items.jsonl", photos[:3])
+    data_dir = tmp_path / "data"
+    ingest(data_dir, manifest, tiny_encoder)
+    target = photos[1]
+    with open_cat(data_dir) as cat:
+        old = cat.store.get_by_key(target["id"])
+    assert old is not None
+
+    shutil.copy(photos[3]["image"], tmp_path / target["image"])  # same key, new content
+    report = ingest(data_dir, manifest, tiny_encoder)
+    assert report.replaced == 1 and report.added == {"image": 1}
+    assert report.unchanged == 2 + 3 * CAPTIONS
+    with open_cat(data_dir) as cat:
+        new = cat.store.get_by_key(target["id"])
+        assert new is not None and new.id != old.id
+        assert new.content_hash == hashlib.sha256((tmp_path / target["image"]).read_bytes()).hexdigest()
+        assert cat.get_item(old.id) is None
+        assert old.id not in cat.index("image").ids()
+        assert sorted(new.linked) == sorted(old.linked)  # captions kept and re-linked
+        assert cat.counts() == {"image": 3, "text": 3 * CAPTIONS}
+        res = SearchService(cat, tiny_encoder).search(
+            Query(image=decode_image(tmp_path / target["image"])), target="image", k=3)
+        assert res.hits[0].id == new.id and res.hits[0].score == pytest.approx(1.0, abs=1e-4)
+        assert old.id not in [h.id for h in res.hits]
+    assert_index_matches_store(data_dir)
+
+
+def test_fixed_file_clears_its_error(scenario: dict[str, Any], tmp_path: Path, tiny_encoder: Any) -> None:
+    photo = coco_entries(1)[0]
+    (tmp_path / "p.jpg").write_bytes(Path(photo["image"]).read_bytes()[:2000])
+    manifest = write_manifest(tmp_path / "items.jsonl", [{"id": "p", "image": "p.jpg"}])
+    data_dir = tmp_path / "data"
+    assert len(ingest(data_dir, manifest, tiny_encoder).failed) == 1
+    shutil.copy(photo["image"], tmp_path / "p.jpg")
+    report = ingest(data_dir, manifest, tiny_encoder)
+    assert report.added == {"image": 1} and not report.failed
+    with open_cat(data_dir) as cat:
+        assert cat.store.error_count() == 0
+
+
+def test_other_model_is_refused(scenario_copy: Path, tiny_encoder: Any) -> None:
+    from dataclasses import replace
+
+    class Other:
+        space = replace(tiny_encoder.space, model="another-model")
+
+    with open_cat(scenario_copy) as cat, pytest.raises(SpaceMismatchError, match="another-model"):
+        Ingestor(cat, Other())  # type: ignore[arg-type]
+
+
+def test_one_writer_per_data_dir(scenario: dict[str, Any], scenario_copy: Path, tiny_encoder: Any) -> None:
+    with open_cat(scenario_copy) as first, open_cat(scenario_copy) as second:
+        first.lock_for_writing()
+        with pytest.raises(CatalogueError, match="Another process is writing"):
+            Ingestor(second, tiny_encoder).ingest(ManifestSource(scenario["manifest"]), progress=False)
+        first.unlock()
