@@ -59,8 +59,9 @@ def load_items(dataset: str, root: Path | None = None) -> list[AudioItem]:
         else:
             text = row["captions"][0]
             train = (text,)
-        items.append(AudioItem(row["id"], root / row["audio"], dataset, text, train,
-                               split_of(row["id"])))
+        items.append(
+            AudioItem(row["id"], root / row["audio"], dataset, text, train, split_of(row["id"]))
+        )
     return items
 
 
@@ -70,7 +71,8 @@ def mfcc_stats(samples: np.ndarray, n_mfcc: int = 40) -> np.ndarray:
     import torchaudio
 
     mfcc = torchaudio.transforms.MFCC(
-        sample_rate=16000, n_mfcc=n_mfcc,
+        sample_rate=16000,
+        n_mfcc=n_mfcc,
         melkwargs={"n_fft": 400, "hop_length": 160, "n_mels": 64},
     )
     with torch.inference_mode():
@@ -100,31 +102,42 @@ def build_cache(cache: Path, datasets: Sequence[str], transcribe_splits: Sequenc
     from tqdm import tqdm
 
     from retrieval.encoders.audio_whisper import WhisperAudioTower
-    from retrieval.media.audio import decode_audio
 
     tower = WhisperAudioTower()
     Path(cache).mkdir(parents=True, exist_ok=True)
+    # Features for every set first (minutes), transcripts after (slow: full 30 s windows).
     for name in datasets:
         items = load_items(name)
-        clips = [decode_audio(it.path, max_seconds=30.0, allow_silence=True)
-                 for it in tqdm(items, desc=f"decode {name}")]
         ids = np.array([it.id for it in items])
-        if not cache_path(cache, name, "whisper").is_file():
-            feats = [tower.token_features(clips[s : s + 64])
-                     for s in tqdm(range(0, len(clips), 64), desc=f"whisper {name}")]
-            np.savez(cache_path(cache, name, "whisper"), ids=ids, values=np.concatenate(feats))
-        if not cache_path(cache, name, "mfcc").is_file():
-            np.savez(cache_path(cache, name, "mfcc"), ids=ids,
-                     values=np.stack([mfcc_stats(c.samples) for c in clips]))
-        if not cache_path(cache, name, "transcripts").is_file():
-            sel = [k for k, it in enumerate(items) if it.split in transcribe_splits]
-            rows = []
-            for s in tqdm(range(0, len(sel), 16), desc=f"transcribe {name}"):
-                rows += tower.transcribe_detailed([clips[k] for k in sel[s : s + 16]])
-            np.savez(cache_path(cache, name, "transcripts"), ids=ids[sel],
-                     values=np.array([r.text for r in rows]),
-                     no_speech=np.array([r.no_speech_prob for r in rows], np.float32),
-                     logprob=np.array([r.avg_logprob for r in rows], np.float32))
+        if cache_path(cache, name, "whisper").is_file() and cache_path(cache, name, "mfcc").is_file():
+            continue
+        clips = _decode(items, name)
+        feats = [tower.token_features(clips[s : s + 64])
+                 for s in tqdm(range(0, len(clips), 64), desc=f"whisper {name}")]
+        np.savez(cache_path(cache, name, "whisper"), ids=ids, values=np.concatenate(feats))
+        np.savez(cache_path(cache, name, "mfcc"), ids=ids,
+                 values=np.stack([mfcc_stats(c.samples) for c in clips]))
+    for name in datasets:
+        if cache_path(cache, name, "transcripts").is_file():
+            continue
+        items = [it for it in load_items(name) if it.split in transcribe_splits]
+        clips = _decode(items, name)
+        rows = []
+        for s in tqdm(range(0, len(clips), 16), desc=f"transcribe {name}"):
+            rows += tower.transcribe_detailed(clips[s : s + 16])
+        np.savez(cache_path(cache, name, "transcripts"), ids=np.array([it.id for it in items]),
+                 values=np.array([r.text for r in rows]),
+                 no_speech=np.array([r.no_speech_prob for r in rows], np.float32),
+                 logprob=np.array([r.avg_logprob for r in rows], np.float32))
+
+
+def _decode(items: Sequence[AudioItem], name: str) -> list:
+    from tqdm import tqdm
+
+    from retrieval.media.audio import decode_audio
+
+    return [decode_audio(it.path, max_seconds=30.0, allow_silence=True)
+            for it in tqdm(items, desc=f"decode {name}")]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

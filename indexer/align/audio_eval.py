@@ -1,8 +1,7 @@
-"""Retrieval scores for the audio alignment job and benchmark (exact, brute force).
+"""Text<->audio retrieval scores for the audio alignment job and benchmark.
 
-R@k: fraction of queries with at least one relevant item in the top k. mAP@10: mean over queries
-of AP@10 = sum_{k<=10} P@k * rel_k / min(#relevant, 10). Texts that are identical count as one
-gallery entry, and every audio clip with that text is relevant to it.
+Metric definitions are retrieval.metrics' (R@k, mAP@10, chance). Texts that are identical count
+as one gallery entry, and every audio clip with that text is relevant to it.
 """
 
 from __future__ import annotations
@@ -13,19 +12,11 @@ import numpy as np
 
 
 def scores(sim: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict:
-    """`sim` (Q, G) similarities, `relevant` (Q, G) bool. Ties are broken by gallery order."""
-    order = np.argsort(-sim, axis=1, kind="stable")
-    hits = np.take_along_axis(relevant, order, axis=1)  # (Q, G) in rank order
-    out: dict = {f"R@{k}": float(hits[:, :k].any(axis=1).mean()) for k in ks}
-    top = hits[:, :10].astype(np.float64)
-    precision = np.cumsum(top, axis=1) / np.arange(1, top.shape[1] + 1)
-    denom = np.minimum(relevant.sum(axis=1), 10).clip(min=1)
-    out["mAP@10"] = float(((precision * top).sum(axis=1) / denom).mean())
-    out["queries"] = int(sim.shape[0])
-    out["gallery"] = int(sim.shape[1])
-    # Chance R@1: expected share of relevant items in the gallery for a random ranking.
-    out["chance_R@1"] = float((relevant.sum(axis=1) / sim.shape[1]).mean())
-    return out
+    """`sim` (Q, G) similarities, `relevant` (Q, G) bool -> retrieval.metrics.retrieval_report."""
+    from retrieval.metrics import retrieval_report
+
+    sets = [np.flatnonzero(row).tolist() for row in relevant]
+    return retrieval_report(sim, list(range(sim.shape[1])), sets, ks=ks)
 
 
 def text_gallery(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:

