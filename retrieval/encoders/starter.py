@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from retrieval.media.audio import Audio
+    from retrieval.modality import Modality
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -93,6 +94,13 @@ class StarterEncoder(OpenClipEncoder):
             mask = (ids != pad).long()
             out = self._text.transformer(input_ids=ids, attention_mask=mask)
         return out.last_hidden_state.float().cpu().numpy(), mask.cpu().numpy()
+
+    def encode_with_tokens(self, modality: Modality, items: Sequence, batch_size: int | None = None
+                           ) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        """Vectors + re-ranker token sets in one tower pass (owned by retrieval/rerank/tokens.py)."""
+        from retrieval.rerank.tokens import starter_encode_with_tokens
+
+        return starter_encode_with_tokens(self, modality, items, batch_size)
 
     def encode_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> np.ndarray:
         if self.audio_tower is None:

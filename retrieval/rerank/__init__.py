@@ -1,0 +1,64 @@
+"""Re-rankers: a registry of named factories, and the shipped re-ranker of each embedding space.
+
+`create_reranker(name, space_key=None)` builds one by name (weights are read only here);
+`reranker_for_space(encoder)` returns the re-ranker shipped for that encoder's space, or None
+when the model has none. Nothing loads at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from retrieval.errors import UnknownModelError
+
+if TYPE_CHECKING:
+    from retrieval.encoders.base import Encoder
+    from retrieval.rerank.reranker import CrossAttentionReranker
+
+RerankerFactory = Callable[..., "CrossAttentionReranker"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "encoders" / "weights"
+STARTER_RERANKER = "starter-reranker-v1"
+# encoder model name (EmbeddingSpace.model) -> the re-ranker shipped for it
+SHIPPED: dict[str, str] = {"starter": STARTER_RERANKER}
+
+_REGISTRY: dict[str, RerankerFactory] = {}
+
+
+def register_reranker(name: str) -> Callable[[RerankerFactory], RerankerFactory]:
+    def deco(fn: RerankerFactory) -> RerankerFactory:
+        if name in _REGISTRY:
+            raise ValueError(f"Re-ranker {name!r} is registered twice.")
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def list_rerankers() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_reranker(name: str, space_key: str | None = None) -> CrossAttentionReranker:
+    """Build the re-ranker called `name`; with `space_key`, refuse one made for another space."""
+    if name not in _REGISTRY:
+        raise UnknownModelError(f"Unknown re-ranker {name!r}. Available: {list_rerankers()}")
+    return _REGISTRY[name](space_key=space_key)
+
+
+def reranker_for_space(encoder: Encoder) -> CrossAttentionReranker | None:
+    """The shipped re-ranker for `encoder`'s space; None when its model ships none. An artifact
+    trained for other heads of the same model raises SpaceMismatchError (the fix is in it)."""
+    name = SHIPPED.get(encoder.space.model)
+    if name is None:
+        return None
+    return create_reranker(name, space_key=encoder.space.key())
+
+
+@register_reranker(STARTER_RERANKER)
+def _starter_reranker(space_key: str | None = None) -> CrossAttentionReranker:
+    from retrieval.rerank.reranker import load_reranker
+
+    return load_reranker(WEIGHTS_DIR / f"{STARTER_RERANKER}.safetensors", space_key)
