@@ -267,15 +267,23 @@ class Catalogue:
             self.index(modality)
         result = self.store.write_batch(items, links or [], errors or [])
         touched: set[str] = set()
+        rebuilt: set[str] = set()  # these already hold the just-committed rows (read from the store)
+        by_removed: dict[str, list[int]] = {}
         for old_id, modality in result.removed.items():
-            self._remove_from_index(modality, [old_id])
-            touched.add(modality)
+            by_removed.setdefault(modality, []).append(old_id)
+        for modality, old_ids in by_removed.items():
+            if self._remove_from_index(modality, old_ids):
+                rebuilt.add(modality)
+            else:
+                touched.add(modality)
         by_mod: dict[str, list[tuple[int, np.ndarray]]] = {}
         for it in items:
             new_id = result.added.get(it.key)
             if new_id is not None:
                 by_mod.setdefault(it.modality, []).append((new_id, it.vector))
         for modality, rows in by_mod.items():
+            if modality in rebuilt:
+                continue
             index = self.index(modality)
             if index.dim != len(rows[0][1]) or not isinstance(index, FaissIndex):
                 index = self.rebuild(modality, self.factory_for(modality))
@@ -294,12 +302,15 @@ class Catalogue:
                 self.save_index(modality, self._indexes[modality])
         self._dirty.clear()
 
-    def _remove_from_index(self, modality: str, ids: list[int]) -> None:
+    def _remove_from_index(self, modality: str, ids: list[int]) -> bool:
+        """True when the index had to be rebuilt from the store instead."""
         index = self.index(modality)
         try:
             index.remove(np.asarray(ids, dtype=np.int64))
         except NotImplementedError:
             self.rebuild(modality, index.factory)
+            return True
+        return False
 
     def delete_item(self, item_id: int) -> bool:
         """Delete one item; deleting a media item also deletes captions that describe only it."""
