@@ -78,8 +78,13 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_encoder():  # noqa: ANN201 - an Encoder
+    import torch
+
     from retrieval.encoders import create_encoder
 
+    # The tiny model's matrices are far too small for intra-op threads to pay: on a busy 2-core
+    # machine two threads made each batch ~30x slower than one.
+    torch.set_num_threads(1)
     return create_encoder("tiny-test", device="cpu")
 
 
