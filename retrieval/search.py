@@ -90,10 +90,13 @@ class SearchResult:
 
 
 class Reranker(Protocol):
-    """What the service needs of a re-ranker (see retrieval/rerank)."""
+    """What the service needs of a re-ranker (see retrieval/rerank): reorder the over-fetched
+    `hits` and return the best k of them. `query_tokens` (n, D) come from the same encoder call as
+    `query_vector` (None when the encoder has none); `query` is None for catalogue-item queries."""
 
-    def rerank(self, query: Query, query_vector: np.ndarray, hits: list[Hit], k: int,
-               catalogue: Catalogue) -> list[Hit]: ...
+    def rerank(self, query: Query | None, query_vector: np.ndarray, hits: list[Hit], k: int,
+               catalogue: Catalogue, query_tokens: np.ndarray | None = None,
+               query_modality: str | None = None) -> list[Hit]: ...
 
 
 class SearchService:
@@ -114,7 +117,13 @@ class SearchService:
 
     def encode_queries(self, queries: Sequence[Query]) -> np.ndarray:
         """Batch-encode mixed queries, grouped by modality; (Q, dim) float32."""
+        return self._encode(queries, with_tokens=False)[0]
+
+    def _encode(self, queries: Sequence[Query], with_tokens: bool
+                ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """Vectors (Q, dim) and, with_tokens, each query's token set from the SAME encoder call."""
         out = np.zeros((len(queries), self.encoder.dim), dtype=np.float32)
+        tokens: list[np.ndarray | None] = [None] * len(queries)
         for modality in ALL_MODALITIES:
             idx = [i for i, q in enumerate(queries) if q.modality == modality]
             if not idx:
@@ -124,8 +133,13 @@ class SearchService:
                 else queries[i].image if modality == Modality.IMAGE else queries[i].audio
                 for i in idx
             ]
-            out[idx] = self.encoder.encode(modality, payload)
-        return out
+            if with_tokens:
+                out[idx], sets = self.encoder.encode_with_tokens(modality, payload)
+                for j, i in enumerate(idx):
+                    tokens[i] = None if sets is None else sets[j]
+            else:
+                out[idx] = self.encoder.encode(modality, payload)
+        return out, tokens
 
     def search(self, query: Query, *, target: str = "any", k: int = 10,
                rerank: bool | None = None, filters: dict[str, Any] | None = None) -> SearchResult:
@@ -137,26 +151,56 @@ class SearchService:
             raise CrossmediaError(f"Unknown target {target!r}. Use one of {list(TARGETS)}.")
         if not 1 <= k <= self.max_k:
             raise CrossmediaError(f"k must be between 1 and {self.max_k}, got {k}.")
-        t0 = time.perf_counter()
-        vectors = self.encode_queries(queries)
-        t1 = time.perf_counter()
         use_rerank = self.reranker is not None and (rerank is None or rerank)
-        depth = k * self.overfetch if use_rerank else k
+        t0 = time.perf_counter()
+        vectors, tokens = self._encode(queries, with_tokens=use_rerank)
+        t1 = time.perf_counter()
+        depth = self.rerank_depth(k) if use_rerank else k
         candidates = self.search_vectors(vectors, target=target, k=depth, filters=filters)
         t2 = time.perf_counter()
         results = []
         per_query = {"encode": (t1 - t0) * 1e3 / len(queries), "search": (t2 - t1) * 1e3 / len(queries)}
-        for query, vec, cands in zip(queries, vectors, candidates, strict=True):
-            t3 = time.perf_counter()
-            hits = self._hydrate(cands, vec)
-            t4 = time.perf_counter()
-            timings = dict(per_query, metadata=(t4 - t3) * 1e3)
-            if use_rerank and hits:
+        for query, vec, toks, cands in zip(queries, vectors, tokens, candidates, strict=True):
+            timings = dict(per_query)
+            if use_rerank and cands:
                 assert self.reranker is not None
-                hits = self.reranker.rerank(query, vec, hits, k, self.catalogue)
-                timings["rerank"] = (time.perf_counter() - t4) * 1e3
+                t3 = time.perf_counter()
+                bare = [Hit(id=i, modality=m, score=s, first_stage_score=s) for i, s, m in cands]
+                ranked = self.reranker.rerank(query, vec, bare, k, self.catalogue, query_tokens=toks,
+                                              query_modality=str(query.modality))
+                first = {i: s for i, s, _ in cands}
+                cands = [(h.id, h.score, h.modality) for h in ranked[:k]]
+                timings["rerank"] = (time.perf_counter() - t3) * 1e3
+            else:
+                first = None
+            t4 = time.perf_counter()
+            hits = self._hydrate(cands, vec, first)
+            timings["metadata"] = (time.perf_counter() - t4) * 1e3
             results.append(SearchResult(query=query.describe(), hits=hits[:k], timings_ms=timings))
         return results
+
+    def rerank_depth(self, k: int) -> int:
+        """How many first-stage candidates the re-ranker sees for a top k (k x overfetch)."""
+        return k * self.overfetch
+
+    def rerank_vectors(self, query_ids: Sequence[int], vectors: np.ndarray, *, target: str = "any",
+                       k: int = 10, filters: dict[str, Any] | None = None
+                       ) -> list[list[tuple[int, float, str]]]:
+        """Re-ranked search for queries that are catalogue items (their token sets are stored):
+        [(id, score, modality)] per query; the first stage when no re-ranker is set."""
+        if self.reranker is None:
+            return self.search_vectors(vectors, target=target, k=k, filters=filters)
+        candidates = self.search_vectors(vectors, target=target, k=self.rerank_depth(k), filters=filters)
+        stored = self.catalogue.store.token_sets(list(query_ids))
+        records = self.catalogue.store.get_items(list(query_ids))
+        out = []
+        for qid, vec, cands in zip(query_ids, vectors, candidates, strict=True):
+            bare = [Hit(id=i, modality=m, score=s, first_stage_score=s) for i, s, m in cands]
+            rec = records.get(qid)
+            ranked = self.reranker.rerank(None, vec, bare, k, self.catalogue, query_tokens=stored.get(qid),
+                                          query_modality=rec.modality if rec is not None else None)
+            out.append([(h.id, h.score, h.modality) for h in ranked[:k]])
+        return out
 
     def search_vectors(self, vectors: np.ndarray, *, target: str = "any", k: int = 10,
                        filters: dict[str, Any] | None = None) -> list[list[tuple[int, float, str]]]:
@@ -189,7 +233,8 @@ class SearchService:
         return [r for r in rows if r[0] in items and all(
             items[r[0]].attrs.get(key) == value for key, value in filters.items())]
 
-    def _hydrate(self, cands: list[tuple[int, float, str]], qvec: np.ndarray) -> list[Hit]:
+    def _hydrate(self, cands: list[tuple[int, float, str]], qvec: np.ndarray,
+                 first_stage: dict[int, float] | None = None) -> list[Hit]:
         records = self.catalogue.store.get_items([c[0] for c in cands])
         hits = []
         for item_id, score, modality in cands:
@@ -198,7 +243,7 @@ class SearchService:
                 continue  # deleted between search and join
             hit = Hit(id=rec.id, modality=modality, score=score, key=rec.key, path=rec.path,
                       text=rec.text, attrs=rec.attrs, mime=rec.mime, linked=rec.linked,
-                      first_stage_score=score)
+                      first_stage_score=score if first_stage is None else first_stage[item_id])
             if modality == "audio" and (rec.duration or 0) > 30:
                 hit.segment = self._best_segment(item_id, qvec)
             hits.append(hit)
