@@ -71,6 +71,28 @@ def write_manifest(path: Path, rows: list[dict[str, Any] | str]) -> Path:
     return path
 
 
+N_GOOD = 15  # good photos in the ingestion scenario
+CAPTIONS = 5  # per COCO photo
+
+
+def build_scenario(root: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """A manifest of N_GOOD real photos plus a corrupt image, a truncated JPEG, a missing file and
+    a line of broken JSON (lines 16..19)."""
+    good = coco_entries(N_GOOD)
+    spare = coco_entries(1, skip=N_GOOD)[0]
+    (root / "corrupt.jpg").write_bytes(seeded_rng(5).bytes(3001))
+    data = Path(spare["image"]).read_bytes()
+    (root / "trunc.jpg").write_bytes(data[: len(data) // 2])
+    rows: list[dict[str, Any] | str] = list(good)
+    rows += [
+        {"id": "corrupt", "image": "corrupt.jpg", "captions": ["noise"]},
+        {"id": "trunc", "image": "trunc.jpg", "captions": ["half a photo"]},
+        {"id": "missing", "image": "missing.jpg", "captions": ["never there"]},
+        '{"id": "broken", "image": ',
+    ]
+    return write_manifest(root / "items.jsonl", rows), good
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return require_shared_data()

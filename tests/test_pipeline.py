@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import coco_entries, seeded_rng, sqlite_url, write_manifest
+from conftest import CAPTIONS, N_GOOD, build_scenario, coco_entries, sqlite_url, write_manifest
 from PIL import Image
 
 from indexer.pipeline import IngestReport, Ingestor
@@ -21,28 +21,6 @@ from retrieval.errors import CatalogueError, SpaceMismatchError
 from retrieval.index import FaissIndex
 from retrieval.media.image import decode_image
 from retrieval.search import Query, SearchService
-
-N_GOOD = 15
-CAPTIONS = 5  # per COCO photo
-
-
-def build_scenario(root: Path) -> tuple[Path, list[dict[str, Any]]]:
-    """A manifest of N_GOOD real photos plus a corrupt image, a truncated JPEG, a missing file and
-    a line of broken JSON (lines 16..19)."""
-    good = coco_entries(N_GOOD)
-    spare = coco_entries(1, skip=N_GOOD)[0]
-    (root / "corrupt.jpg").write_bytes(seeded_rng(5).bytes(3001))
-    data = Path(spare["image"]).read_bytes()
-    (root / "trunc.jpg").write_bytes(data[: len(data) // 2])
-    rows: list[dict[str, Any] | str] = list(good)
-    rows += [
-        {"id": "corrupt", "image": "corrupt.jpg", "captions": ["noise"]},
-        {"id": "trunc", "image": "trunc.jpg", "captions": ["half a photo"]},
-        {"id": "missing", "image": "missing.jpg", "captions": ["never there"]},
-        '{"id": "broken", "image": ',
-    ]
-    return write_manifest(root / "items.jsonl", rows), good
-
 
 def ingest(data_dir: Path, manifest: Path, encoder: Any, batch_size: int = 8) -> IngestReport:
     with Catalogue.open(data_dir, db_url=sqlite_url(data_dir)) as cat:
