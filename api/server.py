@@ -49,6 +49,7 @@ def serve(
             f"only ({settings.host}:{settings.port}). Set CROSSMEDIA_API_KEYS to serve on a "
             "network address."
         )
+    configure_process(settings)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -57,3 +58,22 @@ def serve(
         proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def app_from_env() -> Any:
+    """An app built from CROSSMEDIA_* settings, for `uvicorn --factory api.server:app_from_env`
+    (e.g. several worker processes behind one port)."""
+    from api.main import create_app
+
+    settings = load_settings()
+    configure_process(settings)
+    return create_app(settings)
+
+
+def configure_process(settings: Settings) -> None:
+    """Process-wide choices that belong to whoever owns the process: the server entry points,
+    never `create_app` (tests build many apps inside one pytest process)."""
+    if settings.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)

@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     model: str = "starter"
     reranker: str | None = None
     create_catalogue: bool = True
+    torch_threads: int | None = Field(
+        1,
+        ge=1,
+        description="Intra-op threads per request, set by `serve` for the whole process. "
+        "Requests already run in parallel on worker threads; more intra-op threads per request "
+        "mostly spin and steal cores from the event loop. None keeps torch's default.",
+    )
 
     # Network
     host: str = "127.0.0.1"
