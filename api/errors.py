@@ -86,7 +86,10 @@ class ApiError(StarletteHTTPException):
     """An HTTPException that carries a machine-readable code for the error body."""
 
     def __init__(
-        self, status: int, message: str, code: str | None = None,
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(status_code=status, detail=message, headers=headers)
@@ -113,7 +116,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = getattr(exc, "code", None)
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return error_response(exc.status_code, message, code, headers=exc.headers)
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, message, code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -113,8 +113,9 @@ class TimeoutMiddleware:
         task.cancel()
         self._background.add(task)
         task.add_done_callback(self._reap)
-        log.warning("request %s %s timed out after %.1f s", scope["method"], scope["path"],
-                    self.timeout_s)
+        log.warning(
+            "request %s %s timed out after %.1f s", scope["method"], scope["path"], self.timeout_s
+        )
         await error_response(
             504,
             f"The request took longer than {self.timeout_s:g} s (CROSSMEDIA_REQUEST_TIMEOUT_S).",

@@ -57,8 +57,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = engine is None
-        app.state.engine = engine if engine is not None else await run_in_threadpool(
-            Engine.load, settings
+        app.state.engine = (
+            engine if engine is not None else await run_in_threadpool(Engine.load, settings)
         )
         if not settings.auth_enabled:
             log.warning(

@@ -33,8 +33,9 @@ class SearchRequest(BaseModel):
     target: Target = Field("any", description="Modality of the results; 'any' merges all.")
     k: int = Field(10, ge=1, le=MAX_K_SCHEMA, description="Number of results (<= max_k).")
     rerank: bool | None = Field(
-        None, description="Re-rank the top candidates with the cross-attention re-ranker "
-        "(default: on when the server has a re-ranker)."
+        None,
+        description="Re-rank the top candidates with the cross-attention re-ranker "
+        "(default: on when the server has a re-ranker).",
     )
     filters: dict[str, AttrValue] = Field(
         default_factory=dict, description="Keep only items whose attrs equal these values."
@@ -91,8 +92,13 @@ class SearchResponse(BaseModel):
                             "thumb_url": "/v1/items/17/media?thumb=256",
                         }
                     ],
-                    "timings_ms": {"decode": 0.0, "encode": 4.1, "ann": 0.3, "rerank": 9.8,
-                                   "total": 15.2},
+                    "timings_ms": {
+                        "decode": 0.0,
+                        "encode": 4.1,
+                        "ann": 0.3,
+                        "rerank": 9.8,
+                        "total": 15.2,
+                    },
                     "query": {"modality": "text", "target": "image", "k": 10, "rerank": True},
                 }
             ]
@@ -137,8 +143,10 @@ class Item(BaseModel):
     duration: float | None = None
     text: str | None = None
     attrs: dict[str, Any] = Field(default_factory=dict)
-    linked: list[int] = Field(default_factory=list, description="Caption ids of a media item, "
-                              "or the media ids of a caption.")
+    linked: list[int] = Field(
+        default_factory=list,
+        description="Caption ids of a media item, or the media ids of a caption.",
+    )
     media_url: str | None = None
     thumb_url: str | None = None
 

@@ -40,8 +40,9 @@ def serve(
     try:
         settings: Settings = load_settings(settings_file, **overrides)
     except ValidationError as exc:
-        messages = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ")
-                             for e in exc.errors())
+        messages = "; ".join(
+            str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors()
+        )
         raise SystemExit(f"crossmedia serve: invalid settings: {messages}") from exc
     if not settings.auth_enabled:
         print(

@@ -18,7 +18,7 @@ import ipaddress
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
@@ -50,26 +50,24 @@ def parse_api_keys(value: Any) -> dict[str, frozenset[Scope]]:
         else:
             pairs: dict[str, Any] = {}
             for entry in filter(None, (e.strip() for e in text.split(","))):
-                key, sep, scopes = entry.partition(":")
+                key, sep, scope_text = entry.rpartition(":")
                 if not sep:
                     raise ValueError(
-                        f"API key entry {entry[:4]}... has no scopes; write it as KEY:read or "
-                        "KEY:read+write."
+                        "An API key entry has no scopes; write it as KEY:read or KEY:read+write."
                     )
-                pairs[key.strip()] = [s.strip() for s in scopes.split("+")]
+                pairs[key.strip()] = [s.strip() for s in scope_text.split("+")]
             value = pairs
     if not isinstance(value, dict):
         raise ValueError("API keys must be 'KEY:SCOPES,...' or a JSON object {KEY: [SCOPES]}.")
     keys: dict[str, frozenset[Scope]] = {}
-    for key, scopes in value.items():
-        if isinstance(scopes, str):
-            scopes = scopes.split("+")
+    for key, raw in value.items():
+        scopes: list[str] = raw.split("+") if isinstance(raw, str) else list(raw)
         if not isinstance(key, str) or len(key) < 8:
             raise ValueError("Every API key must be a string of at least 8 characters.")
         bad = [s for s in scopes if s not in SCOPES]
         if bad or not scopes:
             raise ValueError(f"Unknown API key scope(s) {bad}; allowed: {list(SCOPES)}.")
-        keys[key] = frozenset(scopes)
+        keys[key] = frozenset(cast(list[Scope], scopes))
     return keys
 
 
@@ -102,7 +100,9 @@ class Settings(BaseSettings):
     # Network
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    api_keys: Annotated[dict[str, frozenset[Scope]], NoDecode] = Field(default_factory=dict, repr=False)
+    api_keys: Annotated[dict[str, frozenset[Scope]], NoDecode] = Field(
+        default_factory=dict, repr=False
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Limits: each answered with a JSON error before any heavy work.

@@ -43,8 +43,9 @@ def build_catalogue(data_dir: Path, model: str, photos: int) -> list[str]:
     try:
         ingestor = Ingestor(catalogue, create_encoder(model))
         for e in entries[:photos]:
-            ingestor.add_upload((COCO / e["image"]).read_bytes(), Path(e["image"]).name,
-                                captions=e["captions"][:2])
+            ingestor.add_upload(
+                (COCO / e["image"]).read_bytes(), Path(e["image"]).name, captions=e["captions"][:2]
+            )
     finally:
         catalogue.close()
     return [c for e in entries for c in e["captions"][2:]]
@@ -55,8 +56,9 @@ def percentiles(latencies_s: Sequence[float]) -> dict[str, float]:
     return {f"p{q}": round(float(np.percentile(ms, q)), 3) for q in (50, 95, 99)}
 
 
-def run_load(call: Callable[[str], None], queries: Sequence[str], concurrency: int,
-             warmup: int = 10) -> dict[str, Any]:
+def run_load(
+    call: Callable[[str], None], queries: Sequence[str], concurrency: int, warmup: int = 10
+) -> dict[str, Any]:
     for q in queries[:warmup]:
         call(q)
 
@@ -69,8 +71,12 @@ def run_load(call: Callable[[str], None], queries: Sequence[str], concurrency: i
     with ThreadPoolExecutor(concurrency) as pool:
         latencies = list(pool.map(timed, queries))
     wall = time.perf_counter() - t0
-    return {"requests": len(queries), "concurrency": concurrency,
-            "throughput_rps": round(len(queries) / wall, 2), **percentiles(latencies)}
+    return {
+        "requests": len(queries),
+        "concurrency": concurrency,
+        "throughput_rps": round(len(queries) / wall, 2),
+        **percentiles(latencies),
+    }
 
 
 def free_port() -> int:
@@ -79,16 +85,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(data_dir: Path, model: str, port: int, torch_threads: int = 1
-                 ) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CROSSMEDIA_DATA_DIR": str(data_dir), "CROSSMEDIA_MODEL": model,
-           "CROSSMEDIA_TORCH_THREADS": str(torch_threads),
-           "CROSSMEDIA_HOST": "127.0.0.1", "CROSSMEDIA_RATE_LIMIT_PER_MINUTE": "0"}
+def start_server(
+    data_dir: Path, model: str, port: int, torch_threads: int = 1
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CROSSMEDIA_DATA_DIR": str(data_dir),
+        "CROSSMEDIA_MODEL": model,
+        "CROSSMEDIA_TORCH_THREADS": str(torch_threads),
+        "CROSSMEDIA_HOST": "127.0.0.1",
+        "CROSSMEDIA_RATE_LIMIT_PER_MINUTE": "0",
+    }
     env.pop("CROSSMEDIA_API_KEYS", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api.server:app_from_env",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-         "--no-access-log"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.server:app_from_env",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         env=env,
     )
     deadline = time.monotonic() + 120
@@ -120,7 +143,9 @@ def http_caller(base: str, k: int, target: str) -> Callable[[str], None]:
     return call
 
 
-def library_caller(data_dir: Path, model: str, k: int, target: str) -> tuple[Callable[[str], None], Any]:
+def library_caller(
+    data_dir: Path, model: str, k: int, target: str
+) -> tuple[Callable[[str], None], Any]:
     from retrieval.catalogue import Catalogue
     from retrieval.encoders import create_encoder
     from retrieval.search import Query, SearchService
@@ -143,8 +168,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--target", default="image")
-    ap.add_argument("--torch-threads", type=int, default=1,
-                    help="intra-op threads, the same for the server and the in-process run")
+    ap.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="intra-op threads, the same for the server and the in-process run",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS / "http_bench.json")
     args = ap.parse_args(argv)
 
@@ -187,10 +216,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         r["throughput_ratio_vs_library"] = round(r["throughput_rps"] / base["throughput_rps"], 2)
 
     result = {
-        "benchmark": "http_bench", "model": args.model, "gallery_photos": args.photos,
-        "k": args.k, "target": args.target, "torch_threads": args.torch_threads, "rows": rows,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "benchmark": "http_bench",
+        "model": args.model,
+        "gallery_photos": args.photos,
+        "k": args.k,
+        "target": args.target,
+        "torch_threads": args.torch_threads,
+        "rows": rows,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "command": "python -m benchmarks.http_bench " + " ".join(argv or sys.argv[1:]),
         "note": "uvicorn (1 worker) and the client share the same cores.",
     }

@@ -19,7 +19,6 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.engine import Engine
-from api.main import create_app
 from api.settings import Settings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

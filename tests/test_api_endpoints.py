@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api_support import coco_bytes, needs_coco, shared_engine, test_settings
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from api.engine import Engine
 from api.main import create_app
-from api_support import coco_bytes, needs_coco, shared_engine, test_settings
 
 pytestmark = needs_coco
 
@@ -94,8 +94,8 @@ def test_text_search_for_images_returns_media_urls(client: TestClient) -> None:
 
 def test_filters_keep_only_matching_attrs(client: TestClient) -> None:
     body = client.post(
-        "/v1/search", json={"text": "people", "target": "image", "k": 10,
-                            "filters": {"label": "odd"}}
+        "/v1/search",
+        json={"text": "people", "target": "image", "k": 10, "filters": {"label": "odd"}},
     ).json()
     assert body["results"], "three odd-labelled photos exist"
     assert all(h["attrs"]["label"] == "odd" for h in body["results"])
@@ -120,8 +120,11 @@ def test_image_search_finds_the_same_photo(
 
 def test_multipart_text_search(client: TestClient, entries: list[dict[str, Any]]) -> None:
     caption = entries[0]["captions"][1]
-    r = client.post("/v1/search", data={"text": caption, "target": "text", "k": "1"},
-                    files={"unused": ("x", b"", "text/plain")})
+    r = client.post(
+        "/v1/search",
+        data={"text": caption, "target": "text", "k": "1"},
+        files={"unused": ("x", b"", "text/plain")},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["results"][0]["text"] == caption
 
@@ -142,15 +145,16 @@ def test_get_item(client: TestClient, entries: list[dict[str, Any]]) -> None:
 
 
 def test_upload_then_search_then_delete(client: TestClient, entries: list[dict[str, Any]]) -> None:
-    photo = (Path(__file__).resolve().parents[2] / "shared/data/coco_mini"
-             / "images").glob("*.jpg")
+    photo = (Path(__file__).resolve().parents[2] / "shared/data/coco_mini" / "images").glob("*.jpg")
     data = sorted(photo)[-1].read_bytes()  # not among the indexed ones
     caption = "an uploaded photo with a unique caption zebra-4711"
     r = client.post(
         "/v1/items",
         files={"file": ("../../evil name.jpg", data, "image/jpeg")},
-        data={"captions": [caption, '["second caption", "third caption"]'],
-              "attrs": '{"label": "uploaded"}'},
+        data={
+            "captions": [caption, '["second caption", "third caption"]'],
+            "attrs": '{"label": "uploaded"}',
+        },
     )
     assert r.status_code == 201, r.text
     item = r.json()
@@ -165,16 +169,22 @@ def test_upload_then_search_then_delete(client: TestClient, entries: list[dict[s
 
     found = client.post("/v1/search", json={"text": caption, "target": "text", "k": 1}).json()
     assert found["results"][0]["text"] == caption
-    by_image = client.post("/v1/search", files={"image": ("q.jpg", data, "image/jpeg")},
-                           data={"target": "image", "k": "1"}).json()
+    by_image = client.post(
+        "/v1/search",
+        files={"image": ("q.jpg", data, "image/jpeg")},
+        data={"target": "image", "k": "1"},
+    ).json()
     assert by_image["results"][0]["id"] == item["id"]
 
     gone = client.delete(f"/v1/items/{item['id']}")
     assert gone.status_code == 200 and gone.json() == {"id": item["id"], "deleted": True}
     assert client.get(f"/v1/items/{item['id']}").status_code == 404
     assert client.delete(f"/v1/items/{item['id']}").status_code == 404
-    after = client.post("/v1/search", files={"image": ("q.jpg", data, "image/jpeg")},
-                        data={"target": "image", "k": "10"}).json()
+    after = client.post(
+        "/v1/search",
+        files={"image": ("q.jpg", data, "image/jpeg")},
+        data={"target": "image", "k": "10"},
+    ).json()
     assert item["id"] not in [h["id"] for h in after["results"]]
     texts = client.post("/v1/search", json={"text": caption, "target": "text", "k": 10}).json()
     assert caption not in [h["text"] for h in texts["results"]]
@@ -224,13 +234,19 @@ def test_metrics_prometheus_format(client: TestClient) -> None:
     assert 'crossmedia_http_requests_total{method="GET",route="/healthz",status="200"}' in text
     assert re.search(
         r'crossmedia_http_requests_total\{method="GET",route="/v1/items/\{item_id\}",'
-        r'status="404"\} \d+', text)
+        r'status="404"\} \d+',
+        text,
+    )
     assert "424242" not in text  # route templates, never raw paths
-    assert 'crossmedia_http_request_duration_seconds_bucket{method="GET",route="/healthz",le="+Inf"}' in text
+    assert (
+        'crossmedia_http_request_duration_seconds_bucket{method="GET",route="/healthz",le="+Inf"}'
+        in text
+    )
     assert re.search(r'crossmedia_items\{modality="image"\} \d+', text)
     for line in text.splitlines():
         assert line.startswith("#") or re.fullmatch(
-            r'[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? [0-9.e+-]+', line), line
+            r'[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? [0-9.e+-]+', line
+        ), line
 
 
 def test_page_and_static(client: TestClient) -> None:

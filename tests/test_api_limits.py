@@ -12,16 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
-
-from api.deps import get_engine
-from api.engine import Engine
-from api.main import create_app
 from api_support import (
     ADMIN_KEY,
     API_KEYS,
-    READ_KEY,
     FSDD,
+    READ_KEY,
     LiveServer,
     coco_bytes,
     fsdd_clip,
@@ -29,6 +24,11 @@ from api_support import (
     shared_engine,
     test_settings,
 )
+from fastapi.testclient import TestClient
+
+from api.deps import get_engine
+from api.engine import Engine
+from api.main import create_app
 
 pytestmark = needs_coco
 
@@ -51,8 +51,9 @@ def photo(world: tuple[Engine, list[dict[str, Any]]]) -> bytes:
 
 
 def make_client(engine: Engine, **overrides: Any) -> TestClient:
-    return TestClient(create_app(test_settings(engine.catalogue.data_dir, **overrides),
-                                 engine=engine))
+    return TestClient(
+        create_app(test_settings(engine.catalogue.data_dir, **overrides), engine=engine)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +73,10 @@ def assert_error(r: Any, status: int, code: str | None = None) -> None:
 
 # -- body size ---------------------------------------------------------------------------------
 
-def _asgi_upload(app: Any, *, content_length: int | None, total: int, chunk: int = 64 * 1024
-                 ) -> tuple[int, dict[str, Any], int]:
+
+def _asgi_upload(
+    app: Any, *, content_length: int | None, total: int, chunk: int = 64 * 1024
+) -> tuple[int, dict[str, Any], int]:
     """Drive the ASGI app with a multipart upload of `total` bytes; returns the status, the JSON
     body and how many body bytes the app actually pulled from the client."""
     pulled = 0
@@ -82,8 +85,10 @@ def _asgi_upload(app: Any, *, content_length: int | None, total: int, chunk: int
     headers = [(b"content-type", b"multipart/form-data; boundary=xyz"), (b"host", b"testserver")]
     if content_length is not None:
         headers.append((b"content-length", str(content_length).encode()))
-    head = (b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\n'
-            b"Content-Type: image/jpeg\r\n\r\n\xff\xd8\xff")
+    head = (
+        b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n\xff\xd8\xff"
+    )
 
     async def receive() -> dict[str, Any]:
         nonlocal pulled, sent_chunks
@@ -97,10 +102,20 @@ def _asgi_upload(app: Any, *, content_length: int | None, total: int, chunk: int
     async def send(message: dict[str, Any]) -> None:
         messages.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": "/v1/items", "raw_path": b"/v1/items", "query_string": b"",
-             "root_path": "", "headers": headers, "client": ("127.0.0.1", 5000),
-             "server": ("testserver", 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/items",
+        "raw_path": b"/v1/items",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
     asyncio.run(app(scope, receive, send))
     start = next(m for m in messages if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
@@ -150,14 +165,16 @@ def test_413_json_for_an_oversized_search(engine: Engine) -> None:
 
 # -- k, text, pixels, bytes, seconds ----------------------------------------------------------
 
+
 def test_k_limit(client: TestClient, photo: bytes) -> None:
     assert_error(client.post("/v1/search", json={"text": "a", "k": 101}), 422, "k_too_large")
     assert_error(client.post("/v1/search", json={"text": "a", "k": 0}), 422)
     assert_error(client.post("/v1/search", json={"text": "a", "k": 10**9}), 422)
     assert_error(client.post("/v1/search", json={"text": "a", "k": "ten"}), 422)
     assert client.post("/v1/search", json={"text": "a", "k": 100}).status_code == 200
-    r = client.post("/v1/search", files={"image": ("q.jpg", photo, "image/jpeg")},
-                    data={"k": "500"})
+    r = client.post(
+        "/v1/search", files={"image": ("q.jpg", photo, "image/jpeg")}, data={"k": "500"}
+    )
     assert_error(r, 422, "k_too_large")
 
 
@@ -206,23 +223,32 @@ def test_text_length_limit(engine: Engine) -> None:
 
 # -- bad input is 4xx -------------------------------------------------------------------------
 
+
 def test_corrupt_and_truncated_images(client: TestClient, photo: bytes) -> None:
     junk = b"\xff\xd8\xff" + bytes(range(256)) * 8
-    for files in ({"image": ("q.jpg", b"not an image at all", "image/jpeg")},
-                  {"image": ("q.jpg", junk, "image/jpeg")}):
+    for files in (
+        {"image": ("q.jpg", b"not an image at all", "image/jpeg")},
+        {"image": ("q.jpg", junk, "image/jpeg")},
+    ):
         assert client.post("/v1/search", files=files).status_code in (415, 422)
     r = client.post("/v1/items", files={"file": ("x.gif", b"GIF89a" + b"\0" * 50, "image/gif")})
     assert r.status_code in (415, 422) and r.json()["error"]["code"] in (
-        "unsupported_media", "invalid_media")
-    assert_error(client.post("/v1/items", files={"file": ("x.jpg", b"hello", "image/jpeg")}),
-                 415, "unsupported_media")
+        "unsupported_media",
+        "invalid_media",
+    )
+    assert_error(
+        client.post("/v1/items", files={"file": ("x.jpg", b"hello", "image/jpeg")}),
+        415,
+        "unsupported_media",
+    )
     truncated = photo[: len(photo) // 3]
     r = client.post("/v1/search", files={"image": ("q.jpg", truncated, "image/jpeg")})
     assert_error(r, 422, "invalid_media")
     r = client.post("/v1/items", files={"file": ("q.jpg", truncated, "image/jpeg")})
     assert_error(r, 422, "invalid_media")
-    assert_error(client.post("/v1/search", files={"image": ("q.jpg", b"", "image/jpeg")}),
-                 422, "empty_file")
+    assert_error(
+        client.post("/v1/search", files={"image": ("q.jpg", b"", "image/jpeg")}), 422, "empty_file"
+    )
     assert_error(client.post("/v1/items", files={"file": ("q.jpg", b"", "image/jpeg")}), 415)
 
 
@@ -239,20 +265,28 @@ def test_corrupt_and_truncated_images(client: TestClient, photo: bytes) -> None:
         ({"content": b"text=a"}, 415, None),
         ({"data": {"text": "a", "filters": "{oops"}}, 422, "invalid_filters"),
         ({"data": {"target": "image"}}, 422, "bad_query"),
-        ({"content": b"--xyz\r\nbroken",
-          "headers": {"content-type": "multipart/form-data; boundary=xyz"}}, 422, "bad_query"),
+        (
+            {
+                "content": b"--xyz\r\nbroken",
+                "headers": {"content-type": "multipart/form-data; boundary=xyz"},
+            },
+            422,
+            "bad_query",
+        ),
     ],
 )
-def test_bad_search_requests(client: TestClient, kwargs: dict[str, Any], status: int,
-                             code: str | None) -> None:
+def test_bad_search_requests(
+    client: TestClient, kwargs: dict[str, Any], status: int, code: str | None
+) -> None:
     if "data" in kwargs:  # force multipart encoding
         kwargs = {**kwargs, "files": {"unused": ("u", b"", "text/plain")}}
     assert_error(client.post("/v1/search", **kwargs), status, code)
 
 
 def test_image_and_text_together_is_422(client: TestClient, photo: bytes) -> None:
-    r = client.post("/v1/search", data={"text": "a dog"},
-                    files={"image": ("q.jpg", photo, "image/jpeg")})
+    r = client.post(
+        "/v1/search", data={"text": "a dog"}, files={"image": ("q.jpg", photo, "image/jpeg")}
+    )
     assert_error(r, 422, "bad_query")
 
 
@@ -266,18 +300,24 @@ def test_image_and_text_together_is_422(client: TestClient, photo: bytes) -> Non
         ({"captions": [f"c{i}" for i in range(21)]}, "too_many_captions"),
     ],
 )
-def test_bad_upload_fields(client: TestClient, photo: bytes, data: dict[str, Any],
-                           code: str) -> None:
+def test_bad_upload_fields(
+    client: TestClient, photo: bytes, data: dict[str, Any], code: str
+) -> None:
     r = client.post("/v1/items", data=data, files={"file": ("q.jpg", photo, "image/jpeg")})
     assert_error(r, 422, code)
 
 
 def test_upload_without_file_is_422(client: TestClient) -> None:
-    assert_error(client.post("/v1/items", data={"captions": "x"},
-                             files={"other": ("a", b"a", "text/plain")}), 422)
+    assert_error(
+        client.post(
+            "/v1/items", data={"captions": "x"}, files={"other": ("a", b"a", "text/plain")}
+        ),
+        422,
+    )
 
 
 # -- time and rate ----------------------------------------------------------------------------
+
 
 class _SlowSearch:
     def __init__(self, inner: Any, delay: float) -> None:
@@ -290,8 +330,7 @@ class _SlowSearch:
 
 def test_request_timeout_is_504_json(engine: Engine) -> None:
     slow = dataclasses.replace(engine, search=_SlowSearch(engine.search, 1.5))
-    app = create_app(test_settings(engine.catalogue.data_dir, request_timeout_s=0.3),
-                     engine=engine)
+    app = create_app(test_settings(engine.catalogue.data_dir, request_timeout_s=0.3), engine=engine)
     app.dependency_overrides[get_engine] = lambda: slow
     with TestClient(app) as c:
         t0 = time.monotonic()
@@ -304,8 +343,7 @@ def test_request_timeout_is_504_json(engine: Engine) -> None:
 
 
 def test_rate_limit_429_with_retry_after(engine: Engine) -> None:
-    with make_client(engine, rate_limit_per_minute=6, rate_limit_burst=3,
-                     api_keys=API_KEYS) as c:
+    with make_client(engine, rate_limit_per_minute=6, rate_limit_burst=3, api_keys=API_KEYS) as c:
         read = {"Authorization": f"Bearer {READ_KEY}"}
         for _ in range(3):
             assert c.get("/v1/stats", headers=read).status_code == 200

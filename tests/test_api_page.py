@@ -8,22 +8,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api_support import COCO, LiveServer, needs_coco, shared_engine, test_settings
 
 from api.engine import Engine
 from api.main import create_app
-from api_support import COCO, LiveServer, needs_coco, shared_engine, test_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 pytestmark = [
     pytest.mark.slow,
     needs_coco,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="Debian chromium missing: apt-get install -y chromium"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian chromium missing: apt-get install -y chromium"
+    ),
 ]
 
 
@@ -97,7 +104,9 @@ def test_upload_image_query_shows_results(page: Any) -> None:
     page.set_input_files("#file", str(photo))
     page.locator("#query-preview img").wait_for()
     page.locator(".card").first.wait_for()
-    page.wait_for_function("() => /result\\(s\\) for/.test(document.querySelector('#message').textContent)")
+    page.wait_for_function(
+        "() => /result\\(s\\) for/.test(document.querySelector('#message').textContent)"
+    )
     assert page.locator(".card").count() >= 5
     assert photo.name in page.inner_text("#message")
 

@@ -13,6 +13,7 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathesis")
 
+from api_support import COCO, build_engine, test_settings  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.checks import (  # noqa: E402
     content_type_conformance,
@@ -22,7 +23,6 @@ from schemathesis.checks import (  # noqa: E402
 )
 
 from api.main import create_app  # noqa: E402
-from api_support import COCO, build_engine, test_settings  # noqa: E402
 
 if not (COCO / "items.jsonl").is_file():
     pytest.skip(f"real test photos missing: {COCO}", allow_module_level=True)
@@ -47,13 +47,22 @@ def _app() -> Any:
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 @schema.parametrize()
-@settings(max_examples=70, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=70,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 def test_api_conforms_to_its_schema(case: Any) -> None:
     _STATE["calls"] = _STATE.get("calls", 0) + 1
     per_op = _STATE.setdefault("per_op", {})

@@ -6,13 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
-from pydantic import ValidationError
-
-from api.engine import Engine
-from api.main import create_app
-from api.server import serve
-from api.settings import Settings, parse_api_keys
 from api_support import (
     ADMIN_KEY,
     API_KEYS,
@@ -23,6 +16,13 @@ from api_support import (
     shared_engine,
     test_settings,
 )
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from api.engine import Engine
+from api.main import create_app
+from api.server import serve
+from api.settings import Settings, parse_api_keys
 
 pytestmark = needs_coco
 
@@ -48,8 +48,12 @@ SEARCH = {"text": "a cat", "k": 2}
 
 
 def test_missing_and_unknown_keys_are_401(client: TestClient) -> None:
-    for headers in ({}, bearer("not-a-known-key"), {"Authorization": "Basic YTpi"},
-                    {"Authorization": "Bearer "}):
+    for headers in (
+        {},
+        bearer("not-a-known-key"),
+        {"Authorization": "Basic YTpi"},
+        {"Authorization": "Bearer "},
+    ):
         r = client.post("/v1/search", json=SEARCH, headers=headers)
         assert r.status_code == 401, headers
         assert r.headers["www-authenticate"] == "Bearer"
@@ -67,7 +71,9 @@ def test_scopes(client: TestClient, world: tuple[Engine, list[dict[str, Any]]]) 
     denied = client.post("/v1/search", json=SEARCH, headers=bearer(WRITE_KEY))
     assert denied.status_code == 403
     assert denied.json()["error"] == {
-        "code": "insufficient_scope", "message": "This API key lacks the 'read' scope."}
+        "code": "insufficient_scope",
+        "message": "This API key lacks the 'read' scope.",
+    }
     upload = {"file": ("x.jpg", coco_bytes(entry), "image/jpeg")}
     assert client.post("/v1/items", files=upload, headers=bearer(READ_KEY)).status_code == 403
     assert client.delete("/v1/items/1", headers=bearer(READ_KEY)).status_code == 403

@@ -68,18 +68,23 @@ def _parse_captions(values: list[str], limit: int) -> list[str]:
             try:
                 parsed = json.loads(stripped)
             except json.JSONDecodeError as exc:
-                raise ApiError(422, "captions: not a valid JSON list of strings.",
-                               "invalid_captions") from exc
+                raise ApiError(
+                    422, "captions: not a valid JSON list of strings.", "invalid_captions"
+                ) from exc
             if not isinstance(parsed, list) or not all(isinstance(c, str) for c in parsed):
-                raise ApiError(422, "captions: the JSON must be a list of strings.",
-                               "invalid_captions")
+                raise ApiError(
+                    422, "captions: the JSON must be a list of strings.", "invalid_captions"
+                )
             captions.extend(parsed)
         elif stripped:
             captions.append(stripped)
     captions = [c.strip() for c in captions if c.strip()]
     if len(captions) > limit:
-        raise ApiError(422, f"At most {limit} captions per item (CROSSMEDIA_MAX_CAPTIONS).",
-                       "too_many_captions")
+        raise ApiError(
+            422,
+            f"At most {limit} captions per item (CROSSMEDIA_MAX_CAPTIONS).",
+            "too_many_captions",
+        )
     return captions
 
 
@@ -89,11 +94,11 @@ def _parse_attrs(raw: str | None) -> dict[str, Any]:
     try:
         attrs = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ApiError(422, 'attrs must be a JSON object, e.g. {"label": "dog"}.',
-                       "invalid_attrs") from exc
+        raise ApiError(
+            422, 'attrs must be a JSON object, e.g. {"label": "dog"}.', "invalid_attrs"
+        ) from exc
     if not isinstance(attrs, dict):
-        raise ApiError(422, 'attrs must be a JSON object, e.g. {"label": "dog"}.',
-                       "invalid_attrs")
+        raise ApiError(422, 'attrs must be a JSON object, e.g. {"label": "dog"}.', "invalid_attrs")
     return attrs
 
 
@@ -127,7 +132,8 @@ async def upload_item(
         Form(description='Caption text; repeat the field or send one JSON list ["a", "b"].'),
     ] = [],  # noqa: B006 - FastAPI copies defaults per request
     attrs: Annotated[
-        str | None, Form(description='JSON object, e.g. {"label": "dog"}.', examples=['{"label": "dog"}'])
+        str | None,
+        Form(description='JSON object, e.g. {"label": "dog"}.', examples=['{"label": "dog"}']),
     ] = None,
 ) -> Item:
     caption_list = _parse_captions(captions, settings.max_captions)
@@ -205,8 +211,10 @@ _thumbs = _ThumbCache()
     response_class=FileResponse,
     responses={
         200: {"description": "The file.", "content": {"image/*": {}, "audio/*": {}}},
-        206: {"description": "Partial content for a Range request.",
-              "content": {"image/*": {}, "audio/*": {}}},
+        206: {
+            "description": "Partial content for a Range request.",
+            "content": {"image/*": {}, "audio/*": {}},
+        },
         **error_responses(400, 401, 403, 404, 416, 422, 429),
     },
 )
@@ -245,9 +253,14 @@ async def get_media(
         except MalformedRangeHeader as exc:
             raise ApiError(400, f"Malformed Range header: {exc.content}", "bad_range") from exc
         except RangeNotSatisfiable as exc:
-            raise ApiError(416, f"Range not satisfiable for a file of {size} bytes.",
-                           headers={"Content-Range": f"bytes */{size}"}) from exc
+            raise ApiError(
+                416,
+                f"Range not satisfiable for a file of {size} bytes.",
+                headers={"Content-Range": f"bytes */{size}"},
+            ) from exc
     return FileResponse(
-        path, media_type=rec.mime or "application/octet-stream", headers=_MEDIA_HEADERS,
+        path,
+        media_type=rec.mime or "application/octet-stream",
+        headers=_MEDIA_HEADERS,
         content_disposition_type="inline",
     )

@@ -66,7 +66,8 @@ async def search(
         params, query = await _from_form(request, settings)
     else:
         raise ApiError(
-            415, "Send application/json (text query) or multipart/form-data (image or audio).",
+            415,
+            "Send application/json (text query) or multipart/form-data (image or audio).",
             "unsupported_content_type",
         )
     t_decode = (time.perf_counter() - t0) * 1e3
@@ -89,7 +90,10 @@ async def search(
 def _run_search(engine: Engine, query: Query, params: SearchRequest) -> Any:
     with engine.lock.read():
         return engine.search.search(
-            query, target=params.target, k=params.k, rerank=params.rerank,
+            query,
+            target=params.target,
+            k=params.k,
+            rerank=params.rerank,
             filters=params.filters or None,
         )
 
@@ -111,8 +115,11 @@ def _hit(h: EngineHit) -> Hit:
 
 def _check_k(params: SearchRequest, settings: Settings) -> SearchRequest:
     if params.k > settings.max_k:
-        raise ApiError(422, f"k={params.k} exceeds the server's limit of {settings.max_k} "
-                       "(CROSSMEDIA_MAX_K).", "k_too_large")
+        raise ApiError(
+            422,
+            f"k={params.k} exceeds the server's limit of {settings.max_k} (CROSSMEDIA_MAX_K).",
+            "k_too_large",
+        )
     return params
 
 
@@ -120,8 +127,12 @@ def _check_text(text: str, settings: Settings) -> str:
     if not text.strip():
         raise ApiError(422, "The text query is empty.", "empty_query")
     if len(text) > settings.max_text_chars:
-        raise ApiError(422, f"The text query is longer than {settings.max_text_chars} characters "
-                       "(CROSSMEDIA_MAX_TEXT_CHARS).", "query_too_long")
+        raise ApiError(
+            422,
+            f"The text query is longer than {settings.max_text_chars} characters "
+            "(CROSSMEDIA_MAX_TEXT_CHARS).",
+            "query_too_long",
+        )
     return text
 
 
@@ -151,15 +162,17 @@ async def _from_form(request: Request, settings: Settings) -> tuple[SearchReques
         try:
             fields["filters"] = json.loads(raw_filters)
         except json.JSONDecodeError as exc:
-            raise ApiError(422, "filters must be a JSON object, e.g. {\"label\": \"dog\"}.",
-                           "invalid_filters") from exc
+            raise ApiError(
+                422, 'filters must be a JSON object, e.g. {"label": "dog"}.', "invalid_filters"
+            ) from exc
     files = {n: form.get(n) for n in ("image", "audio")}
     uploads = {n: f for n, f in files.items() if isinstance(f, UploadFile)}
     text = form.get("text")
     given = len(uploads) + (1 if isinstance(text, str) and text else 0)
     if given != 1:
-        raise ApiError(422, "Send exactly one of: an 'image' file, an 'audio' file or 'text'.",
-                       "bad_query")
+        raise ApiError(
+            422, "Send exactly one of: an 'image' file, an 'audio' file or 'text'.", "bad_query"
+        )
     try:
         params = SearchRequest.model_validate(
             {"text": text if isinstance(text, str) and text else "-", **fields}

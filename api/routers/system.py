@@ -15,9 +15,17 @@ from api.schemas import Health, Ready, Stats, error_responses
 router = APIRouter(tags=["system"])
 
 _PUBLIC_LIMITS = (
-    "max_body_bytes", "max_k", "max_image_bytes", "max_image_pixels", "max_audio_bytes",
-    "max_audio_seconds", "max_text_chars", "max_captions", "request_timeout_s",
-    "rate_limit_per_minute", "rate_limit_burst",
+    "max_body_bytes",
+    "max_k",
+    "max_image_bytes",
+    "max_image_pixels",
+    "max_audio_bytes",
+    "max_audio_seconds",
+    "max_text_chars",
+    "max_captions",
+    "request_timeout_s",
+    "rate_limit_per_minute",
+    "rate_limit_burst",
 )
 
 
@@ -63,11 +71,13 @@ async def stats(principal: ReadAccess, engine: EngineDep, settings: SettingsDep)
     response_class=PlainTextResponse,
     summary="Prometheus metrics (text exposition format)",
     responses={
-        200: {"content": {"text/plain": {"example": "crossmedia_items{modality=\"image\"} 239\n"}}},
+        200: {"content": {"text/plain": {"example": 'crossmedia_items{modality="image"} 239\n'}}},
         **error_responses(401, 403, 429),
     },
 )
-async def metrics(request: Request, principal: ReadAccess, metrics: MetricsDep) -> PlainTextResponse:
+async def metrics(
+    request: Request, principal: ReadAccess, metrics: MetricsDep
+) -> PlainTextResponse:
     engine = getattr(request.app.state, "engine", None)
     counts = await run_in_threadpool(engine.catalogue.counts) if engine is not None else None
     return PlainTextResponse(
