@@ -84,7 +84,7 @@ class Engine:
         )
         try:
             encoder = create_encoder(settings.model)
-            reranker = _create_reranker(settings.reranker)
+            reranker = _create_reranker(settings.reranker, encoder)
             search = SearchService(catalogue, encoder, reranker=reranker)
             ingestor = Ingestor(catalogue, encoder, limits=media_limits(settings))
         except BaseException:
@@ -98,9 +98,14 @@ class Engine:
             self.catalogue.close()
 
 
-def _create_reranker(name: str | None) -> Any:
-    if not name:
-        return None
-    from retrieval.rerank import create_reranker
+def _create_reranker(name: str, encoder: Encoder) -> Any:
+    """ "auto": the re-ranker shipped for the encoder's space (none for some models); "none":
+    first-stage results only; anything else: that registered re-ranker, checked against the
+    encoder's space."""
+    from retrieval.rerank import create_reranker, reranker_for_space
 
-    return create_reranker(name)
+    if name == "auto":
+        return reranker_for_space(encoder)
+    if name == "none":
+        return None
+    return create_reranker(name, space_key=encoder.space.key())

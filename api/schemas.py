@@ -72,7 +72,7 @@ class QueryEcho(BaseModel):
     modality: ModalityName
     target: Target
     k: int
-    rerank: bool | None
+    rerank: bool = Field(description="Whether the results were re-ranked.")
 
 
 class SearchResponse(BaseModel):
@@ -161,6 +161,7 @@ class Stats(BaseModel):
 
     counts: dict[str, int]
     model: str
+    reranker: bool = Field(description="Whether a re-ranker is loaded (`rerank` has effect).")
     info: dict[str, Any] = Field(default_factory=dict)
     limits: dict[str, Any] = Field(default_factory=dict)
 

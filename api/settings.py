@@ -87,7 +87,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("crossmedia-data")
     db_url: str | None = None
     model: str = "starter"
-    reranker: str | None = None
+    reranker: str = Field(
+        "auto",
+        min_length=1,
+        description='"auto": the re-ranker shipped for the model (if any); "none"; or a name.',
+    )
     create_catalogue: bool = True
     torch_threads: int | None = Field(
         1,

@@ -59,6 +59,7 @@ def test_stats_hides_server_paths(client: TestClient, entries: list[dict[str, An
     assert body["counts"]["image"] >= len(entries)
     assert body["counts"]["text"] >= 2 * len(entries)
     assert body["model"] == "tiny-test"
+    assert body["reranker"] is False  # none ships for the tiny test model
     assert body["limits"]["max_k"] == 100
     assert "data_dir" not in body["info"] and "db" not in body["info"]
     assert str(Path("/tmp")) not in str(body)
@@ -79,7 +80,7 @@ def test_text_search_ranks_exact_caption_first(
     assert {h["modality"] for h in results} == {"text"}
     assert all(h["media_url"] is None for h in results)
     assert {"decode", "encode", "total"} <= set(body["timings_ms"])
-    assert body["query"] == {"modality": "text", "target": "text", "k": 5, "rerank": None}
+    assert body["query"] == {"modality": "text", "target": "text", "k": 5, "rerank": False}
 
 
 def test_text_search_for_images_returns_media_urls(client: TestClient) -> None:
@@ -272,3 +273,40 @@ def test_openapi_documents_both_bodies_examples_and_auth(client: TestClient) -> 
     for path in ("/v1/search", "/v1/items"):
         assert {"401", "403", "413", "422", "429"} <= set(spec["paths"][path]["post"]["responses"])
     assert "examples" in spec["components"]["schemas"]["Item"]
+
+
+class _ReverseReranker:
+    """Stands in for the trained re-ranker: puts the first stage's order upside down."""
+
+    def rerank(
+        self, query: Any, query_vector: Any, hits: list[Any], k: int, catalogue: Any, **_: Any
+    ) -> list[Any]:
+        return list(reversed(hits))[:k]
+
+
+def test_rerank_flag_reaches_the_service(
+    world: tuple[Engine, list[dict[str, Any]]], entries: list[dict[str, Any]]
+) -> None:
+    import dataclasses
+
+    from api.deps import get_engine
+    from retrieval.search import SearchService
+
+    engine, _ = world
+    reranking = dataclasses.replace(
+        engine, search=SearchService(engine.catalogue, engine.encoder, _ReverseReranker())
+    )
+    app = create_app(test_settings(engine.catalogue.data_dir), engine=engine)
+    app.dependency_overrides[get_engine] = lambda: reranking
+    caption = entries[4]["captions"][0]
+    with TestClient(app) as c:
+        assert c.get("/v1/stats").json()["reranker"] is True
+        plain = c.post(
+            "/v1/search", json={"text": caption, "target": "text", "k": 3, "rerank": False}
+        ).json()
+        assert plain["results"][0]["text"] == caption
+        assert plain["query"]["rerank"] is False and "rerank" not in plain["timings_ms"]
+        reranked = c.post("/v1/search", json={"text": caption, "target": "text", "k": 3}).json()
+        assert reranked["query"]["rerank"] is True and "rerank" in reranked["timings_ms"]
+        assert reranked["results"][0]["text"] != caption
+        assert [h["score"] for h in reranked["results"]] != [h["score"] for h in plain["results"]]

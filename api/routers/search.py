@@ -82,7 +82,7 @@ async def search(
             modality=query.modality.value,
             target=params.target,
             k=params.k,
-            rerank=params.rerank,
+            rerank=engine.search.reranker is not None and params.rerank is not False,
         ),
     )
 

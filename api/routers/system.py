@@ -61,6 +61,7 @@ async def stats(principal: ReadAccess, engine: EngineDep, settings: SettingsDep)
     return Stats(
         counts=info.get("counts") or engine.catalogue.counts(),
         model=settings.model,
+        reranker=engine.search.reranker is not None,
         info=public,
         limits={k: getattr(settings, k) for k in _PUBLIC_LIMITS},
     )

@@ -318,6 +318,9 @@ async function loadStats() {
     const s = await (await api("/v1/stats")).json();
     $("#stats").textContent = Object.entries(s.counts).map(([m, n]) => `${n} ${m}`).join(" · ")
       + ` · model ${s.model}`;
+    const rerank = $("#rerank");
+    rerank.disabled = !s.reranker;
+    rerank.parentElement.title = s.reranker ? "" : "This server has no re-ranker for its model.";
   } catch (err) {
     $("#stats").textContent = err.status === 401 ? "API key needed" : "";
   }
