@@ -11,6 +11,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from retrieval.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
+from retrieval.media.sniff import sniff
+from retrieval.modality import Modality
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,16 @@ def decode_image(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(raw))
     except UnidentifiedImageError as exc:
+        kind = sniff(raw[:64])
+        if kind is not None and kind[0] == Modality.IMAGE:  # an image format's magic, cut short
+            raise MediaError(f"Truncated or corrupt {kind[1]} data ({exc}).") from exc
         raise UnsupportedMediaError(
             "Not a recognised image (supported: JPEG, PNG, GIF, WebP, BMP, TIFF)."
         ) from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise MediaTooLargeError(f"Image refused as a decompression bomb: {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:  # some decoders (WebP) start at open
+        raise MediaError(f"Truncated or corrupt image data ({exc}).") from exc
     w, h = im.size
     if w * h > limits.max_pixels:
         raise MediaTooLargeError(
