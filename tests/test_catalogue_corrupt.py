@@ -75,7 +75,9 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str, str]] = {
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_damaged_index_file_is_rebuilt(tiny_catalogue: Catalogue, tiny_encoder: Any, damage: str) -> None:
+def test_damaged_index_file_is_rebuilt(
+    tiny_catalogue: Catalogue, tiny_encoder: Any, damage: str
+) -> None:
     queries = _queries(tiny_catalogue)
     before = _results(tiny_catalogue, tiny_encoder, queries)
     assert all(before)
@@ -85,14 +87,18 @@ def test_damaged_index_file_is_rebuilt(tiny_catalogue: Catalogue, tiny_encoder: 
 
     with _reopen(tiny_catalogue) as cat:
         assert _results(cat, tiny_encoder, queries) == before
-        assert any(note.startswith(f"{modality} index: ") and why in note for note in cat.repairs), cat.repairs
+        assert any(
+            note.startswith(f"{modality} index: ") and why in note for note in cat.repairs
+        ), cat.repairs
         _assert_consistent(cat)
     with _reopen(tiny_catalogue) as cat:  # the repair was saved: nothing left to fix
         assert _results(cat, tiny_encoder, queries) == before
         assert cat.repairs == []
 
 
-def test_garbage_info_file_rebuilds_every_index(tiny_catalogue: Catalogue, tiny_encoder: Any) -> None:
+def test_garbage_info_file_rebuilds_every_index(
+    tiny_catalogue: Catalogue, tiny_encoder: Any
+) -> None:
     queries = _queries(tiny_catalogue)
     before = _results(tiny_catalogue, tiny_encoder, queries)
     tiny_catalogue.close()
@@ -107,11 +113,15 @@ def test_garbage_info_file_rebuilds_every_index(tiny_catalogue: Catalogue, tiny_
 
 def _new_texts(encoder: Any, texts: list[str]) -> list[NewItem]:
     vecs = encoder.encode_texts(texts)
-    return [NewItem(key=f"late-{i}", modality="text", content_hash=f"h{i}", vector=v, text=t)
-            for i, (t, v) in enumerate(zip(texts, vecs, strict=True))]
+    return [
+        NewItem(key=f"late-{i}", modality="text", content_hash=f"h{i}", vector=v, text=t)
+        for i, (t, v) in enumerate(zip(texts, vecs, strict=True))
+    ]
 
 
-def test_index_missing_the_last_batch_catches_up(tiny_catalogue: Catalogue, tiny_encoder: Any) -> None:
+def test_index_missing_the_last_batch_catches_up(
+    tiny_catalogue: Catalogue, tiny_encoder: Any
+) -> None:
     texts = ["a red kite over a beach", "three cups of tea", "an empty parking lot at night"]
     result = tiny_catalogue.write(_new_texts(tiny_encoder, texts), save=False)
     assert len(result.added) == 3
@@ -127,7 +137,9 @@ def test_index_missing_the_last_batch_catches_up(tiny_catalogue: Catalogue, tiny
         _assert_consistent(cat)
 
 
-def test_index_ahead_of_the_store_drops_extra_ids(tiny_catalogue: Catalogue, tiny_encoder: Any) -> None:
+def test_index_ahead_of_the_store_drops_extra_ids(
+    tiny_catalogue: Catalogue, tiny_encoder: Any
+) -> None:
     doomed = tiny_catalogue.store.ids("image")[[0, 5, 11]].tolist()
     tiny_catalogue.store.delete_items(doomed)  # behind the index's back
     tiny_catalogue.close()

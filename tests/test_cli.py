@@ -63,13 +63,29 @@ def cli_catalogue(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Any) -
 
         mp.delenv("CROSSMEDIA_DB_URL", raising=False)
         mp.setattr(encoders, "create_encoder", lambda name, device=None: tiny_encoder)
-        result = CliRunner().invoke(app, ["index", str(manifest), "--data-dir", str(data_dir),
-                                          "--model", "tiny-test", "--batch-size", "7", "--json"])
+        result = CliRunner().invoke(
+            app,
+            [
+                "index",
+                str(manifest),
+                "--data-dir",
+                str(data_dir),
+                "--model",
+                "tiny-test",
+                "--batch-size",
+                "7",
+                "--json",
+            ],
+        )
     finally:
         mp.undo()
     assert result.exit_code == 0, (result.output, result.exception)
-    return {"data_dir": data_dir, "manifest": manifest, "good": good,
-            "report": json.loads(result.stdout)}
+    return {
+        "data_dir": data_dir,
+        "manifest": manifest,
+        "good": good,
+        "report": json.loads(result.stdout),
+    }
 
 
 def test_index_report(cli_catalogue: dict[str, Any]) -> None:
@@ -77,13 +93,17 @@ def test_index_report(cli_catalogue: dict[str, Any]) -> None:
     assert report["entries"] == N_GOOD + 4
     assert report["added"] == {"image": N_GOOD, "text": N_GOOD * CAPTIONS}
     assert sorted(f["where"] for f in report["failed"]) == [
-        f"items.jsonl:{n}" for n in (16, 17, 18, 19)]
+        f"items.jsonl:{n}" for n in (16, 17, 18, 19)
+    ]
     assert set(report["seconds"]) == {"read", "decode", "encode", "write"}
 
 
-def test_index_text_report_lists_skipped_files(cli_catalogue: dict[str, Any], tmp_path: Path) -> None:
-    result = invoke("index", cli_catalogue["manifest"], "--data-dir", tmp_path / "d",
-                    "--model", "tiny-test")
+def test_index_text_report_lists_skipped_files(
+    cli_catalogue: dict[str, Any], tmp_path: Path
+) -> None:
+    result = invoke(
+        "index", cli_catalogue["manifest"], "--data-dir", tmp_path / "d", "--model", "tiny-test"
+    )
     assert result.exit_code == 0, result.output
     assert f"added {N_GOOD} image, {N_GOOD * CAPTIONS} text" in result.stdout
     assert "4 skipped" in result.stdout
@@ -96,8 +116,11 @@ def test_info_counts(cli_catalogue: dict[str, Any]) -> None:
     assert info["skipped_files"] == 4
     assert info["space"]["model"] == "tiny-test" and info["space"]["dim"] == 32
     assert info["indexes"]["image"]["count"] == N_GOOD
-    assert info["indexes"]["text"] == {"factory": "Flat", "count": N_GOOD * CAPTIONS,
-                                       "bytes": info["indexes"]["text"]["bytes"]}
+    assert info["indexes"]["text"] == {
+        "factory": "Flat",
+        "count": N_GOOD * CAPTIONS,
+        "bytes": info["indexes"]["text"]["bytes"],
+    }
     text = invoke("info", "--data-dir", cli_catalogue["data_dir"])
     assert text.exit_code == 0
     assert "Skipped files recorded: 4" in text.stdout and "trunc.jpg" in text.stdout
@@ -108,15 +131,26 @@ def test_rerun_through_the_cli_adds_nothing(cli_catalogue: dict[str, Any], tmp_p
 
     data_dir = tmp_path / "data"
     shutil.copytree(cli_catalogue["data_dir"], data_dir)
-    report = ok_json("index", cli_catalogue["manifest"], "--data-dir", data_dir)  # model from catalogue
+    report = ok_json(
+        "index", cli_catalogue["manifest"], "--data-dir", data_dir
+    )  # model from catalogue
     assert report["added"] == {} and report["unchanged"] == N_GOOD * (1 + CAPTIONS)
     assert ok_json("info", "--data-dir", data_dir)["skipped_files"] == 4
 
 
 def test_search_json_shape_text_target(cli_catalogue: dict[str, Any]) -> None:
     caption = cli_catalogue["good"][3]["captions"][1]
-    out = ok_json("search", "--text", caption, "--target", "text", "-k", "5",
-                  "--data-dir", cli_catalogue["data_dir"])
+    out = ok_json(
+        "search",
+        "--text",
+        caption,
+        "--target",
+        "text",
+        "-k",
+        "5",
+        "--data-dir",
+        cli_catalogue["data_dir"],
+    )
     assert {"query", "results"} <= set(out)
     assert out["query"] == caption
     assert len(out["results"]) == 5
@@ -132,12 +166,23 @@ def test_search_json_shape_text_target(cli_catalogue: dict[str, Any]) -> None:
 
 
 def test_search_json_image_target(cli_catalogue: dict[str, Any]) -> None:
-    out = ok_json("search", "--text", "a dog", "--target", "image", "-k", "20",
-                  "--data-dir", cli_catalogue["data_dir"])
+    out = ok_json(
+        "search",
+        "--text",
+        "a dog",
+        "--target",
+        "image",
+        "-k",
+        "20",
+        "--data-dir",
+        cli_catalogue["data_dir"],
+    )
     assert len(out["results"]) == N_GOOD  # k > n: every photo once, no padding
     assert len({r["id"] for r in out["results"]}) == N_GOOD
-    assert all(r["modality"] == "image" and Path(r["path"]).is_file() and r["text"] is None
-               for r in out["results"])
+    assert all(
+        r["modality"] == "image" and Path(r["path"]).is_file() and r["text"] is None
+        for r in out["results"]
+    )
 
 
 def test_every_indexed_image_finds_itself_first(cli_catalogue: dict[str, Any]) -> None:
@@ -146,8 +191,18 @@ def test_every_indexed_image_finds_itself_first(cli_catalogue: dict[str, Any]) -
         images = list(cat.store.iter_items("image"))
     assert len(images) == N_GOOD
     for rec in images:
-        out = ok_json("search", "--image", rec.path, "--target", "image", "-k", "2",  # type: ignore[arg-type]
-                      "--no-rerank", "--data-dir", data_dir)
+        out = ok_json(
+            "search",
+            "--image",
+            rec.path,
+            "--target",
+            "image",
+            "-k",
+            "2",  # type: ignore[arg-type]
+            "--no-rerank",
+            "--data-dir",
+            data_dir,
+        )
         assert out["query"] == {"image": rec.path}
         first, second = out["results"]
         assert first["id"] == rec.id and first["path"] == rec.path
@@ -164,22 +219,28 @@ def test_plain_search_output(cli_catalogue: dict[str, Any]) -> None:
 
 def test_other_model_is_refused(cli_catalogue: dict[str, Any]) -> None:
     data_dir = cli_catalogue["data_dir"]
-    for args in (["search", "--text", "a dog", "--model", OTHER_MODEL, "--data-dir", data_dir],
-                 ["index", cli_catalogue["manifest"], "--model", OTHER_MODEL, "--data-dir", data_dir]):
+    for args in (
+        ["search", "--text", "a dog", "--model", OTHER_MODEL, "--data-dir", data_dir],
+        ["index", cli_catalogue["manifest"], "--model", OTHER_MODEL, "--data-dir", data_dir],
+    ):
         result = invoke(*args)
         assert result.exit_code != 0
         assert isinstance(result.exception, SpaceMismatchError)
         message = str(result.exception)
         assert "'tiny-test'" in message and repr(OTHER_MODEL) in message and "--data-dir" in message
-    assert ok_json("info", "--data-dir", data_dir)["counts"] == {"image": N_GOOD,
-                                                                "text": N_GOOD * CAPTIONS}
+    assert ok_json("info", "--data-dir", data_dir)["counts"] == {
+        "image": N_GOOD,
+        "text": N_GOOD * CAPTIONS,
+    }
 
 
 def test_main_turns_errors_into_exit_code_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = tmp_path / "nowhere"
-    monkeypatch.setattr(sys, "argv", ["crossmedia", "search", "--text", "x", "--data-dir", str(missing)])
+    monkeypatch.setattr(
+        sys, "argv", ["crossmedia", "search", "--text", "x", "--data-dir", str(missing)]
+    )
     with pytest.raises(SystemExit) as info:
         main()
     assert info.value.code == 2
@@ -191,8 +252,15 @@ def test_main_turns_errors_into_exit_code_2(
 def test_search_needs_exactly_one_query(cli_catalogue: dict[str, Any]) -> None:
     result = invoke("search", "--data-dir", cli_catalogue["data_dir"])
     assert result.exit_code == 2 and "exactly one of" in result.output
-    both = invoke("search", "--text", "x", "--image", cli_catalogue["manifest"],
-                  "--data-dir", cli_catalogue["data_dir"])
+    both = invoke(
+        "search",
+        "--text",
+        "x",
+        "--image",
+        cli_catalogue["manifest"],
+        "--data-dir",
+        cli_catalogue["data_dir"],
+    )
     assert both.exit_code == 2
 
 

@@ -16,7 +16,9 @@ def _ids(n: int, seed: int = 1) -> np.ndarray:
     return seeded_rng(seed).choice(2**40, size=n, replace=False).astype(np.int64)
 
 
-def _pair(factory: str, n: int, dim: int, seed: int = 0) -> tuple[VectorIndex, ExactIndex, np.ndarray]:
+def _pair(
+    factory: str, n: int, dim: int, seed: int = 0
+) -> tuple[VectorIndex, ExactIndex, np.ndarray]:
     ids, vecs = _ids(n, seed + 1), unit_rows(n, dim, seed)
     fast = create_index(factory, dim)
     if fast.needs_training:
@@ -118,7 +120,9 @@ def test_hnsw_recall_at_10_against_exact() -> None:
     for q, row in enumerate(got):
         s_all, i_all = exact.search(queries[q : q + 1], 1000)
         exact_scores = dict(zip(i_all[0].tolist(), s_all[0].tolist(), strict=True))
-        np.testing.assert_allclose(scores[q], [exact_scores[int(i)] for i in row], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            scores[q], [exact_scores[int(i)] for i in row], rtol=1e-5, atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("factory", ["Flat", "exact"])

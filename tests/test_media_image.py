@@ -48,7 +48,9 @@ def _close(px: tuple[int, ...], want: tuple[int, ...], tol: int = 0) -> bool:
 def test_exif_orientation_6_rotates_upright(fmt: str, tol: int) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # stored rotated: display needs 90 degrees clockwise
-    data = _encode(_marked(17, 7), fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {}))
+    data = _encode(
+        _marked(17, 7), fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {})
+    )
     im = decode_image(data)
     assert im.mode == "RGB" and im.size == (7, 17)
     # The stored top-left corner is the displayed top-right corner after the rotation.
@@ -124,8 +126,14 @@ def test_each_format_decodes_and_sniffs(fmt: str, tmp_path: Path) -> None:
     data = _encode(_marked(17, 7), fmt, **({"lossless": True} if fmt == "WEBP" else {}))
     im = decode_image(data)
     assert im.mode == "RGB" and im.size == (17, 7)
-    mime = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "BMP": "image/bmp",
-            "TIFF": "image/tiff", "WEBP": "image/webp"}[fmt]
+    mime = {
+        "JPEG": "image/jpeg",
+        "PNG": "image/png",
+        "GIF": "image/gif",
+        "BMP": "image/bmp",
+        "TIFF": "image/tiff",
+        "WEBP": "image/webp",
+    }[fmt]
     assert sniff(data[:64]) == (Modality.IMAGE, mime)
     path = tmp_path / "no_extension"
     path.write_bytes(data)
@@ -137,7 +145,9 @@ def _png_claiming(width: int, height: int) -> bytes:
     """A structurally valid PNG whose IHDR declares width x height but holds one row of data."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
     idat = zlib.compress(b"\x00" + b"\x00" * min(width, 64))
@@ -193,14 +203,28 @@ def test_truncated_jpeg_is_a_media_error_naming_truncation(keep: float) -> None:
     data = _photo_jpeg()
     with pytest.raises(MediaError, match="(?i)truncat") as info:
         decode_image(data[: int(len(data) * keep)])
+    assert not isinstance(info.value, (MediaTooLargeError, UnsupportedMediaError))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "GIF", "BMP", "TIFF", "WEBP"])
+@pytest.mark.parametrize("keep", [0.3, 0.95])
+def test_every_truncated_format_is_a_media_error(fmt: str, keep: float) -> None:
+    arr = (seeded_rng(4).random((33, 17, 3)) * 255).astype(np.uint8)
+    data = _encode(Image.fromarray(arr), fmt)
+    with pytest.raises(MediaError, match="(?i)truncat|corrupt") as info:
+        decode_image(data[: int(len(data) * keep)])
     assert not isinstance(info.value, MediaTooLargeError)
 
 
-@pytest.mark.parametrize("data", [
-    seeded_rng(7).bytes(1001),
-    b"Hello, this is a text file pretending to be a photo.\n" * 7,
-    b"\xff\xd8",  # a JPEG marker and nothing else
-], ids=["random", "text", "two-bytes"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        seeded_rng(7).bytes(1001),
+        b"Hello, this is a text file pretending to be a photo.\n" * 7,
+        b"\xff\xd8",  # a JPEG marker and nothing else
+    ],
+    ids=["random", "text", "two-bytes"],
+)
 def test_non_images_are_unsupported(data: bytes, tmp_path: Path) -> None:
     with pytest.raises(UnsupportedMediaError, match="Not a recognised image"):
         decode_image(data)
@@ -237,27 +261,33 @@ def test_thumbnail_never_upscales() -> None:
     assert thumb.size == (17, 7)
 
 
-@pytest.mark.parametrize("head,mime", [
-    (b"\xff\xd8\xff\xe0" + b"\x00" * 12, "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 8, "image/png"),
-    (b"GIF87a" + b"\x00" * 8, "image/gif"),
-    (b"GIF89a" + b"\x00" * 8, "image/gif"),
-    (b"BM" + b"\x00" * 14, "image/bmp"),
-    (b"II*\x00" + b"\x00" * 8, "image/tiff"),
-    (b"MM\x00*" + b"\x00" * 8, "image/tiff"),
-    (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "image/webp"),
-])
+@pytest.mark.parametrize(
+    "head,mime",
+    [
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 12, "image/jpeg"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 8, "image/png"),
+        (b"GIF87a" + b"\x00" * 8, "image/gif"),
+        (b"GIF89a" + b"\x00" * 8, "image/gif"),
+        (b"BM" + b"\x00" * 14, "image/bmp"),
+        (b"II*\x00" + b"\x00" * 8, "image/tiff"),
+        (b"MM\x00*" + b"\x00" * 8, "image/tiff"),
+        (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "image/webp"),
+    ],
+)
 def test_sniff_image_magic(head: bytes, mime: str) -> None:
     assert sniff(head, "whatever.dat") == (Modality.IMAGE, mime)
 
 
-@pytest.mark.parametrize("head,mime", [
-    (b"RIFF\x10\x00\x00\x00WAVEfmt ", "audio/wav"),
-    (b"fLaC\x00\x00\x00\x22", "audio/flac"),
-    (b"OggS\x00\x02" + b"\x00" * 8, "audio/ogg"),
-    (b"ID3\x04\x00\x00", "audio/mpeg"),
-    (b"\xff\xfb\x90\x64", "audio/mpeg"),  # MPEG-1 layer III frame sync, no ID3 tag
-])
+@pytest.mark.parametrize(
+    "head,mime",
+    [
+        (b"RIFF\x10\x00\x00\x00WAVEfmt ", "audio/wav"),
+        (b"fLaC\x00\x00\x00\x22", "audio/flac"),
+        (b"OggS\x00\x02" + b"\x00" * 8, "audio/ogg"),
+        (b"ID3\x04\x00\x00", "audio/mpeg"),
+        (b"\xff\xfb\x90\x64", "audio/mpeg"),  # MPEG-1 layer III frame sync, no ID3 tag
+    ],
+)
 def test_sniff_audio_magic(head: bytes, mime: str) -> None:
     assert sniff(head, "clip.bin") == (Modality.AUDIO, mime)
 

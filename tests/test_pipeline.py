@@ -14,7 +14,7 @@ import pytest
 from conftest import CAPTIONS, N_GOOD, build_scenario, coco_entries, sqlite_url, write_manifest
 from PIL import Image
 
-from indexer.pipeline import IngestReport, Ingestor
+from indexer.pipeline import Ingestor, IngestReport
 from indexer.sources import ManifestSource
 from retrieval.catalogue import Catalogue
 from retrieval.errors import CatalogueError, SpaceMismatchError
@@ -22,10 +22,12 @@ from retrieval.index import FaissIndex
 from retrieval.media.image import decode_image
 from retrieval.search import Query, SearchService
 
+
 def ingest(data_dir: Path, manifest: Path, encoder: Any, batch_size: int = 8) -> IngestReport:
     with Catalogue.open(data_dir, db_url=sqlite_url(data_dir)) as cat:
-        return Ingestor(cat, encoder, batch_size=batch_size).ingest(ManifestSource(manifest),
-                                                                    progress=False)
+        return Ingestor(cat, encoder, batch_size=batch_size).ingest(
+            ManifestSource(manifest), progress=False
+        )
 
 
 def open_cat(data_dir: Path) -> Catalogue:
@@ -51,7 +53,13 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Any) -> dic
     manifest, good = build_scenario(root)
     data_dir = root / "data"
     report = ingest(data_dir, manifest, tiny_encoder)
-    return {"root": root, "manifest": manifest, "good": good, "data_dir": data_dir, "report": report}
+    return {
+        "root": root,
+        "manifest": manifest,
+        "good": good,
+        "data_dir": data_dir,
+        "report": report,
+    }
 
 
 @pytest.fixture
@@ -77,7 +85,10 @@ def test_only_good_items_are_catalogued(scenario: dict[str, Any]) -> None:
 def test_each_failure_has_a_specific_reason(scenario: dict[str, Any]) -> None:
     failed = dict(scenario["report"].failed)
     assert sorted(failed) == [f"items.jsonl:{n}" for n in (16, 17, 18, 19)]
-    assert "UnsupportedMediaError" in failed["items.jsonl:16"] and "corrupt.jpg" in failed["items.jsonl:16"]
+    assert (
+        "UnsupportedMediaError" in failed["items.jsonl:16"]
+        and "corrupt.jpg" in failed["items.jsonl:16"]
+    )
     assert "truncat" in failed["items.jsonl:17"].lower() and "trunc.jpg" in failed["items.jsonl:17"]
     assert "No such file" in failed["items.jsonl:18"] and "missing.jpg" in failed["items.jsonl:18"]
     assert failed["items.jsonl:19"].startswith("invalid JSON")
@@ -135,7 +146,9 @@ def test_caption_query_returns_that_caption(scenario: dict[str, Any], tiny_encod
         assert all(h.modality == "text" and h.text for h in res.hits)
 
 
-def test_rerun_adds_nothing(scenario: dict[str, Any], scenario_copy: Path, tiny_encoder: Any) -> None:
+def test_rerun_adds_nothing(
+    scenario: dict[str, Any], scenario_copy: Path, tiny_encoder: Any
+) -> None:
     report = ingest(scenario_copy, scenario["manifest"], tiny_encoder, batch_size=7)
     assert report.added == {} and report.replaced == 0
     assert report.unchanged == N_GOOD * (1 + CAPTIONS)
@@ -180,19 +193,25 @@ def test_changed_file_is_replaced_and_searchable(tmp_path: Path, tiny_encoder: A
     with open_cat(data_dir) as cat:
         new = cat.store.get_by_key(target["id"])
         assert new is not None and new.id != old.id
-        assert new.content_hash == hashlib.sha256((tmp_path / target["image"]).read_bytes()).hexdigest()
+        assert (
+            new.content_hash
+            == hashlib.sha256((tmp_path / target["image"]).read_bytes()).hexdigest()
+        )
         assert cat.get_item(old.id) is None
         assert old.id not in cat.index("image").ids()
         assert sorted(new.linked) == sorted(old.linked)  # captions kept and re-linked
         assert cat.counts() == {"image": 3, "text": 3 * CAPTIONS}
         res = SearchService(cat, tiny_encoder).search(
-            Query(image=decode_image(tmp_path / target["image"])), target="image", k=3)
+            Query(image=decode_image(tmp_path / target["image"])), target="image", k=3
+        )
         assert res.hits[0].id == new.id and res.hits[0].score == pytest.approx(1.0, abs=1e-4)
         assert old.id not in [h.id for h in res.hits]
     assert_index_matches_store(data_dir)
 
 
-def test_fixed_file_clears_its_error(scenario: dict[str, Any], tmp_path: Path, tiny_encoder: Any) -> None:
+def test_fixed_file_clears_its_error(
+    scenario: dict[str, Any], tmp_path: Path, tiny_encoder: Any
+) -> None:
     photo = coco_entries(1)[0]
     (tmp_path / "p.jpg").write_bytes(Path(photo["image"]).read_bytes()[:2000])
     manifest = write_manifest(tmp_path / "items.jsonl", [{"id": "p", "image": "p.jpg"}])
@@ -215,9 +234,13 @@ def test_other_model_is_refused(scenario_copy: Path, tiny_encoder: Any) -> None:
         Ingestor(cat, Other())  # type: ignore[arg-type]
 
 
-def test_one_writer_per_data_dir(scenario: dict[str, Any], scenario_copy: Path, tiny_encoder: Any) -> None:
+def test_one_writer_per_data_dir(
+    scenario: dict[str, Any], scenario_copy: Path, tiny_encoder: Any
+) -> None:
     with open_cat(scenario_copy) as first, open_cat(scenario_copy) as second:
         first.lock_for_writing()
         with pytest.raises(CatalogueError, match="Another process is writing"):
-            Ingestor(second, tiny_encoder).ingest(ManifestSource(scenario["manifest"]), progress=False)
+            Ingestor(second, tiny_encoder).ingest(
+                ManifestSource(scenario["manifest"]), progress=False
+            )
         first.unlock()

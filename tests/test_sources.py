@@ -26,20 +26,23 @@ def _write_lines(path: Path, lines: list[str]) -> Path:
 
 def test_jsonl_manifest_good_and_bad_lines(tmp_path: Path) -> None:
     (tmp_path / "img").mkdir()
-    manifest = _write_lines(tmp_path / "items.jsonl", [
-        '{"id": "a", "image": "img/a.jpg", "captions": ["a cat", "  ", "a cat on a mat "], "lens": 35}',
-        '{"id": "b", "image": "img/b.jpg", "caption": "one caption"}',
-        "",
-        '{"id": "c", "image": "img/c.jpg", "captions": ',  # invalid JSON
-        '["not", "an", "object"]',
-        '{"id": "d", "label": "cat"}',  # nothing to index
-        '{"id": "e", "image": "img/e.jpg", "captions": "ok", "text": 7}',
-        '{"id": "f", "image": "img/f.jpg", "captions": [1, 2]}',
-        '{"id": "g", "image": 5}',
-        '{"image": "img/h.jpg"}',  # no id: the media path is the key
-        '{"id": 9, "text": "a standalone note"}',
-        '{"id": "j", "audio": "snd/j.flac", "image": "img/j.jpg", "captions": []}',
-    ])
+    manifest = _write_lines(
+        tmp_path / "items.jsonl",
+        [
+            '{"id": "a", "image": "img/a.jpg", "captions": ["a cat", "  ", "a cat on a mat "], "lens": 35}',
+            '{"id": "b", "image": "img/b.jpg", "caption": "one caption"}',
+            "",
+            '{"id": "c", "image": "img/c.jpg", "captions": ',  # invalid JSON
+            '["not", "an", "object"]',
+            '{"id": "d", "label": "cat"}',  # nothing to index
+            '{"id": "e", "image": "img/e.jpg", "captions": "ok", "text": 7}',
+            '{"id": "f", "image": "img/f.jpg", "captions": [1, 2]}',
+            '{"id": "g", "image": 5}',
+            '{"image": "img/h.jpg"}',  # no id: the media path is the key
+            '{"id": 9, "text": "a standalone note"}',
+            '{"id": "j", "audio": "snd/j.flac", "image": "img/j.jpg", "captions": []}',
+        ],
+    )
     src = open_source(manifest)
     assert isinstance(src, ManifestSource)
     assert len(src) == 11  # non-blank lines
@@ -74,11 +77,18 @@ def test_jsonl_manifest_good_and_bad_lines(tmp_path: Path) -> None:
     assert [m.modality for m in j.media] == [Modality.IMAGE, Modality.AUDIO]
 
 
-def test_manifest_media_paths_resolve_relative_to_the_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_manifest_media_paths_resolve_relative_to_the_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sub = tmp_path / "set"
     sub.mkdir()
-    manifest = _write_lines(sub / "items.jsonl", ['{"id": "x", "image": "../photos/x.jpg"}',
-                                                  f'{{"id": "y", "image": "{tmp_path}/abs.jpg"}}'])
+    manifest = _write_lines(
+        sub / "items.jsonl",
+        [
+            '{"id": "x", "image": "../photos/x.jpg"}',
+            f'{{"id": "y", "image": "{tmp_path}/abs.jpg"}}',
+        ],
+    )
     monkeypatch.chdir(tmp_path.parent)
     x, y = list(ManifestSource(Path(manifest.relative_to(tmp_path.parent))))
     assert x.media[0].path == tmp_path / "photos" / "x.jpg"
@@ -98,8 +108,12 @@ def test_csv_manifest(tmp_path: Path) -> None:
     src = open_source(manifest)
     assert isinstance(src, ManifestSource) and len(src) == 4
     a, b, c, d = list(src)
-    assert (a.where, a.key, a.captions, a.attrs) == ("items.csv:2", "a", ["a dog", "a brown dog"],
-                                                     {"label": "dog"})
+    assert (a.where, a.key, a.captions, a.attrs) == (
+        "items.csv:2",
+        "a",
+        ["a dog", "a brown dog"],
+        {"label": "dog"},
+    )
     assert a.media[0].path == tmp_path / "img" / "a.jpg"
     assert b.captions == [] and b.attrs == {"label": "cat"} and b.error is None
     assert c.where == "items.csv:4" and c.error is not None and "no 'image'" in c.error
@@ -136,8 +150,10 @@ def test_folder_walk_sniffs_content(tmp_path: Path) -> None:
     assert ok["sound.flac"].media[0].modality == Modality.AUDIO
     assert ok["notes.txt"].text == "a note about the photos" and ok["notes.txt"].media == []
     assert list(bad) == ["latin1.txt"] and "not UTF-8" in str(bad["latin1.txt"])
-    assert all("fake" not in e.where and "hidden" not in e.where and "cache" not in e.where
-               for e in entries)
+    assert all(
+        "fake" not in e.where and "hidden" not in e.where and "cache" not in e.where
+        for e in entries
+    )
 
 
 def test_open_source_errors(tmp_path: Path) -> None:

@@ -28,10 +28,14 @@ def _pg_url_or_skip() -> str:
     if url:
         return url
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail("CI=true but CROSSMEDIA_TEST_PG_URL is not set: the PostgreSQL store tests "
-                    "must run in CI (see .ci/run).")
-    pytest.skip("PostgreSQL store tests need CROSSMEDIA_TEST_PG_URL, e.g. "
-                "postgresql+psycopg://crossmedia:crossmedia@127.0.0.1/crossmedia_test")
+        pytest.fail(
+            "CI=true but CROSSMEDIA_TEST_PG_URL is not set: the PostgreSQL store tests "
+            "must run in CI (see .ci/run)."
+        )
+    pytest.skip(
+        "PostgreSQL store tests need CROSSMEDIA_TEST_PG_URL, e.g. "
+        "postgresql+psycopg://crossmedia:crossmedia@127.0.0.1/crossmedia_test"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -80,8 +84,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def _image(key: str, vec: np.ndarray, h: str = "h0", **kw: object) -> NewItem:
-    return NewItem(key=key, modality="image", content_hash=h, vector=vec, path=f"/x/{key}.jpg",
-                   tokens=np.full((3, 5), 0.5, dtype=np.float32), **kw)  # type: ignore[arg-type]
+    return NewItem(
+        key=key,
+        modality="image",
+        content_hash=h,
+        vector=vec,
+        path=f"/x/{key}.jpg",
+        tokens=np.full((3, 5), 0.5, dtype=np.float32),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def _text(key: str, vec: np.ndarray, text: str) -> NewItem:
@@ -114,11 +125,15 @@ def test_insert_batch(store: Store) -> None:
     assert res.removed == {}
     assert {res.modalities[res.added[k]] for k in ("img0", "img1", "img2")} == {"image"}
     assert store.counts() == {"image": 3, "text": 4}
-    np.testing.assert_array_equal(store.ids("image"), sorted(res.added[f"img{i}"] for i in range(3)))
+    np.testing.assert_array_equal(
+        store.ids("image"), sorted(res.added[f"img{i}"] for i in range(3))
+    )
     got = store.vectors_for([res.added["cap1"]], DIM)
     np.testing.assert_array_equal(got[res.added["cap1"]], vecs[4])
     rec = store.get_by_key("img2")
-    assert rec is not None and rec.attrs == {"n": 2, "tags": ["a", "é"]} and rec.path == "/x/img2.jpg"
+    assert (
+        rec is not None and rec.attrs == {"n": 2, "tags": ["a", "é"]} and rec.path == "/x/img2.jpg"
+    )
     assert store.get_by_key("nope") is None
     toks = store.token_sets([res.added["img0"]])[res.added["img0"]]
     assert toks.dtype == np.float16 and toks.shape == (3, 5) and np.all(toks == 0.5)
@@ -170,8 +185,10 @@ def test_links_resolved_by_key_both_directions(store: Store) -> None:
     assert items[a["cap2"]].linked == [a["img1"]]
     assert items[a["cap3"]].linked == []
     # Links to items written in an earlier batch resolve too, and re-linking is idempotent.
-    res2 = store.write_batch([_text("cap9", unit_rows(1, DIM)[0], "late")],
-                             [("img2", "cap9", "caption"), ("img0", "cap0", "caption")])
+    res2 = store.write_batch(
+        [_text("cap9", unit_rows(1, DIM)[0], "late")],
+        [("img2", "cap9", "caption"), ("img0", "cap0", "caption")],
+    )
     items = store.get_items([a["img2"], a["img0"]])
     assert items[a["img2"]].linked == [res2.added["cap9"]]
     assert items[a["img0"]].linked == sorted([a["cap0"], a["cap1"]])
@@ -184,8 +201,17 @@ def test_delete_cascades(store: Store) -> None:
     img0 = store.get_item(a["img0"])
     assert img0 is not None
     seg_vec = unit_rows(1, DIM)[0]
-    res_seg = store.write_batch([NewItem(key="snd", modality="audio", content_hash="s",
-                                         vector=seg_vec, segments=[(0.0, 5.0, seg_vec)])])
+    res_seg = store.write_batch(
+        [
+            NewItem(
+                key="snd",
+                modality="audio",
+                content_hash="s",
+                vector=seg_vec,
+                segments=[(0.0, 5.0, seg_vec)],
+            )
+        ]
+    )
     deleted = store.delete_items([a["img0"], a["cap2"], res_seg.added["snd"], 10**9])
     assert deleted == {a["img0"]: "image", a["cap2"]: "text", res_seg.added["snd"]: "audio"}
     assert store.counts() == {"image": 2, "text": 3}
@@ -201,9 +227,18 @@ def test_delete_cascades(store: Store) -> None:
 
 def test_segments_round_trip(store: Store) -> None:
     vecs = unit_rows(3, DIM)
-    res = store.write_batch([NewItem(key="long", modality="audio", content_hash="a",
-                                     vector=vecs[0], duration=70.0,
-                                     segments=[(0.0, 30.0, vecs[1]), (30.0, 30.0, vecs[2])])])
+    res = store.write_batch(
+        [
+            NewItem(
+                key="long",
+                modality="audio",
+                content_hash="a",
+                vector=vecs[0],
+                duration=70.0,
+                segments=[(0.0, 30.0, vecs[1]), (30.0, 30.0, vecs[2])],
+            )
+        ]
+    )
     segs = store.segments(res.added["long"], DIM)
     assert [(o, d) for o, d, _ in segs] == [(0.0, 30.0), (30.0, 30.0)]
     np.testing.assert_array_equal(np.stack([v for _, _, v in segs]), vecs[1:])
