@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -90,9 +90,7 @@ def run_align(
         )
     features = StarterFeatures(Path(cache_dir), device=device)
     data, counts = gather(manifests, features)
-    cfg = head or HeadConfig()
-    cfg.epochs, cfg.seed = epochs, seed
-    cfg.bridge_dim = data.text.shape[1]
+    cfg = replace(head or HeadConfig(), epochs=epochs, seed=seed, bridge_dim=data.text.shape[1])
     result = train_heads(data, cfg, Path(cache_dir) / "checkpoints", progress=progress)
     m, t = apply_heads(result.heads, data.media, data.text, cfg.bridge_dim)
     val = evaluate_embeddings(data, m, t, "val")
@@ -156,8 +154,9 @@ def write_heads_artifact(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     save_file(
-        {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()},
+        {k: torch.tensor(np.asarray(v)) for k, v in tensors.items()},  # copies: no aliasing
         str(tmp),
         metadata=meta,
     )
+    os.chmod(tmp, 0o644)  # safetensors writes 0600; the artifact is a committed, shared file
     os.replace(tmp, out)
