@@ -72,11 +72,13 @@ class Ingestor:
         self.limits = limits or MediaLimits()
         self.checkpoint_seconds = checkpoint_seconds
         self.workers = workers
+        self._seen: dict[str, str] = {}  # key -> where it was first read, in this run
 
     # -- whole sources ---------------------------------------------------------------------------
     def ingest(self, source: FolderSource | ManifestSource, progress: bool = True) -> IngestReport:
         self.catalogue.lock_for_writing()
         report = IngestReport(source=source.name)
+        self._seen = {}
         last_save = time.monotonic()
         total = len(source)
         with tqdm(total=total, desc="indexing", unit="item", disable=not progress) as bar, \
@@ -98,6 +100,13 @@ class Ingestor:
 
     def _ingest_batch(self, batch: list[Entry], report: IngestReport, pool: ThreadPoolExecutor) -> None:
         t0 = time.perf_counter()
+        for e in batch:
+            # A second entry with the same key would fail the batch's insert (same batch) or
+            # replace the first entry on every run (later batch): the first one wins.
+            if not e.error and e.key in self._seen:
+                e.error = f"duplicate id {e.key!r}: already used at {self._seen[e.key]}"
+            elif not e.error:
+                self._seen[e.key] = e.where
         keys = [k for e in batch if not e.error for k in _keys(e)]
         stored = self.catalogue.store.existing(keys)
         errors: list[tuple[str, str | None, str]] = []
