@@ -244,3 +244,24 @@ def test_one_writer_per_data_dir(
                 ManifestSource(scenario["manifest"]), progress=False
             )
         first.unlock()
+
+
+@pytest.mark.parametrize("batch_size", [7, 1])  # duplicates in one batch, and across batches
+def test_duplicate_ids_first_wins(tmp_path: Path, tiny_encoder: Any, batch_size: int) -> None:
+    photos = coco_entries(3)
+    rows: list[dict[str, Any] | str] = [photos[0], photos[1], dict(photos[2], id=photos[0]["id"])]
+    manifest = write_manifest(tmp_path / "items.jsonl", rows)
+    data_dir = tmp_path / "data"
+    for run in range(2):
+        report = ingest(data_dir, manifest, tiny_encoder, batch_size=batch_size)
+        assert report.failed == [
+            ("items.jsonl:3", f"duplicate id {photos[0]['id']!r}: already used at items.jsonl:1")
+        ]
+        assert report.replaced == 0
+        assert report.added == ({"image": 2, "text": 2 * CAPTIONS} if run == 0 else {})
+    with open_cat(data_dir) as cat:
+        first = cat.store.get_by_key(photos[0]["id"])
+        assert first is not None and first.path == photos[0]["image"]
+        assert cat.counts() == {"image": 2, "text": 2 * CAPTIONS}
+        assert cat.store.error_count() == 1
+    assert_index_matches_store(data_dir)
