@@ -265,3 +265,69 @@ def test_duplicate_ids_first_wins(tmp_path: Path, tiny_encoder: Any, batch_size:
         assert cat.counts() == {"image": 2, "text": 2 * CAPTIONS}
         assert cat.store.error_count() == 1
     assert_index_matches_store(data_dir)
+
+
+def test_folder_source_end_to_end(tmp_path: Path, tiny_encoder: Any) -> None:
+    """Content, not names: a JPEG called .dat is indexed, a text file called .jpg is not; an
+    EXIF-rotated photo is stored with its upright size."""
+    from indexer.sources import FolderSource
+
+    photos = coco_entries(2)
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(photos[0]["image"], folder / "sub" / "first.dat")
+    im = Image.open(photos[1]["image"])
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    im.save(folder / "rotated.jpg", exif=exif.tobytes(), quality=90)
+    (folder / "fake.jpg").write_text("not a photo")
+    (folder / "note.txt").write_text("a note", encoding="utf-8")
+    (folder / ".hidden.jpg").write_bytes((folder / "rotated.jpg").read_bytes())
+    data_dir = tmp_path / "data"
+    with Catalogue.open(data_dir, db_url=sqlite_url(data_dir)) as cat:
+        report = Ingestor(cat, tiny_encoder).ingest(FolderSource(folder), progress=False)
+        assert report.added == {"image": 2, "text": 1} and not report.failed
+        rotated = cat.store.get_by_key(str(folder / "rotated.jpg"))
+        assert rotated is not None and (rotated.width, rotated.height) == (im.height, im.width)
+        assert rotated.attrs == {"file": "rotated.jpg"}
+        first = cat.store.get_by_key(str(folder / "sub" / "first.dat"))
+        assert first is not None and first.mime == "image/jpeg"
+        note = cat.store.get_by_key(str(folder / "note.txt"))
+        assert note is not None and note.text == "a note" and note.modality == "text"
+    assert_index_matches_store(data_dir)
+
+
+def test_limits_are_reported_per_file(tmp_path: Path, tiny_encoder: Any) -> None:
+    from indexer.decode import MediaLimits
+    from retrieval.media.image import ImageLimits
+
+    photos = coco_entries(3)
+    sizes = [Path(p["image"]).stat().st_size for p in photos]
+    pixels = [Image.open(p["image"]).size for p in photos]
+    # First a byte limit just below the largest file, then a pixel limit below every photo.
+    big = max(range(3), key=lambda i: sizes[i])
+    limit_px = min(w * h for w, h in pixels) - 1
+    manifest = write_manifest(tmp_path / "items.jsonl", photos)
+    data_dir = tmp_path / "data"
+    limits = MediaLimits(image=ImageLimits(max_bytes=sizes[big] - 1, max_pixels=10**9))
+    with Catalogue.open(data_dir, db_url=sqlite_url(data_dir)) as cat:
+        report = Ingestor(cat, tiny_encoder, limits=limits).ingest(
+            ManifestSource(manifest), progress=False
+        )
+    assert report.added == {"image": 2, "text": 2 * CAPTIONS}
+    assert report.failed == [
+        (
+            f"items.jsonl:{big + 1}",
+            f"{Path(photos[big]['image']).name}: file is larger than the image "
+            f"limit of {sizes[big] - 1} bytes",
+        )
+    ]
+    limits = MediaLimits(image=ImageLimits(max_pixels=limit_px))
+    with Catalogue.open(data_dir, db_url=sqlite_url(data_dir)) as cat:
+        report = Ingestor(cat, tiny_encoder, limits=limits).ingest(
+            ManifestSource(manifest), progress=False
+        )
+    # The two stored photos are unchanged (not decoded again); the third is now refused by pixels.
+    assert report.unchanged == 2 * (1 + CAPTIONS) and report.added == {}
+    assert len(report.failed) == 1 and "MediaTooLargeError" in report.failed[0][1]
+    assert report.failed[0][0] == f"items.jsonl:{big + 1}" and "pixels" in report.failed[0][1]
