@@ -10,16 +10,20 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from api.engine import Engine
+from api.media import media_limits
 from api.settings import Settings
+from indexer.pipeline import Ingestor
+from retrieval.encoders.base import Encoder, l2_normalize
+from retrieval.modality import Modality
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COCO = DATA / "coco_mini"
@@ -59,9 +63,55 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
 test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
-def build_engine(data_dir: Path, n: int = N_PHOTOS) -> tuple[Engine, list[dict[str, Any]]]:
-    """Load the real engine on `data_dir` and index `n` COCO photos (2 captions each, a label)."""
-    engine = Engine.load(test_settings(data_dir))
+class TinyWithAudio(Encoder):
+    """The tiny-test encoder plus a deterministic stand-in audio tower (band energies of the
+    spectrum), so audio items can be uploaded, searched and served in tests. Same space as
+    tiny-test; the same clip always gives the same vector."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner = inner
+        self.space = inner.space
+        self.modalities = frozenset({Modality.IMAGE, Modality.TEXT, Modality.AUDIO})
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return self.inner.encode_texts(texts, batch_size)
+
+    def encode_images(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
+        return self.inner.encode_images(images, batch_size)
+
+    def encode_audio(self, clips: Sequence[Any], batch_size: int = 8) -> np.ndarray:
+        rows = []
+        for clip in clips:
+            spectrum = np.abs(np.fft.rfft(clip.samples, n=4096))
+            bands = np.array_split(np.log1p(spectrum), self.dim)
+            rows.append([b.mean() for b in bands])
+        return l2_normalize(np.asarray(rows, dtype=np.float32) - 0.5)
+
+
+def fsdd_entries(n: int) -> list[dict[str, Any]]:
+    lines = (FSDD / "items.jsonl").read_text().splitlines()
+    picked = [json.loads(line) for line in lines[:: max(len(lines) // n, 1)]][:n]
+    return picked
+
+
+def build_engine(
+    data_dir: Path, n: int = N_PHOTOS, n_audio: int = 3
+) -> tuple[Engine, list[dict[str, Any]]]:
+    """The real catalogue, search service and ingestor on `data_dir`, with the tiny-test model
+    (plus the stand-in audio tower); `n` COCO photos (2 captions each, a label) and `n_audio`
+    spoken-digit clips are indexed. Returns the engine and the photo entries (with their ids);
+    the clips are under the "audio" key of the first entry."""
+    from retrieval.search import SearchService
+
+    settings = test_settings(data_dir)
+    plain = Engine.load(settings)
+    encoder = TinyWithAudio(plain.encoder)
+    engine = Engine(
+        catalogue=plain.catalogue,
+        encoder=encoder,
+        search=SearchService(plain.catalogue, encoder),
+        ingestor=Ingestor(plain.catalogue, encoder, limits=media_limits(settings)),
+    )
     entries = coco_entries(n)
     for i, entry in enumerate(entries):
         rec = engine.ingestor.add_upload(
@@ -72,11 +122,18 @@ def build_engine(data_dir: Path, n: int = N_PHOTOS) -> tuple[Engine, list[dict[s
         )
         entry["item_id"] = rec.id
         entry["caption_ids"] = list(rec.linked)
+    clips = fsdd_entries(n_audio) if FSDD.is_dir() else []
+    for clip in clips:
+        rec = engine.ingestor.add_upload(
+            (FSDD / clip["audio"]).read_bytes(),
+            Path(clip["audio"]).name,
+            captions=[f"someone says {clip['label']}"],
+            attrs={"label": clip["label"]},
+        )
+        clip["item_id"] = rec.id
+    if entries:
+        entries[0]["audio"] = clips
     return engine, entries
-
-
-def client_for(app: FastAPI, **kwargs: Any) -> TestClient:
-    return TestClient(app, **kwargs)
 
 
 class LiveServer:
@@ -108,11 +165,6 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
-
-
-def live_server(app: FastAPI) -> Iterator[LiveServer]:
-    with LiveServer(app) as server:
-        yield server
 
 
 _SHARED: dict[str, tuple[Engine, list[dict[str, Any]]]] = {}

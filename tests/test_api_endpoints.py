@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import coco_bytes, needs_coco, shared_engine, test_settings
+from api_support import FSDD, coco_bytes, needs_coco, shared_engine, test_settings
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -310,3 +310,41 @@ def test_rerank_flag_reaches_the_service(
         assert reranked["query"]["rerank"] is True and "rerank" in reranked["timings_ms"]
         assert reranked["results"][0]["text"] != caption
         assert [h["score"] for h in reranked["results"]] != [h["score"] for h in plain["results"]]
+
+
+@pytest.mark.skipif(not FSDD.is_dir(), reason=f"real audio clips missing: {FSDD}")
+def test_audio_items_search_and_ranges(client: TestClient, entries: list[dict[str, Any]]) -> None:
+    clip = entries[0]["audio"][1]
+    data = (FSDD / clip["audio"]).read_bytes()
+    item = client.get(f"/v1/items/{clip['item_id']}").json()
+    assert item["modality"] == "audio" and item["mime"] == "audio/flac"
+    assert 0.1 < item["duration"] < 2.0  # spoken digits
+    assert item["thumb_url"] is None and item["media_url"].endswith("/media")
+
+    r = client.post(
+        "/v1/search",
+        files={"audio": ("q.flac", data, "audio/flac")},
+        data={"target": "audio", "k": "3"},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["query"]["modality"] == "audio"
+    assert body["results"][0]["id"] == clip["item_id"]
+    assert body["results"][0]["score"] == pytest.approx(1.0, abs=1e-3)
+    by_text = client.post("/v1/search", json={"text": "seven", "target": "audio", "k": 3}).json()
+    assert {h["modality"] for h in by_text["results"]} == {"audio"}
+    assert all(h["thumb_url"] is None and h["media_url"] for h in by_text["results"])
+
+    url = item["media_url"]
+    full = client.get(url)
+    assert full.content == data and full.headers["content-type"] == "audio/flac"
+    part = client.get(url, headers={"Range": "bytes=4-"})
+    assert part.status_code == 206
+    assert part.headers["content-range"] == f"bytes 4-{len(data) - 1}/{len(data)}"
+    assert part.content == data[4:]
+    two = client.get(url, headers={"Range": "bytes=0-3,8-11"})
+    assert two.status_code == 206
+    assert two.headers["content-type"].startswith("multipart/byteranges")
+    assert data[:4] in two.content and data[8:12] in two.content
+    thumb = client.get(url, params={"thumb": 64})
+    assert thumb.status_code == 422 and thumb.json()["error"]["code"] == "no_thumbnail"

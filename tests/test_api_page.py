@@ -148,3 +148,25 @@ def test_protected_server_uses_the_stored_api_key(
         )
         assert pg.evaluate("() => localStorage.getItem('crossmedia.apiKey')") == "page-key-123"
         context.close()
+
+
+def test_audio_results_play_and_audio_files_query(page: Any) -> None:
+    page.check("input[name=target][value=audio]")
+    page.fill("#q", "someone says seven")
+    page.click("#go")
+    player = page.locator(".card[data-modality=audio] audio").first
+    player.wait_for()
+    page.evaluate(
+        "() => { const a = document.querySelector('.card audio'); a.preload = 'metadata'; "
+        "a.load(); }"
+    )
+    # the browser reads the FLAC through the media endpoint (Range requests) and decodes it
+    page.wait_for_function("() => document.querySelector('.card audio').duration > 0.1")
+
+    clip = sorted((COCO.parent / "fsdd" / "audio").glob("*.flac"))[0]
+    page.set_input_files("#file", str(clip))
+    page.locator("#query-preview audio").wait_for()
+    page.wait_for_function(
+        "() => /result\\(s\\) for/.test(document.querySelector('#message').textContent)"
+    )
+    assert page.locator(".card[data-modality=audio]").count() >= 1
