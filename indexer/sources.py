@@ -117,7 +117,7 @@ class ManifestSource:
 
     def _rows(self) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
         try:
-            f = self.path.open(encoding="utf-8", newline="")
+            f = self.path.open(encoding="utf-8-sig", newline="")  # tolerate a BOM (spreadsheets)
         except OSError as exc:
             raise SourceError(f"Cannot read manifest {self.path}: {exc}") from exc
         with f:
