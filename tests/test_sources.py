@@ -169,3 +169,18 @@ def test_entry_defaults_are_independent() -> None:
     a, b = Entry(key="a"), Entry(key="b")
     a.captions.append("x")
     assert b.captions == []
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_manifest_with_a_byte_order_mark(tmp_path: Path, suffix: str) -> None:
+    """Spreadsheet exports start with a UTF-8 BOM; the first column must still be `id`."""
+    manifest = tmp_path / f"items{suffix}"
+    body = (
+        '{"id": "a", "image": "a.jpg", "captions": ["x"]}\n'
+        if suffix == ".jsonl"
+        else "id,image,captions\na,a.jpg,x\n"
+    )
+    manifest.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
+    (entry,) = list(open_source(manifest))
+    assert entry.error is None and entry.key == "a" and entry.attrs == {}
+    assert entry.captions == ["x"]
