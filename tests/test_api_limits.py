@@ -210,9 +210,11 @@ def test_audio_seconds_limit_and_modality(engine: Engine, tmp_path: Path) -> Non
         assert_error(r, 413, "media_too_large")
         r = c.post("/v1/items", files={"file": ("q.flac", clip, "audio/flac")})
         assert_error(r, 413, "media_too_large")
-    with make_client(engine) as c:
-        # the tiny test model has no audio tower: a clear 422, not a 500
+    with TestClient(create_app(test_settings(tmp_path / "plain"))) as c:
+        # the plain tiny test model has no audio tower: a clear 422, not a 500
         r = c.post("/v1/search", files={"audio": ("q.flac", clip, "audio/flac")})
+        assert_error(r, 422, "unsupported_modality")
+        r = c.post("/v1/items", files={"file": ("q.flac", clip, "audio/flac")})
         assert_error(r, 422, "unsupported_modality")
 
 
