@@ -205,6 +205,8 @@ class Catalogue:
                 vecs = self.store.vectors_for(missing.tolist(), index.dim)
                 index.add(missing, np.stack([vecs[int(i)] for i in missing]))
         except NotImplementedError:
+            self._repair_note(modality, f"out of step with the store (+{len(missing)} / "
+                                        f"-{len(extra)} ids) and cannot remove ids in place")
             return self.rebuild(modality, index.factory)
         msg = f"{modality} index: caught up with the store (+{len(missing)} / -{len(extra)} ids)"
         self.repairs.append(msg)
