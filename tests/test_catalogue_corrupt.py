@@ -137,15 +137,21 @@ def test_index_missing_the_last_batch_catches_up(
         _assert_consistent(cat)
 
 
+@pytest.mark.parametrize("factory", ["Flat", "IVF2,Flat"])
 def test_index_ahead_of_the_store_drops_extra_ids(
-    tiny_catalogue: Catalogue, tiny_encoder: Any
+    tiny_catalogue: Catalogue, tiny_encoder: Any, factory: str
 ) -> None:
+    if factory != "Flat":
+        tiny_catalogue.rebuild("image", factory)
     doomed = tiny_catalogue.store.ids("image")[[0, 5, 11]].tolist()
     tiny_catalogue.store.delete_items(doomed)  # behind the index's back
     tiny_catalogue.close()
     with _reopen(tiny_catalogue) as cat:
         _assert_consistent(cat)  # indexes load (and are verified) on first use
-        assert any("caught up" in n and "+0 / -3" in n for n in cat.repairs), cat.repairs
+        assert cat.index("image").factory == factory
+        assert any(n.startswith("image index:") and "+0 / -3 ids" in n for n in cat.repairs), (
+            cat.repairs
+        )
         found = {h[0] for r in _results(cat, tiny_encoder, _queries(tiny_catalogue)) for h in r}
         assert found and not found & set(doomed)
 
