@@ -44,12 +44,7 @@ def serve(
             str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors()
         )
         raise SystemExit(f"crossmedia serve: invalid settings: {messages}") from exc
-    if not settings.auth_enabled:
-        print(
-            f"crossmedia: no API keys configured, so the server is open and bound to loopback "
-            f"only ({settings.host}:{settings.port}). Set CROSSMEDIA_API_KEYS to serve on a "
-            "network address."
-        )
+    # The lifespan logs the open-on-loopback warning, for every entry point.
     configure_process(settings)
     uvicorn.run(
         create_app(settings),
