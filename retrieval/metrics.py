@@ -23,13 +23,17 @@ def rank_ids(scores: np.ndarray, gallery_ids: Sequence[Hashable], k: int) -> lis
     return [[gallery_ids[j] for j in row] for row in order]
 
 
-def _check(ranked: Sequence[Sequence[Hashable]], relevant: Sequence[Iterable[Hashable]]) -> list[set]:
+def _check(
+    ranked: Sequence[Sequence[Hashable]], relevant: Sequence[Iterable[Hashable]]
+) -> list[set]:
     if len(ranked) != len(relevant):
         raise ValueError(f"{len(ranked)} ranked lists but {len(relevant)} relevance sets.")
     sets = [set(r) for r in relevant]
     empty = [i for i, s in enumerate(sets) if not s]
     if empty:
-        raise ValueError(f"Queries {empty[:5]} have no relevant item; drop them from the benchmark.")
+        raise ValueError(
+            f"Queries {empty[:5]} have no relevant item; drop them from the benchmark."
+        )
     return sets
 
 
@@ -57,7 +61,9 @@ def map_at_k(
     sets = _check(ranked, relevant)
     if not sets:
         return float("nan")
-    return float(np.mean([average_precision_at_k(r, s, k) for r, s in zip(ranked, sets, strict=True)]))
+    return float(
+        np.mean([average_precision_at_k(r, s, k) for r, s in zip(ranked, sets, strict=True)])
+    )
 
 
 def retrieval_report(
