@@ -8,7 +8,9 @@ their own without clashing.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,3 +148,58 @@ def tiny_catalogue(tmp_path: Path, tiny_catalogue_template) -> Iterator[Any]:
         yield cat
     finally:
         cat.close()
+
+
+def pg_url_or_skip() -> str:
+    url = os.environ.get("CROSSMEDIA_TEST_PG_URL")
+    if url:
+        return url
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(
+            "CI=true but CROSSMEDIA_TEST_PG_URL is not set: the PostgreSQL tests "
+            "must run in CI (see .ci/run)."
+        )
+    pytest.skip(
+        "PostgreSQL tests need CROSSMEDIA_TEST_PG_URL, e.g. "
+        "postgresql+psycopg://crossmedia:crossmedia@127.0.0.1/crossmedia_test"
+    )
+
+
+@pytest.fixture(scope="session")
+def store_pg_database() -> Iterator[str]:
+    """A uniquely named database for this run, dropped afterwards; falls back to the given
+    database (tables dropped per test) when the role may not create databases."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = make_url(pg_url_or_skip())
+    name = f"crossmedia_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - no CREATEDB privilege: use the given database
+        admin.dispose()
+        if "permission denied" not in str(exc).lower():
+            raise
+        yield base.render_as_string(hide_password=False)
+        return
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_fresh_url(store_pg_database: str) -> str:
+    """The run's PostgreSQL database with every catalogue table dropped: a fresh schema."""
+    from sqlalchemy import create_engine
+
+    from retrieval.store.models import Base
+
+    engine = create_engine(store_pg_database)
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+    return store_pg_database

@@ -331,3 +331,30 @@ def test_limits_are_reported_per_file(tmp_path: Path, tiny_encoder: Any) -> None
     assert report.unchanged == 2 * (1 + CAPTIONS) and report.added == {}
     assert len(report.failed) == 1 and "MediaTooLargeError" in report.failed[0][1]
     assert report.failed[0][0] == f"items.jsonl:{big + 1}" and "pixels" in report.failed[0][1]
+
+
+@pytest.mark.postgres
+def test_ingest_into_a_postgresql_store(
+    tmp_path: Path, tiny_encoder: Any, pg_fresh_url: str
+) -> None:
+    photos = coco_entries(7)
+    manifest = write_manifest(tmp_path / "items.jsonl", [*photos, '{"id": "broken"'])
+    data_dir = tmp_path / "data"
+    for run in range(2):
+        with Catalogue.open(data_dir, db_url=pg_fresh_url) as cat:
+            report = Ingestor(cat, tiny_encoder, batch_size=3).ingest(
+                ManifestSource(manifest), progress=False
+            )
+        assert report.added == ({"image": 7, "text": 7 * CAPTIONS} if run == 0 else {})
+        assert [w for w, _ in report.failed] == ["items.jsonl:8"]
+    with Catalogue.open(data_dir, db_url=pg_fresh_url, create=False) as cat:
+        assert cat.store.engine.dialect.name == "postgresql"
+        assert cat.counts() == {"image": 7, "text": 7 * CAPTIONS}
+        assert cat.store.error_count() == 1
+        for modality in ("image", "text"):
+            np.testing.assert_array_equal(cat.index(modality).ids(), cat.store.ids(modality))
+        images = list(cat.store.iter_items("image"))
+        queries = [Query(image=decode_image(Path(r.path))) for r in images]  # type: ignore[arg-type]
+        results = SearchService(cat, tiny_encoder).search_many(queries, target="image", k=1)
+        assert [r.hits[0].id for r in results] == [r.id for r in images]
+        assert cat.repairs == []

@@ -8,8 +8,6 @@ a missing URL is a failure, so CI cannot silently lose these tests.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,51 +16,8 @@ import pytest
 from conftest import unit_rows
 
 from retrieval.store import NewItem, Store
-from retrieval.store.models import Base
 
 DIM = 11
-
-
-def _pg_url_or_skip() -> str:
-    url = os.environ.get("CROSSMEDIA_TEST_PG_URL")
-    if url:
-        return url
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(
-            "CI=true but CROSSMEDIA_TEST_PG_URL is not set: the PostgreSQL store tests "
-            "must run in CI (see .ci/run)."
-        )
-    pytest.skip(
-        "PostgreSQL store tests need CROSSMEDIA_TEST_PG_URL, e.g. "
-        "postgresql+psycopg://crossmedia:crossmedia@127.0.0.1/crossmedia_test"
-    )
-
-
-@pytest.fixture(scope="session")
-def store_pg_database() -> Iterator[str]:
-    """A uniquely named database for this run, dropped afterwards; falls back to the given
-    database (tables dropped per test) when the role may not create databases."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    base = make_url(_pg_url_or_skip())
-    name = f"crossmedia_t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - no CREATEDB privilege: use the given database
-        admin.dispose()
-        if "permission denied" not in str(exc).lower():
-            raise
-        yield base.render_as_string(hide_password=False)
-        return
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -70,12 +25,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'catalogue.db'}"
     else:
-        from sqlalchemy import create_engine
-
-        url = request.getfixturevalue("store_pg_database")
-        engine = create_engine(url)
-        Base.metadata.drop_all(engine)  # a fresh schema for every test
-        engine.dispose()
+        url = request.getfixturevalue("pg_fresh_url")
     s = Store(url)
     try:
         yield s
