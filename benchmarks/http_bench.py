@@ -240,7 +240,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"HTTP vs in-process text search ({result['model']}, {result['gallery_photos']} photos "
         f"+ captions, k={result['k']}, target={result['target']}, "
-        f"{result['machine']['cpus']} CPUs)",
+        f"{result['machine']['cpus']} CPUs, load average "
+        f"{result['machine']['load_avg_1m_at_end']})",
         "",
         "| path | concurrency | requests | p50 ms | p95 ms | p99 ms | req/s | p50 × library "
         "| req/s × library |",

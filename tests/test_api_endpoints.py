@@ -78,6 +78,7 @@ def test_text_search_ranks_exact_caption_first(
     assert results[0]["score"] == pytest.approx(1.0, abs=1e-3)
     assert [h["score"] for h in results] == sorted((h["score"] for h in results), reverse=True)
     assert {h["modality"] for h in results} == {"text"}
+    assert len({h["id"] for h in results}) == len(results)  # no item twice
     assert all(h["media_url"] is None for h in results)
     assert {"decode", "encode", "total"} <= set(body["timings_ms"])
     assert body["query"] == {"modality": "text", "target": "text", "k": 5, "rerank": False}
