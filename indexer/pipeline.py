@@ -94,6 +94,7 @@ class Ingestor:
                     last_save = time.monotonic()
         t = time.perf_counter()
         self.catalogue.flush()
+        self.catalogue.upgrade_fallback_indexes()
         report.seconds["write"] += time.perf_counter() - t
         self.catalogue.unlock()
         return report

@@ -234,6 +234,29 @@ class Catalogue:
         self._indexes[modality] = index
         return index
 
+    def upgrade_fallback_indexes(self) -> list[str]:
+        """Rebuild indexes still on the exact fallback into the catalogue's chosen factory.
+
+        A trained type (IVF, PQ) cannot be built while there is nothing to train on, so a new
+        catalogue's first index is Flat; once vectors exist, this gives it the type asked for.
+        Returns the modalities rebuilt.
+        """
+        want = self._default_factory()
+        if want == DEFAULT_FACTORY or self.space is None:
+            return []
+        done = []
+        for modality in map(str, ALL_MODALITIES):
+            index = self.index(modality)
+            if index.factory != DEFAULT_FACTORY or index.count() == 0:
+                continue
+            try:
+                self.rebuild(modality, want)
+            except RuntimeError as exc:  # e.g. fewer vectors than IVF lists: stay exact for now
+                log.info("%s index stays %s for now: %s", modality, DEFAULT_FACTORY, exc)
+                continue
+            done.append(modality)
+        return done
+
     def save_index(self, modality: str, index: VectorIndex) -> None:
         """Write the index file atomically, then its record; a crash between them only costs a
         rebuild on the next load."""
