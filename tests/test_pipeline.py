@@ -358,3 +358,29 @@ def test_ingest_into_a_postgresql_store(
         results = SearchService(cat, tiny_encoder).search_many(queries, target="image", k=1)
         assert [r.hits[0].id for r in results] == [r.id for r in images]
         assert cat.repairs == []
+
+
+@pytest.mark.parametrize("factory,expect", [("IVF2,Flat", "IVF2,Flat"), ("IVF1024,Flat", "Flat")])
+def test_trained_index_type_on_a_new_catalogue(
+    tmp_path: Path, tiny_encoder: Any, factory: str, expect: str
+) -> None:
+    """A new catalogue has nothing to train an IVF index on when its first batch arrives; after
+    the run it has the asked-for type (or stays exact while there are fewer vectors than lists)."""
+    photos = coco_entries(11)
+    manifest = write_manifest(tmp_path / "items.jsonl", photos)
+    data_dir = tmp_path / "data"
+    with Catalogue.open(data_dir, db_url=sqlite_url(data_dir)) as cat:
+        cat.set_default_factory(factory)
+        Ingestor(cat, tiny_encoder, batch_size=4).ingest(ManifestSource(manifest), progress=False)
+    with open_cat(data_dir) as cat:
+        assert {m: cat.index(m).factory for m in ("image", "text")} == {
+            "image": expect,
+            "text": expect,
+        }
+        assert cat.info()["indexes"]["image"]["factory"] == expect
+        images = list(cat.store.iter_items("image"))
+        queries = [Query(image=decode_image(Path(r.path))) for r in images]  # type: ignore[arg-type]
+        results = SearchService(cat, tiny_encoder).search_many(queries, target="image", k=1)
+        assert [r.hits[0].id for r in results] == [r.id for r in images]
+        assert cat.repairs == []
+    assert_index_matches_store(data_dir)
