@@ -170,3 +170,32 @@ def test_audio_results_play_and_audio_files_query(page: Any) -> None:
         "() => /result\\(s\\) for/.test(document.querySelector('#message').textContent)"
     )
     assert page.locator(".card[data-modality=audio]").count() >= 1
+
+
+def test_microphone_recording_becomes_an_audio_query(server: LiveServer) -> None:
+    """Chromium's fake microphone (a beep) through MediaRecorder -> WAV -> /v1/search."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        try:
+            context = b.new_context()
+            context.grant_permissions(["microphone"], origin=server.url)
+            pg = context.new_page()
+            pg.goto(server.url + "/")
+            pg.check("input[name=target][value=audio]")
+            pg.locator("#record").wait_for()
+            pg.click("#record")
+            pg.wait_for_function(
+                "() => document.querySelector('#record').textContent.includes('Stop')"
+            )
+            pg.wait_for_timeout(1200)
+            pg.click("#record")
+            pg.locator("#query-preview audio").wait_for()
+            pg.wait_for_function(
+                "() => /result\\(s\\) for recording\\.wav/.test("
+                "document.querySelector('#message').textContent)"
+            )
+            assert pg.locator(".card[data-modality=audio]").count() >= 1
+        finally:
+            b.close()
