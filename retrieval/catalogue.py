@@ -140,6 +140,11 @@ class Catalogue:
         return self.store.get_meta("index_factory") or DEFAULT_FACTORY
 
     def set_default_factory(self, factory: str) -> None:
+        # Validate before storing: a bad string kept in the store would break every later open.
+        try:
+            create_index(factory, self.space.dim if self.space else 8)
+        except ValueError as exc:
+            raise CatalogueError(str(exc)) from exc
         self.store.set_meta("index_factory", factory)
 
     # -- indexes -----------------------------------------------------------------------------------
