@@ -283,3 +283,58 @@ def test_models_lists_the_tiny_encoder() -> None:
     assert result.exit_code == 0
     names = result.stdout.split()
     assert "tiny-test" in names and "starter" in names
+
+
+def test_index_factory_option(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "items.jsonl", coco_entries(7, skip=50))
+    data_dir = tmp_path / "data"
+    ok_json(
+        "index",
+        manifest,
+        "--model",
+        "tiny-test",
+        "--index-factory",
+        "IVF2,Flat",
+        "--data-dir",
+        data_dir,
+    )
+    info = ok_json("info", "--data-dir", data_dir)
+    assert info["indexes"]["image"]["factory"] == "IVF2,Flat"
+    assert info["indexes"]["text"] == {
+        "factory": "IVF2,Flat",
+        "count": 7 * CAPTIONS,
+        "bytes": info["indexes"]["text"]["bytes"],
+    }
+
+
+def test_bad_index_factory_is_refused_and_not_stored(
+    cli_catalogue: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import shutil
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(cli_catalogue["data_dir"], data_dir)
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "crossmedia",
+            "index",
+            str(cli_catalogue["manifest"]),
+            "--index-factory",
+            "IVF,Nope",
+            "--data-dir",
+            str(data_dir),
+        ],
+    )
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    assert "Bad FAISS factory string 'IVF,Nope'" in capsys.readouterr().err
+    out = ok_json(
+        "search", "--text", "a cat", "--target", "image", "-k", "3", "--data-dir", data_dir
+    )
+    assert len(out["results"]) == 3
