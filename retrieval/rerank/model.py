@@ -1,6 +1,8 @@
 """The cross-attention re-ranker: [CLS, query tokens, SEP, candidate tokens] through a small
 Transformer encoder, so every query token attends to every candidate token and back; the CLS
-state gives one match logit per (query, candidate) pair.
+state, with the pair's late-interaction similarities (token sets live in one shared space, so
+token-to-token cosines mean something before any training), gives one match logit per
+(query, candidate) pair.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ class RerankerConfig:
     n_head: int = 4
     mlp_ratio: int = 4
     dropout: float = 0.1
+    sim_scale: float = 20.0  # cosines differ by ~0.05 between candidates: bring them to O(1)
+    # False: the model never sees row 0 (the items' vectors), only local tokens, so it cannot
+    # just re-learn the first stage (whose heads were fitted on the same train split).
+    use_global: bool = True
     n_modalities: int = len(MODALITY_IDS)
 
     def to_json(self) -> str:
@@ -104,18 +110,36 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+N_SIM_FEATURES = 3
+
+
+def late_interaction(q: torch.Tensor, q_keep: torch.Tensor, c: torch.Tensor, c_keep: torch.Tensor) -> torch.Tensor:
+    """(B, 3): cosine of the first rows (the vectors), mean over query tokens of their best
+    candidate token (MaxSim), and the same from the candidate side."""
+    qn, cn = F.normalize(q, dim=-1), F.normalize(c, dim=-1)
+    sim = qn @ cn.transpose(1, 2)  # (B, Tq, Tc)
+    neg = torch.finfo(sim.dtype).min
+    q_best = sim.masked_fill(~c_keep[:, None, :], neg).amax(dim=2)  # (B, Tq)
+    c_best = sim.masked_fill(~q_keep[:, :, None], neg).amax(dim=1)  # (B, Tc)
+    q_mean = (q_best * q_keep).sum(1) / q_keep.sum(1).clamp(min=1)
+    c_mean = (c_best * c_keep).sum(1) / c_keep.sum(1).clamp(min=1)
+    return torch.stack([sim[:, 0, 0], q_mean, c_mean], dim=1)
+
+
 class MatchHead(nn.Module):
-    """CLS state -> one logit; starts at exactly 0 so an untrained model leaves the first stage as is."""
+    """[CLS state | similarity features] -> one logit; starts at exactly 0 so an untrained model
+    leaves the first stage as it is."""
 
     def __init__(self, cfg: RerankerConfig) -> None:
         super().__init__()
         self.ln = nn.LayerNorm(cfg.d_model)
-        self.fc = nn.Linear(cfg.d_model, 1)
+        self.sim_scale = cfg.sim_scale
+        self.fc = nn.Linear(cfg.d_model + N_SIM_FEATURES, 1)
         nn.init.zeros_(self.fc.weight)
         nn.init.zeros_(self.fc.bias)
 
-    def forward(self, cls: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.ln(cls)).squeeze(-1)  # (B,)
+    def forward(self, cls: torch.Tensor, sims: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.cat([self.ln(cls), self.sim_scale * sims], dim=-1)).squeeze(-1)  # (B,)
 
 
 class CrossReranker(nn.Module):
@@ -130,9 +154,12 @@ class CrossReranker(nn.Module):
     def forward(self, q: torch.Tensor, q_keep: torch.Tensor, q_mod: torch.Tensor,
                 c: torch.Tensor, c_keep: torch.Tensor, c_mod: torch.Tensor) -> torch.Tensor:
         # q (B, Tq, token_dim), q_keep (B, Tq) bool, q_mod (B,); c likewise -> match logits (B,)
+        if not self.cfg.use_global:
+            q, q_keep, c, c_keep = q[:, 1:], q_keep[:, 1:], c[:, 1:], c_keep[:, 1:]
+        sims = late_interaction(q, q_keep, c, c_keep)  # (B, 3)
         x = self.embed(q, q_mod, c, c_mod)
         one = torch.ones_like(q_keep[:, :1])
         keep = torch.cat([one, q_keep, one, c_keep], dim=1)  # (B, T)
         for block in self.blocks:
             x = block(x, keep)
-        return self.head(self.ln_f(x)[:, 0])
+        return self.head(self.ln_f(x)[:, 0], sims)

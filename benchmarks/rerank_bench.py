@@ -1,0 +1,145 @@
+"""Re-ranker ablation on the held-out TEST splits: first stage vs re-ranked, side by side, one run.
+
+    nice .venv/bin/python benchmarks/rerank_bench.py [--data ../shared/data] [--depths 20 50]
+
+For every data set and direction: R@1/R@5/R@10/mAP@10 of the first stage (exact cosine over the
+split's gallery) and of the shipped re-ranker over the first stage's top `depth`, with gallery
+size and chance. Latency: the added "rerank" stage per query exactly as the search service runs
+it (token sets fetched from a SQLite store + one batched forward over the candidates), median and
+p95. Storage: bytes per item of the token sets (and of the vector, for scale).
+Prints a Markdown table and writes JSON to benchmarks/results/rerank_ablation.json.
+Features of the locked towers are cached under .cache/rerank (see indexer/rerank_features.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def measure_latency(reranker: Any, pt: Any, depth: int, n_queries: int, k: int = 10) -> dict[str, float]:
+    """Per-query time of `reranker.rerank` (token fetch from SQLite + forward), in ms."""
+    from retrieval.search import Hit
+    from retrieval.store.records import NewItem
+    from retrieval.store.store import Store
+
+    task = pt.task
+    with tempfile.TemporaryDirectory(prefix="rerank-bench-") as tmp:
+        store = Store(f"sqlite:///{tmp}/bench.db")
+        items = [NewItem(key=f"g{i}", modality=task.g_mod, content_hash=str(i), vector=task.g_vecs[i],
+                         tokens=task.g_tokens[i]) for i in range(len(task.g_vecs))]
+        ids = list(store.write_batch(items).added.values())
+        catalogue = SimpleNamespace(store=store)
+        times = []
+        for q in range(min(n_queries, len(task.q_vecs))):
+            cand = pt.order[q, :depth]
+            hits = [Hit(id=ids[c], modality=task.g_mod, score=float(pt.cos[q, c]),
+                        first_stage_score=float(pt.cos[q, c])) for c in cand]
+            t0 = time.perf_counter()
+            reranker.rerank(None, task.q_vecs[q], hits, k, catalogue, query_tokens=task.q_tokens[q],
+                            query_modality=task.q_mod)
+            times.append((time.perf_counter() - t0) * 1e3)
+        store.close()
+    return {"median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95)),
+            "queries": len(times), "task": task.name}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from indexer.rerank_data import evaluate, match_fn
+    from indexer.rerank_train import load_split_tasks
+    from retrieval.encoders import create_encoder
+    from retrieval.rerank import reranker_for_space
+
+    torch.set_num_threads(args.threads)
+    encoder = create_encoder("starter", device="cpu")
+    reranker = reranker_for_space(encoder)
+    if reranker is None:
+        raise SystemExit("No re-ranker is shipped for the starter space; train one with crossmedia train-reranker.")
+    pts = load_split_tasks(encoder, args.data, tuple(args.sets), ("test",), reranker.cfg.max_tokens)["test"]
+    tasks: dict[str, Any] = {}
+    for depth in args.depths:
+        res = evaluate(pts, match_fn(reranker.model), depth, [reranker.alpha])
+        for name, r in res.items():
+            tasks.setdefault(name, {"first_stage": r["first_stage"]})[f"depth={depth}"] = r[f"alpha={reranker.alpha:g}"]
+    latency = {}
+    for depth in args.depths:
+        lat_pt = next(p for p in pts if p.task.name == args.latency_task)
+        latency[str(depth)] = measure_latency(reranker, lat_pt, depth, args.latency_queries)
+    storage = {}
+    for pt in pts:
+        for mod, sets in ((pt.task.q_mod, pt.task.q_tokens), (pt.task.g_mod, pt.task.g_tokens)):
+            s = storage.setdefault(mod, {"bytes": [], "tokens": []})
+            s["bytes"] += [x.nbytes for x in sets]
+            s["tokens"] += [len(x) for x in sets]
+    storage = {m: {"mean_bytes": float(np.mean(v["bytes"])), "max_bytes": int(np.max(v["bytes"])),
+                   "mean_tokens": float(np.mean(v["tokens"])), "max_tokens": int(np.max(v["tokens"])),
+                   "vector_bytes": encoder.dim * 4} for m, v in storage.items()}
+    return {
+        "reranker": reranker.version, "space": reranker.space_key, "alpha": reranker.alpha,
+        "split": "test", "depths": args.depths, "k": 10, "tasks": tasks, "latency": latency,
+        "storage": storage, "threads": args.threads,
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "command": "benchmarks/rerank_bench.py " + " ".join(sys.argv[1:]),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    depths = result["depths"]
+    lines = [
+        f"Re-ranker `{result['reranker']}` (alpha {result['alpha']:.4f}) vs first stage, TEST splits, k = 10",
+        "",
+        "| task | gallery | queries | chance R@1 | stage | R@1 | R@5 | R@10 | mAP@10 |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for name, r in result["tasks"].items():
+        f = r["first_stage"]
+        for j, (stage, m) in enumerate([("first stage", f)] + [(f"re-ranked @{d}", r[f"depth={d}"]) for d in depths]):
+            head = f"| {name} | {f['gallery']} | {f['queries']} | {f['chance_R@1']:.3f}" if j == 0 else "| | | |"
+            delta = "" if j == 0 else f" ({m['R@1'] - f['R@1']:+.3f})"
+            lines.append(f"{head} | {stage} | {m['R@1']:.3f}{delta} | {m['R@5']:.3f} | {m['R@10']:.3f} | "
+                         f"{m['mAP@10']:.3f} |")
+    lines += ["", f"Added latency per query (the service's rerank stage: token fetch from SQLite + one "
+              f"batched forward), {result['threads']} torch thread(s):", "",
+              "| depth | median ms | p95 ms | queries | task |", "|---:|---:|---:|---:|---|"]
+    for d, lat in result["latency"].items():
+        lines.append(f"| {d} | {lat['median_ms']:.1f} | {lat['p95_ms']:.1f} | {lat['queries']} | {lat['task']} |")
+    lines += ["", "| modality | mean token bytes | max token bytes | mean tokens | vector bytes |",
+              "|---|---:|---:|---:|---:|"]
+    for m, s in result["storage"].items():
+        lines.append(f"| {m} | {s['mean_bytes']:.0f} | {s['max_bytes']} | {s['mean_tokens']:.1f} | {s['vector_bytes']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data")
+    p.add_argument("--sets", nargs="+", default=["coco_mini", "tuxpaint", "cifar10"])
+    p.add_argument("--depths", nargs="+", type=int, default=[20, 50])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--latency-task", default="coco_mini/text_to_image")
+    p.add_argument("--latency-queries", type=int, default=200)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "rerank_ablation.json")
+    args = p.parse_args()
+    result = run(args)
+    print(markdown(result))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Retrieval tasks for training and measuring the re-ranker, on one split of one data set.
+
+A task is one direction (text_to_image or image_to_text): query rows, gallery rows (vectors and
+token sets in the shared space) and the relevant gallery rows of each query. Protocol, as in
+`crossmedia bench recall`: a text is in a split when one of its items is; identical texts are one
+row, relevant to every item carrying them; a labelled set's text is its class prompt.
+
+`evaluate` runs the first stage (exact cosine over the gallery) and the re-ranker over its top
+`depth`, and reports both side by side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexer.rerank_features import RawFeatures, SpaceFeatures
+from retrieval.metrics import chance_recall, map_at_k, recall_at_k
+from retrieval.rerank.reranker import pad_tokens
+from retrieval.splits import split_of
+
+KS = (1, 5, 10)
+
+
+@dataclass
+class Task:
+    name: str  # "<data set>/<direction>"
+    q_vecs: np.ndarray  # (Q, D)
+    q_tokens: list[np.ndarray]
+    q_mod: str
+    g_vecs: np.ndarray  # (G, D)
+    g_tokens: list[np.ndarray]
+    g_mod: str
+    relevant: list[set[int]]  # gallery rows per query
+
+    def first_stage(self) -> np.ndarray:
+        return self.q_vecs @ self.g_vecs.T  # (Q, G)
+
+
+def build_tasks(dataset: str, raw: RawFeatures, feats: SpaceFeatures, split: str) -> list[Task]:
+    img_rows = [i for i, it in enumerate(raw.items) if split_of(it.item_id) == split]
+    img_pos = {r: j for j, r in enumerate(img_rows)}
+    txt_of_img: dict[int, set[int]] = {}
+    for i, t in raw.pairs:
+        if i in img_pos:
+            txt_of_img.setdefault(img_pos[i], set()).add(t)
+    txt_rows = sorted({t for ts in txt_of_img.values() for t in ts})
+    txt_pos = {r: j for j, r in enumerate(txt_rows)}
+    i2t_rel = [{txt_pos[t] for t in txt_of_img.get(j, set())} for j in range(len(img_rows))]
+    t2i_rel: list[set[int]] = [set() for _ in txt_rows]
+    for j, ts in enumerate(i2t_rel):
+        for t in ts:
+            t2i_rel[t].add(j)
+    iv, it = feats.image_vecs[img_rows], [feats.image_tokens[r] for r in img_rows]
+    tv, tt = feats.text_vecs[txt_rows], [feats.text_tokens[r] for r in txt_rows]
+    keep_i = [j for j, r in enumerate(i2t_rel) if r]
+    return [
+        Task(f"{dataset}/text_to_image", tv, tt, "text", iv, it, "image", t2i_rel),
+        Task(f"{dataset}/image_to_text", iv[keep_i], [it[j] for j in keep_i], "image", tv, tt, "text",
+             [i2t_rel[j] for j in keep_i]),
+    ]
+
+
+class PaddedTask:
+    """A task's token sets as padded float32 arrays, for batched forwards."""
+
+    def __init__(self, task: Task, max_tokens: int) -> None:
+        self.task = task
+        self.q_x, self.q_keep = pad_tokens(task.q_tokens, max_tokens)
+        self.g_x, self.g_keep = pad_tokens(task.g_tokens, max_tokens)
+        self.cos = task.first_stage()
+        self.order = np.argsort(-self.cos, axis=1, kind="stable")  # (Q, G) first-stage ranking
+
+
+MatchFn = Callable[[PaddedTask, np.ndarray, np.ndarray], np.ndarray]  # (task, q rows, cand (B, C)) -> (B, C)
+
+
+def match_fn(model, batch: int = 2048) -> MatchFn:  # noqa: ANN001 - CrossReranker
+    """Raw match logits for query rows x their candidate rows, with `model` (eval mode)."""
+    import torch
+
+    from retrieval.rerank.model import MODALITY_IDS
+
+    def run(pt: PaddedTask, rows: np.ndarray, cands: np.ndarray) -> np.ndarray:
+        b, c = cands.shape
+        out = np.zeros(b * c, np.float32)
+        q_idx = np.repeat(rows, c)
+        g_idx = cands.reshape(-1)
+        qm = MODALITY_IDS[pt.task.q_mod]
+        gm = MODALITY_IDS[pt.task.g_mod]
+        with torch.inference_mode():
+            for s in range(0, b * c, batch):
+                qi, gi = q_idx[s : s + batch], g_idx[s : s + batch]
+                n = len(qi)
+                out[s : s + n] = model(
+                    torch.from_numpy(pt.q_x[qi]), torch.from_numpy(pt.q_keep[qi]),
+                    torch.full((n,), qm, dtype=torch.long),
+                    torch.from_numpy(pt.g_x[gi]), torch.from_numpy(pt.g_keep[gi]),
+                    torch.full((n,), gm, dtype=torch.long),
+                ).numpy()
+        return out.reshape(b, c)
+
+    return run
+
+
+def rerank_scores(pt: PaddedTask, match: MatchFn, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate rows (Q, C), match logits (Q, C)) over each query's first-stage top `depth`."""
+    cands = pt.order[:, : min(depth, pt.order.shape[1])]
+    rows = np.arange(len(cands))
+    return cands, match(pt, rows, cands)
+
+
+def metrics(ranked: Sequence[Sequence[int]], task: Task) -> dict[str, float]:
+    out: dict[str, float] = {f"R@{k}": recall_at_k(ranked, task.relevant, k) for k in KS}
+    out["mAP@10"] = map_at_k(ranked, task.relevant, 10)
+    g = len(task.g_vecs)
+    out["queries"] = len(task.relevant)
+    out["gallery"] = g
+    out["chance_R@1"] = float(np.mean([chance_recall(g, len(r), 1) for r in task.relevant]))
+    out["chance_R@10"] = float(np.mean([chance_recall(g, len(r), 10) for r in task.relevant]))
+    return out
+
+
+def reranked_lists(pt: PaddedTask, cands: np.ndarray, logits: np.ndarray, alpha: float) -> list[list[int]]:
+    cos = np.take_along_axis(pt.cos, cands, axis=1)
+    final = cos + alpha * logits
+    order = np.argsort(-final, axis=1, kind="stable")
+    return np.take_along_axis(cands, order, axis=1).tolist()
+
+
+def evaluate(pts: Sequence[PaddedTask], match: MatchFn, depth: int, alphas: Sequence[float]
+             ) -> dict[str, dict[str, dict[str, float]]]:
+    """{task: {"first_stage": metrics, "alpha=<a>": metrics, ...}} (one forward per task)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for pt in pts:
+        cands, logits = rerank_scores(pt, match, depth)
+        res = {"first_stage": metrics(pt.order[:, :10].tolist(), pt.task)}
+        for a in alphas:
+            res[f"alpha={a:g}"] = metrics(reranked_lists(pt, cands, logits, a), pt.task)
+        out[pt.task.name] = res
+    return out

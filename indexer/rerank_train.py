@@ -1,0 +1,224 @@
+"""`crossmedia train-reranker`: train the cross-attention re-ranker of the starter space.
+
+Data: the TRAIN splits (retrieval.splits) of ../shared/data coco_mini and tuxpaint (captions) and
+cifar10 (class prompts), both directions (text -> image, image -> text). Each training query sees
+the first stage's top `train_depth` gallery items of its split (hard negatives mined by the dual
+encoder; a positive is swapped in when none made it) plus `in_batch` candidates taken from the
+other queries of its batch (their positives: in-batch negatives). Loss: multi-positive softmax
+cross-entropy over the list, with logits = cos_offset x logit_scale x cosine + match.
+cos_offset defaults to 0 (the match alone must separate positives from hard negatives): the
+heads were trained on the same train split, so there the first stage is over-confident and a
+model trained as its correction learns to trust it (val R@1 gain 0 in our runs with offset 1).
+
+Selection on the VALIDATION splits only: after every epoch, each alpha of `alphas` (final score
+= cosine + alpha x match) is scored by the mean R@1 gain over the validation tasks at the serving
+depth; the best (epoch, alpha) whose mean R@10 is not below the first stage's wins. The test
+splits are never read here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from indexer.rerank_data import PaddedTask, build_tasks, evaluate, match_fn
+from indexer.rerank_features import DEFAULT_CACHE, project, raw_features, towers_tag
+from retrieval.rerank import STARTER_RERANKER, WEIGHTS_DIR
+from retrieval.rerank.model import MODALITY_IDS, CrossReranker, RerankerConfig
+
+DEFAULT_SETS = ("coco_mini", "tuxpaint", "cifar10")
+ALPHA_STEPS = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)  # x 1/logit_scale
+
+
+def load_split_tasks(encoder: Any, data_root: Path, sets: tuple[str, ...], splits: tuple[str, ...],
+                     max_tokens: int, cache_dir: Path = DEFAULT_CACHE, progress: bool = True
+                     ) -> dict[str, list[PaddedTask]]:
+    """{split: [PaddedTask]} for every data set, through the encoder's towers (cached) and heads."""
+    out: dict[str, list[PaddedTask]] = {s: [] for s in splits}
+    for name in sets:
+        manifest = Path(data_root) / name / "items.jsonl"
+        raw = raw_features(manifest, encoder.model, encoder.preprocess, encoder.tokenizer,
+                           towers_tag(), cache_dir, progress)
+        feats = project(raw, encoder.model)
+        for split in splits:
+            out[split].extend(PaddedTask(t, max_tokens) for t in build_tasks(name, raw, feats, split))
+    return out
+
+
+def run_train_reranker(
+    data_root: Path = Path("../shared/data"),
+    out: Path = WEIGHTS_DIR / f"{STARTER_RERANKER}.safetensors",
+    *,
+    sets: tuple[str, ...] = DEFAULT_SETS,
+    epochs: int = 8,
+    train_depth: int = 16,
+    in_batch: int = 4,
+    depth: int = 50,
+    batch_queries: int = 32,
+    lr: float = 1e-3,
+    weight_decay: float = 0.05,
+    seed: int = 0,
+    cos_offset: float = 0.0,
+    config: RerankerConfig | None = None,
+    cache_dir: Path = DEFAULT_CACHE,
+    progress: bool = True,
+    encoder: Any = None,
+) -> dict[str, Any]:
+    """Train, select on validation, write `out` (+ `out`.md card); returns the card's data."""
+    import torch
+
+    from retrieval.encoders import create_encoder
+    from retrieval.rerank.reranker import CrossAttentionReranker
+
+    t_start = time.time()
+    cfg = config or RerankerConfig()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    encoder = encoder if encoder is not None else create_encoder("starter", device="cpu")
+    tasks = load_split_tasks(encoder, data_root, sets, ("train", "val"), cfg.max_tokens, cache_dir, progress)
+    scale = float(encoder.model.logit_scale.exp())
+    alphas = [a / scale for a in ALPHA_STEPS]
+
+    model = CrossReranker(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    batches = _batches(tasks["train"], batch_queries, rng)
+    total = epochs * len(batches)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"gain": 0.0, "epoch": 0, "alpha": 0.0, "state": None}
+    base_val = _summary(evaluate(tasks["val"], match_fn(model.eval()), depth, [0.0]), "first_stage")
+    bar = tqdm(total=total, desc="train-reranker", disable=not progress)
+    for epoch in range(1, epochs + 1):
+        model.train()
+        losses = []
+        for ti, rows in _batches(tasks["train"], batch_queries, rng):
+            loss = _step_loss(model, tasks["train"][ti], rows, train_depth, in_batch, cos_offset * scale, rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses[-20:]):.3f}")
+        val = evaluate(tasks["val"], match_fn(model.eval()), depth, alphas)
+        row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses))}
+        for a in alphas:
+            s = _summary(val, f"alpha={a:g}")
+            row[f"alpha={a * scale:g}/scale"] = s
+            gain = s["R@1"] - base_val["R@1"]
+            if gain > best["gain"] + 1e-9 and s["R@10"] >= base_val["R@10"] - 1e-9:
+                best = {"gain": gain, "epoch": epoch, "alpha": a,
+                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        history.append(row)
+        bar.write(f"epoch {epoch}: loss {row['loss']:.4f}, val mean R@1 first stage "
+                  f"{base_val['R@1']:.4f}, best so far +{best['gain']:.4f} "
+                  f"(epoch {best['epoch']}, alpha x scale {best['alpha'] * scale:g})")
+    bar.close()
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    model.eval()
+    val_final = evaluate(tasks["val"], match_fn(model), depth, [best["alpha"]])
+    card = {
+        "version": out.stem,
+        "space": encoder.space.key(),
+        "command": " ".join(shlex.quote(a) for a in sys.argv) or "run_train_reranker(...)",
+        "data": {name: str(Path(data_root) / name / "items.jsonl") for name in sets},
+        "split": "trained on train, selected on val (retrieval.splits); test never read",
+        "config": asdict(cfg),
+        "training": {"epochs": epochs, "train_depth": train_depth, "in_batch": in_batch,
+                     "batch_queries": batch_queries, "lr": lr, "weight_decay": weight_decay,
+                     "seed": seed, "logit_scale": scale, "cos_offset": cos_offset, "seconds": round(time.time() - t_start, 1)},
+        "selection": {"depth": depth, "alpha": best["alpha"], "alpha_x_scale": best["alpha"] * scale,
+                      "epoch": best["epoch"], "val_mean_R@1_gain": best["gain"],
+                      "val_first_stage": base_val},
+        "val": val_final,
+        "history": history,
+    }
+    reranker = CrossAttentionReranker(model, encoder.space.key(), best["alpha"], out.stem)
+    reranker.save(Path(out), {"depth": str(depth), "selected_epoch": str(best["epoch"]),
+                              "train_data": ",".join(sets)})
+    Path(out).with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    Path(out).with_suffix(".md").write_text(_card_markdown(card))
+    return card
+
+
+def _batches(tasks: list[PaddedTask], size: int, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+    """Shuffled (task index, query rows) batches; one task per batch (same candidate width)."""
+    out = []
+    for ti, pt in enumerate(tasks):
+        perm = rng.permutation(len(pt.task.relevant))
+        out += [(ti, perm[s : s + size]) for s in range(0, len(perm), size)]
+    order = rng.permutation(len(out))
+    return [out[i] for i in order]
+
+
+def _step_loss(model: CrossReranker, pt: PaddedTask, rows: np.ndarray, train_depth: int,
+               in_batch: int, scale: float, rng: np.random.Generator) -> Any:
+    import torch
+
+    rel = pt.task.relevant
+    c = min(train_depth, pt.order.shape[1])
+    cands = pt.order[rows, :c].copy()  # (B, c) hard negatives (and positives) of the first stage
+    for b, r in enumerate(rows):
+        if not any(g in rel[r] for g in cands[b]):
+            cands[b, -1] = rng.choice(sorted(rel[r]))
+    if in_batch and len(rows) > 1 and pt.order.shape[1] > c:
+        firsts = np.array([min(rel[r]) for r in rows])
+        extra = np.stack([np.roll(firsts, -(j + 1)) for j in range(min(in_batch, len(rows) - 1))], axis=1)
+        cands = np.concatenate([cands, extra], axis=1)  # (B, c + m) other queries' positives
+    b, n = cands.shape
+    target = torch.tensor([[g in rel[r] for g in cands[i]] for i, r in enumerate(rows)])  # (B, n)
+    q_idx = np.repeat(rows, n)
+    g_idx = cands.reshape(-1)
+    match = model(
+        torch.from_numpy(pt.q_x[q_idx]), torch.from_numpy(pt.q_keep[q_idx]),
+        torch.full((b * n,), MODALITY_IDS[pt.task.q_mod], dtype=torch.long),
+        torch.from_numpy(pt.g_x[g_idx]), torch.from_numpy(pt.g_keep[g_idx]),
+        torch.full((b * n,), MODALITY_IDS[pt.task.g_mod], dtype=torch.long),
+    ).view(b, n)
+    cos = torch.from_numpy(np.take_along_axis(pt.cos[rows], cands, axis=1)).float()
+    logits = scale * cos + match  # (B, n)
+    pos = logits.masked_fill(~target, float("-inf")).logsumexp(dim=1)
+    return (logits.logsumexp(dim=1) - pos).mean()
+
+
+def _summary(result: dict[str, dict[str, dict[str, float]]], key: str) -> dict[str, float]:
+    """Mean R@1 / R@10 / mAP@10 over tasks (each task weighs the same)."""
+    return {m: float(np.mean([r[key][m] for r in result.values()])) for m in ("R@1", "R@10", "mAP@10")}
+
+
+def _card_markdown(card: dict[str, Any]) -> str:
+    sel = card["selection"]
+    lines = [
+        f"# {card['version']}: cross-attention re-ranker for the starter space", "",
+        f"- space: `{card['space']}` (refused for any other)",
+        f"- command: `{card['command']}`",
+        f"- data: {', '.join(f'`{v}`' for v in card['data'].values())}",
+        f"- split: {card['split']}",
+        f"- model: {card['config']}",
+        f"- training: {card['training']}",
+        f"- final score = cosine + alpha x match, alpha = {sel['alpha']:.5f} "
+        f"({sel['alpha_x_scale']:g} / logit_scale), chosen with epoch {sel['epoch']} by mean "
+        f"validation R@1 gain at depth {sel['depth']} ({sel['val_mean_R@1_gain']:+.4f})",
+        "", "## Validation (depth {})".format(sel["depth"]), "",
+        "| task | first R@1 | re-ranked R@1 | first R@10 | re-ranked R@10 | queries | gallery |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for task, res in card["val"].items():
+        f = res["first_stage"]
+        r = next(v for k, v in res.items() if k != "first_stage")
+        lines.append(f"| {task} | {f['R@1']:.3f} | {r['R@1']:.3f} | {f['R@10']:.3f} | {r['R@10']:.3f} | "
+                     f"{f['queries']} | {f['gallery']} |")
+    return "\n".join(lines) + "\n"
