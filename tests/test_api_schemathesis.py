@@ -2,7 +2,7 @@
 
 At least 500 generated requests in total; every response must be non-5xx and conform to the
 documented status codes, content types and schemas. The catalogue is a private copy (generated
-DELETEs may remove its items).
+DELETEs may remove its items); it is built only when these tests run, not at collection.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathesis")
 
-from api_support import COCO, build_engine, test_settings  # noqa: E402
+from api_support import build_engine, needs_coco, test_settings  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.checks import (  # noqa: E402
     content_type_conformance,
@@ -24,28 +24,9 @@ from schemathesis.checks import (  # noqa: E402
 
 from api.main import create_app  # noqa: E402
 
-if not (COCO / "items.jsonl").is_file():
-    pytest.skip(f"real test photos missing: {COCO}", allow_module_level=True)
+pytestmark = needs_coco
 
-_STATE: dict[str, Any] = {}
-
-
-def _app() -> Any:
-    if "app" not in _STATE:
-        import tempfile
-
-        engine, _ = build_engine(__import__("pathlib").Path(tempfile.mkdtemp(prefix="cm-st-")), n=3)
-        _STATE["engine"] = engine
-        _STATE["app"] = create_app(
-            test_settings(engine.catalogue.data_dir, max_body_bytes=2 * 1024 * 1024),
-            engine=engine,
-        )
-        _STATE["app"].state.engine = engine  # no lifespan under the ASGI transport
-        _STATE["calls"] = 0
-    return _STATE["app"]
-
-
-schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
+_STATE: dict[str, Any] = {"calls": 0, "per_op": {}, "ok": {}}
 
 CHECKS = [
     not_a_server_error,
@@ -53,6 +34,32 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
+
+
+class _AppUnderTest:
+    """ASGI app that forwards to the real app, which the module fixture builds only when these
+    tests run (collection must not build a catalogue or load a model)."""
+
+    target: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.target(scope, receive, send)
+
+
+APP = _AppUnderTest()
+# The schema of an app that is built but never started: no engine, no lifespan.
+schema = schemathesis.openapi.from_dict(create_app(test_settings("unused")).openapi())
+schema.app = APP
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _app_under_test(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    engine, _ = build_engine(tmp_path_factory.mktemp("schemathesis"), n=3)
+    settings_ = test_settings(engine.catalogue.data_dir, max_body_bytes=2 << 20)
+    APP.target = create_app(settings_, engine=engine)
+    yield
+    APP.target = None
+    engine.close()
 
 
 @schema.parametrize()
@@ -64,20 +71,19 @@ CHECKS = [
     suppress_health_check=list(HealthCheck),
 )
 def test_api_conforms_to_its_schema(case: Any) -> None:
-    _STATE["calls"] = _STATE.get("calls", 0) + 1
-    per_op = _STATE.setdefault("per_op", {})
-    per_op[case.operation.label] = per_op.get(case.operation.label, 0) + 1
+    label = case.operation.label
+    _STATE["calls"] += 1
+    _STATE["per_op"][label] = _STATE["per_op"].get(label, 0) + 1
     response = case.call_and_validate(checks=CHECKS)
     if 200 <= response.status_code < 300:
-        ok = _STATE.setdefault("ok", {})
-        ok[case.operation.label] = ok.get(case.operation.label, 0) + 1
+        _STATE["ok"][label] = _STATE["ok"].get(label, 0) + 1
 
 
 def test_enough_requests_were_generated() -> None:
-    if not _STATE.get("calls"):
+    if not _STATE["calls"]:
         pytest.skip("the schema tests above were not selected in this run")
     print("schemathesis requests per operation:", _STATE["per_op"])
     assert _STATE["calls"] >= 500, _STATE["per_op"]
     # not only rejections: valid searches and item reads got through and were checked too
-    print("2xx per operation:", _STATE.get("ok"))
-    assert _STATE["ok"].get("POST /v1/search", 0) >= 20, _STATE.get("ok")
+    print("2xx per operation:", _STATE["ok"])
+    assert _STATE["ok"].get("POST /v1/search", 0) >= 20, _STATE["ok"]
