@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import FSDD, coco_bytes, needs_coco, shared_engine, test_settings
+from api_support import COCO, FSDD, coco_bytes, needs_coco, shared_engine, test_settings
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -349,3 +349,58 @@ def test_audio_items_search_and_ranges(client: TestClient, entries: list[dict[st
     assert data[:4] in two.content and data[8:12] in two.content
     thumb = client.get(url, params={"thumb": 64})
     assert thumb.status_code == 422 and thumb.json()["error"]["code"] == "no_thumbnail"
+
+
+def test_concurrent_searches_uploads_and_deletes(
+    client: TestClient, entries: list[dict[str, Any]]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    photos = sorted((COCO / "images").glob("*.jpg"))[-4:-1]  # not in the shared catalogue
+
+    def search(i: int) -> int:
+        caption = entries[i % len(entries)]["captions"][0]
+        r = client.post("/v1/search", json={"text": caption, "target": "any", "k": 5})
+        return r.status_code
+
+    def churn(photo: Path) -> list[int]:
+        up = client.post(
+            "/v1/items",
+            files={"file": (photo.name, photo.read_bytes(), "image/jpeg")},
+            data={"captions": f"churn {photo.stem}"},
+        )
+        gone = client.delete(f"/v1/items/{up.json()['id']}")
+        return [up.status_code, gone.status_code]
+
+    with ThreadPoolExecutor(6) as pool:
+        searches = pool.map(search, range(30))
+        churned = pool.map(churn, photos)
+        assert set(searches) == {200}
+        assert [s for pair in churned for s in pair] == [201, 200] * len(photos)
+    assert client.get("/readyz").status_code == 200
+
+
+def test_read_write_lock_prefers_waiting_writers() -> None:
+    import threading
+    import time as _time
+
+    from api.engine import ReadWriteLock
+
+    lock = ReadWriteLock()
+    order: list[str] = []
+    with lock.read():
+        writer = threading.Thread(target=lambda: _locked(lock.write, order, "writer"))
+        writer.start()
+        _time.sleep(0.05)  # the writer is now waiting for this reader
+        reader = threading.Thread(target=lambda: _locked(lock.read, order, "late reader"))
+        reader.start()
+        _time.sleep(0.05)
+        assert order == []  # neither got in while the first reader holds the lock
+    writer.join(2)
+    reader.join(2)
+    assert order == ["writer", "late reader"]
+
+
+def _locked(acquire: Any, order: list[str], name: str) -> None:
+    with acquire():
+        order.append(name)
