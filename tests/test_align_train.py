@@ -98,3 +98,17 @@ def test_loss_reduces_to_clip_loss_with_identity_positives():
     ours = multi_positive_clip_loss(m, t, torch.eye(7, dtype=torch.bool), scale)
     ref = ClipLoss()(m, t, scale.exp())
     assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+def test_views_are_seeded_and_used():
+    data = synthetic()
+    rng = np.random.default_rng(1)
+    views = [data.media + 0.1 * rng.normal(size=data.media.shape).astype(np.float32)]
+    with_views = AlignData(data.media, data.text, data.pairs, data.split, views=views)
+    a = train_heads(with_views, HeadConfig(**CFG), progress=False)
+    b = train_heads(with_views, HeadConfig(**CFG), progress=False)
+    np.testing.assert_array_equal(a.heads["media_weight"], b.heads["media_weight"])
+    plain = train_heads(data, HeadConfig(**CFG), progress=False)
+    assert not np.array_equal(a.heads["media_weight"], plain.heads["media_weight"])
+    with pytest.raises(ValueError, match="view has shape"):
+        AlignData(data.media, data.text, data.pairs, data.split, views=[data.media[:3]])

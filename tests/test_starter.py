@@ -138,3 +138,27 @@ def test_starter_matches_captions_on_real_photos(starter):
     sims = starter.encode_texts([r["captions"][0] for r in rows]) @ starter.encode_images(ims).T
     r5 = np.mean([i in np.argsort(-sims[i])[:5] for i in range(len(rows))])
     assert r5 > 3 * 5 / len(rows), r5  # well above chance on held-out photos
+
+
+@pytest.mark.slow
+def test_trainer_export_equals_model_forward(starter):
+    """The heads the trainer exports, applied to cached features, are what the encoder computes."""
+    from PIL import Image
+    from safetensors.numpy import load_file
+
+    from indexer.align.heads import apply_heads
+    from retrieval.encoders.starter import heads_path
+
+    t = load_file(str(heads_path(starter.space.head_version)))
+    heads = {
+        "media_weight": t["visual.tower.head.proj.weight"],
+        "media_bias": t["visual.tower.head.proj.bias"],
+        "text_weight": t["text.proj.weight"],
+        "bridge_gate": t["visual.bridge_gate"],
+    }
+    rng = np.random.default_rng(17)
+    ims = [Image.fromarray(rng.integers(0, 255, (41, 29, 3), dtype=np.uint8)) for _ in range(2)]
+    with torch.inference_mode():
+        feats = starter.model.visual.head_inputs(torch.stack([starter.preprocess(i) for i in ims]))
+    got, _ = apply_heads(heads, feats.numpy(), None, bridge_dim=384)
+    np.testing.assert_allclose(got, starter.encode_images(ims), atol=1e-4)

@@ -27,17 +27,23 @@ class AlignData:
     pairs: np.ndarray  # (P, 2) int, (media row, text row) positives
     split: list[str]  # per media row: "train" | "val" | "test"  (retrieval.splits.split_of)
     group: list[str] = field(default_factory=list)  # per media row: data set, for per-set metrics
+    # Extra augmented views of the same rows, each (N_media, D_m) (e.g. mirrored images); training
+    # draws one of [media, *views] per pair and step, evaluation uses `media` only.
+    views: list[np.ndarray] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.pairs = np.asarray(self.pairs, dtype=np.int64).reshape(-1, 2)
         if len(self.split) != len(self.media):
             raise ValueError(f"{len(self.split)} split labels for {len(self.media)} media rows.")
+        for v in self.views:
+            if v.shape != self.media.shape:
+                raise ValueError(f"A view has shape {v.shape}, media has {self.media.shape}.")
         if not self.group:
             self.group = ["all"] * len(self.media)
 
     def digest(self) -> str:
         h = hashlib.sha256()
-        for a in (self.media, self.text, self.pairs):
+        for a in (self.media, self.text, self.pairs, *self.views):
             h.update(np.ascontiguousarray(a).tobytes())
         h.update(json.dumps([self.split, self.group]).encode())
         return h.hexdigest()[:16]
@@ -99,6 +105,13 @@ def _batches(pairs: np.ndarray, batch_size: int, gen: torch.Generator) -> list[n
     return [pairs[order[i : i + batch_size]] for i in range(0, len(pairs), batch_size)]
 
 
+def _pick_views(stacked: torch.Tensor, rows: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    if stacked.shape[0] == 1:  # no views: draw nothing, so runs without views stay unchanged
+        return stacked[0, rows]
+    view = torch.randint(0, stacked.shape[0], (len(rows),), generator=gen)
+    return stacked[view, rows]
+
+
 def train_heads(
     data: AlignData,
     cfg: HeadConfig,
@@ -113,6 +126,7 @@ def train_heads(
     """
     torch.manual_seed(cfg.seed)
     media = torch.from_numpy(np.ascontiguousarray(data.media, dtype=np.float32))
+    stacked = torch.from_numpy(np.stack([data.media, *data.views]).astype(np.float32))  # (V, N, D)
     text = torch.from_numpy(np.ascontiguousarray(data.text, dtype=np.float32))
     train_rows = np.array([s == "train" for s in data.split])
     train_pairs = data.pairs[train_rows[data.pairs[:, 0]]]
@@ -179,7 +193,7 @@ def train_heads(
                 shape = (len(batch), model.media.in_features)
                 keep = (torch.rand(shape, generator=gen) >= cfg.dropout).float() / (1 - cfg.dropout)
             loss = multi_positive_clip_loss(
-                model.encode_media(media[mi], keep),
+                model.encode_media(_pick_views(stacked, mi, gen), keep),
                 model.encode_text(text[ti]),
                 positive,
                 model.logit_scale,
