@@ -100,16 +100,40 @@ def shared_data() -> Path:
     return require_shared_data()
 
 
+class OneThreadEncoder:
+    """Runs every call of the wrapped encoder on one torch thread, then restores the setting.
+
+    The tiny model's matrices are far too small for intra-op threads to pay: on a busy 2-core
+    machine two threads made each batch ~30x slower than one. Scoped to the calls, so other
+    tests in the session keep the process-wide setting.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            import torch
+
+            before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                torch.set_num_threads(before)
+
+        return call
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder():  # noqa: ANN201 - an Encoder
-    import torch
-
     from retrieval.encoders import create_encoder
 
-    # The tiny model's matrices are far too small for intra-op threads to pay: on a busy 2-core
-    # machine two threads made each batch ~30x slower than one.
-    torch.set_num_threads(1)
-    return create_encoder("tiny-test", device="cpu")
+    return OneThreadEncoder(create_encoder("tiny-test", device="cpu"))
 
 
 @pytest.fixture(scope="session")
