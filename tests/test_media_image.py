@@ -268,7 +268,7 @@ def test_thumbnail_never_upscales() -> None:
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 8, "image/png"),
         (b"GIF87a" + b"\x00" * 8, "image/gif"),
         (b"GIF89a" + b"\x00" * 8, "image/gif"),
-        (b"BM" + b"\x00" * 14, "image/bmp"),
+        (b"BM" + b"\x00" * 12 + (40).to_bytes(4, "little"), "image/bmp"),  # BITMAPINFOHEADER
         (b"II*\x00" + b"\x00" * 8, "image/tiff"),
         (b"MM\x00*" + b"\x00" * 8, "image/tiff"),
         (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "image/webp"),
@@ -276,6 +276,17 @@ def test_thumbnail_never_upscales() -> None:
 )
 def test_sniff_image_magic(head: bytes, mime: str) -> None:
     assert sniff(head, "whatever.dat") == (Modality.IMAGE, mime)
+
+
+@pytest.mark.parametrize(
+    "head,name",
+    [
+        (b"BM is how this note starts, not a bitmap", "notes.dat"),
+        ("hello".encode("utf-16"), "utf16.txt"),  # FF FE byte order mark, not an MPEG frame
+    ],
+)
+def test_sniff_does_not_mistake_text_for_media(head: bytes, name: str) -> None:
+    assert sniff(head, name) in (None, (Modality.TEXT, "text/plain"))
 
 
 @pytest.mark.parametrize(
