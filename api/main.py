@@ -105,16 +105,17 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    # Added innermost first: CORS sits closest to the app, metrics outermost so it sees 413/504.
+    # Added innermost first. CORS is outermost so that even a 413 or 504 carries its headers
+    # and a permitted browser origin can read the error.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TimeoutMiddleware, timeout_s=settings.request_timeout_s)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Range"],
-            expose_headers=["Content-Range", "Accept-Ranges", "Retry-After"],
+            expose_headers=["Content-Range", "Accept-Ranges", "Retry-After", "Location"],
         )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(TimeoutMiddleware, timeout_s=settings.request_timeout_s)
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

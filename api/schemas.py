@@ -57,6 +57,25 @@ SEARCH_MULTIPART_SCHEMA: dict[str, Any] = {
 }
 
 
+UPLOAD_MULTIPART_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "The image or audio file."},
+        "captions": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": 'Caption texts: repeat the field, or send one JSON list ["a", "b"].',
+        },
+        "attrs": {
+            "type": "string",
+            "description": 'Filterable attributes as a JSON object, e.g. {"label": "dog"}.',
+            "example": '{"label": "dog"}',
+        },
+    },
+}
+
+
 class Hit(BaseModel):
     id: int
     modality: ModalityName

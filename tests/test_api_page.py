@@ -42,12 +42,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def playwright() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    with sync_api.sync_playwright() as p:  # one per process: it runs its own event loop
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    yield b
+    b.close()
 
 
 @pytest.fixture()
@@ -172,30 +177,26 @@ def test_audio_results_play_and_audio_files_query(page: Any) -> None:
     assert page.locator(".card[data-modality=audio]").count() >= 1
 
 
-def test_microphone_recording_becomes_an_audio_query(server: LiveServer) -> None:
+def test_microphone_recording_becomes_an_audio_query(playwright: Any, server: LiveServer) -> None:
     """Chromium's fake microphone (a beep) through MediaRecorder -> WAV -> /v1/search."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
-        try:
-            context = b.new_context()
-            context.grant_permissions(["microphone"], origin=server.url)
-            pg = context.new_page()
-            pg.goto(server.url + "/")
-            pg.check("input[name=target][value=audio]")
-            pg.locator("#record").wait_for()
-            pg.click("#record")
-            pg.wait_for_function(
-                "() => document.querySelector('#record').textContent.includes('Stop')"
-            )
-            pg.wait_for_timeout(1200)
-            pg.click("#record")
-            pg.locator("#query-preview audio").wait_for()
-            pg.wait_for_function(
-                "() => /result\\(s\\) for recording\\.wav/.test("
-                "document.querySelector('#message').textContent)"
-            )
-            assert pg.locator(".card[data-modality=audio]").count() >= 1
-        finally:
-            b.close()
+    b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+    try:
+        context = b.new_context()
+        context.grant_permissions(["microphone"], origin=server.url)
+        pg = context.new_page()
+        pg.goto(server.url + "/")
+        pg.check("input[name=target][value=audio]")
+        pg.locator("#record").wait_for()
+        pg.click("#record")
+        pg.wait_for_function("() => document.querySelector('#record').textContent.includes('Stop')")
+        pg.wait_for_timeout(1200)
+        pg.click("#record")
+        pg.locator("#query-preview audio").wait_for()
+        pg.wait_for_function(
+            "() => /result\\(s\\) for recording\\.wav/.test("
+            "document.querySelector('#message').textContent)"
+        )
+        assert pg.locator(".card[data-modality=audio]").count() >= 1
+    finally:
+        b.close()

@@ -171,3 +171,45 @@ def test_traversal_attempts_never_reach_files(client: TestClient, path: str) -> 
     assert r.status_code in (400, 404, 422), (path, r.status_code)
     assert r.headers["content-type"].startswith("application/json")
     assert b"SQLite" not in r.content and b"CROSSMEDIA_" not in r.content
+
+
+def test_anonymous_upload_is_refused_before_its_body_is_read(
+    world: tuple[Engine, list[dict[str, Any]]],
+) -> None:
+    import asyncio
+
+    engine, _ = world
+    app = create_app(test_settings(engine.catalogue.data_dir, api_keys=API_KEYS), engine=engine)
+    app.state.engine = engine
+    pulled = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b"\0" * 65536, "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/items",
+        "raw_path": b"/v1/items",
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-length", b"10000000"),
+            (b"content-type", b"multipart/form-data; boundary=xyz"),
+        ],
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 401
+    assert pulled == 0

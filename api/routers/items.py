@@ -10,15 +10,17 @@ from pathlib import PurePath
 from threading import Lock
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from api.deps import EngineDep, ReadAccess, SettingsDep, WriteAccess
 from api.errors import ApiError
+from api.forms import multipart_body, read_form
 from api.media import check_upload
-from api.schemas import Deleted, Item, error_responses
+from api.schemas import UPLOAD_MULTIPART_SCHEMA, Deleted, Item, error_responses
 from retrieval.media.image import thumbnail
 from retrieval.store import ItemRecord
 
@@ -115,29 +117,28 @@ def _safe_filename(name: str | None) -> str:
     response_model=Item,
     summary="Upload one media file; it is indexed and searchable when this call returns",
     description=(
-        "Multipart form: `file` (image, audio or .txt), optional `captions` (repeat the field, "
+        "Multipart form: `file` (an image or audio file), optional `captions` (repeat the field, "
         "or send one JSON list) and `attrs` (a JSON object of filterable attributes). "
         "Uploading the same bytes again returns the existing item."
     ),
+    openapi_extra=multipart_body(UPLOAD_MULTIPART_SCHEMA),
     responses=error_responses(400, 401, 403, 409, 413, 415, 422, 429, 503, 504),
 )
 async def upload_item(
+    request: Request,
     principal: WriteAccess,
     engine: EngineDep,
     settings: SettingsDep,
     response: Response,
-    file: Annotated[UploadFile, File(description="The media file.")],
-    captions: Annotated[
-        list[str],
-        Form(description='Caption text; repeat the field or send one JSON list ["a", "b"].'),
-    ] = [],  # noqa: B006 - FastAPI copies defaults per request
-    attrs: Annotated[
-        str | None,
-        Form(description='JSON object, e.g. {"label": "dog"}.', examples=['{"label": "dog"}']),
-    ] = None,
 ) -> Item:
+    form = await read_form(request, max_files=1, max_fields=2 * settings.max_captions + 10)
+    file = form.get("file")
+    if not isinstance(file, UploadFile):
+        raise ApiError(422, "The form needs a 'file' field with the media file.", "missing_file")
+    captions = [v for v in form.getlist("captions") if isinstance(v, str)]
+    attrs = form.get("attrs")
     caption_list = _parse_captions(captions, settings.max_captions)
-    attr_dict = _parse_attrs(attrs)
+    attr_dict = _parse_attrs(attrs if isinstance(attrs, str) else None)
     data = await file.read()
     filename = _safe_filename(file.filename)
     check_upload(data, filename)

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import EngineDep, ReadAccess, SettingsDep
 from api.engine import Engine
 from api.errors import ApiError
+from api.forms import read_form
 from api.media import load_query_audio, load_query_image
 from api.schemas import (
     SEARCH_MULTIPART_SCHEMA,
@@ -146,12 +146,7 @@ async def _from_json(request: Request, settings: Settings) -> tuple[SearchReques
 
 
 async def _from_form(request: Request, settings: Settings) -> tuple[SearchRequest, Query]:
-    try:
-        form = await request.form(max_files=2, max_fields=10)
-    except StarletteHTTPException:
-        raise
-    except Exception as exc:  # the multipart parser raises several unrelated types
-        raise ApiError(400, f"Malformed multipart body: {exc}", "bad_multipart") from exc
+    form = await read_form(request, max_files=2, max_fields=10)
     fields: dict[str, Any] = {}
     for name in ("target", "k", "rerank"):
         value = form.get(name)
