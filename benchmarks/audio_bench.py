@@ -21,14 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from indexer.align.audio import AudioAlignConfig, embed_head
-from indexer.align.audio_data import DATASETS, load_cached
+from indexer.align.audio_data import DATASETS, load_cached, transcribe_sample
 from indexer.align.audio_eval import both_directions, text_gallery
 from indexer.align.audio_job import (
     _tokens,
     fused_vectors,
     load_transcripts,
     locked_text,
+    phrase_data,
     split_items,
+    spoken_vectors,
     train,
 )
 from retrieval.encoders.audio_head import load_audio_head
@@ -77,23 +79,45 @@ def recall(cache: Path) -> tuple[list[dict], dict]:
     fusion = FusionConfig(**art.fusion)
     rng = np.random.default_rng(0)
     rows = []
+    def add(data: str, systems: dict, tv: np.ndarray, index: np.ndarray) -> None:
+        for system, vecs in systems.items():
+            for direction, m in both_directions(vecs, tv, index).items():
+                rows.append({"data": data, "system": system, "direction": direction,
+                             **{k: round(v, 4) if isinstance(v, float) else v
+                                for k, v in m.items()}})
+
     for name, its in split_items("test").items():
         ids = [it.id for it in its]
         texts, index = text_gallery([it.text for it in its])
         tv = text_fn(texts)
-        acoustic = embed_head(art.head, _tokens(load_cached(cache, name, "whisper", ids)))
-        tr = load_transcripts(cache, name, ids)
-        systems = {
+        add(name, {
             "random": l2_normalize(rng.standard_normal((len(its), tv.shape[1]))),
             "mfcc-stats + head": embed_head(mfcc_head, _tokens(load_cached(cache, name, "mfcc", ids))),
+            "whisper + head": embed_head(art.head, _tokens(load_cached(cache, name, "whisper", ids))),
+        }, tv, index)
+        # Transcripts exist for a fixed sample (transcribe_sample): compare on that sample.
+        sub = [it for it in its if transcribe_sample(it)]
+        ids = [it.id for it in sub]
+        texts, index = text_gallery([it.text for it in sub])
+        tv = text_fn(texts)
+        acoustic = embed_head(art.head, _tokens(load_cached(cache, name, "whisper", ids)))
+        tr = load_transcripts(cache, name, ids)
+        spoken = spoken_vectors(text_fn, tr)
+        add(f"{name} (transcribed sample)", {
             "whisper + head": acoustic,
-            "whisper + head + transcript": fused_vectors(acoustic, tr, text_fn([t.text or " " for t in tr]), fusion),
-        }
-        for system, vecs in systems.items():
-            r = both_directions(vecs, tv, index)
-            for direction, m in r.items():
-                rows.append({"data": name, "system": system, "direction": direction,
-                             **{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}})
+            "whisper + head + transcript": fused_vectors(acoustic, tr, spoken, fusion),
+        }, tv, index)
+    p = phrase_data(cache, "test")
+    texts, index = text_gallery(p["texts"])
+    tv, tr = text_fn(texts), p["transcripts"]
+    spoken = spoken_vectors(text_fn, tr)
+    acoustic = embed_head(art.head, p["tokens"])
+    add("fsdd_phrases (4 digits)", {
+        "random": l2_normalize(rng.standard_normal((len(tr), tv.shape[1]))),
+        "whisper + head": acoustic,
+        "transcript text only": spoken,
+        "whisper + head + transcript": fused_vectors(acoustic, tr, spoken, fusion),
+    }, tv, index)
     return rows, {"text_side": text_kind, "space_key": space_key, "fusion": asdict(fusion),
                   "head_version": art.version}
 
@@ -132,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=Path(".cache/audio"))
     ap.add_argument("--skip-throughput", action="store_true")
     args = ap.parse_args(argv)
+    import torch
+
+    # The head is tiny; on shared CPUs extra OpenMP threads only spin (10x slower epochs here).
+    torch.set_num_threads(1)
     thr = [] if args.skip_throughput else throughput()
     rec, meta = recall(args.cache)
     RESULTS.mkdir(exist_ok=True)

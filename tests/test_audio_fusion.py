@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from indexer.align.audio_eval import both_directions, text_gallery
-from retrieval.encoders.audio_starter import FusionConfig, fuse
+from retrieval.encoders.audio_starter import FusionConfig, fuse, normalize_transcript
 from retrieval.encoders.audio_whisper import Transcript
 from retrieval.encoders.base import l2_normalize
 
@@ -17,18 +17,29 @@ def test_speech_gate() -> None:
     assert not cfg.is_speech(Transcript("seven", 0.6, -0.4))  # Whisper thinks: no speech
     assert not cfg.is_speech(Transcript("Thank you.", 0.1, -1.7))  # not confident
     assert not cfg.is_speech(Transcript(" ... ", 0.0, -0.1))  # nothing searchable
+    assert not cfg.is_speech(Transcript("A" + "H" * 60, 0.1, -0.3))  # a decoding loop
 
 
 def test_fuse_only_where_speech() -> None:
     rng = np.random.default_rng(11)
     acoustic, spoken = l2_normalize(rng.standard_normal((7, 5))), l2_normalize(rng.standard_normal((7, 5)))
-    speech = np.array([True, False, True, False, False, True, False])
-    out = fuse(acoustic, spoken, speech, 0.75)
+    weights = np.array([0.75, 0, 0.75, 0, 0, 1.0, 0])
+    speech = weights > 0
+    out = fuse(acoustic, spoken, weights)
     assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
     assert np.array_equal(out[~speech], acoustic[~speech].astype(np.float32))
-    expected = l2_normalize(0.25 * acoustic[speech] + 0.75 * spoken[speech])
-    assert np.allclose(out[speech], expected, atol=1e-6)
-    assert np.allclose(fuse(acoustic, spoken, speech, 1.0)[speech], spoken[speech], atol=1e-6)
+    expected = l2_normalize(0.25 * acoustic[[0, 2]] + 0.75 * spoken[[0, 2]])
+    assert np.allclose(out[[0, 2]], expected, atol=1e-6)
+    assert np.allclose(out[5], spoken[5], atol=1e-6)
+
+
+def test_weight_by_transcript_length_and_digit_spelling() -> None:
+    cfg = FusionConfig(transcript_weight=0.25, phrase_weight=0.9, max_no_speech_prob=0.5)
+    assert cfg.weight(Transcript("Seven.", 0.1, -0.4)) == 0.25
+    assert cfg.weight(Transcript("the cat sat", 0.1, -0.4)) == 0.9
+    assert cfg.weight(Transcript("the cat sat", 0.9, -0.4)) == 0.0
+    assert normalize_transcript(" 7 3, 0 0.") == "seven three, zero zero."
+    assert normalize_transcript("in 2024 at 3.5 km") == "in 2024 at 3.5 km"
 
 
 def test_text_gallery_dedupes_and_scores() -> None:

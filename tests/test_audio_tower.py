@@ -165,3 +165,21 @@ def test_long_clip_window_contract(tower) -> None:
     expected = sum(w.seconds * w.vector for w in wins)
     assert np.allclose(vecs[0], expected / np.linalg.norm(expected), atol=1e-6)
     assert math.isclose(float(np.linalg.norm(vecs[0])), 1.0, rel_tol=1e-5)
+
+
+@needs_data
+@pytest.mark.slow
+def test_starter_encoder_audio_to_text() -> None:
+    from retrieval.encoders.registry import create_encoder
+    from retrieval.splits import split_of
+
+    enc = create_encoder("starter", device="cpu")
+    names = [next(f"{d}_jackson_{k}" for k in range(50) if split_of(f"fsdd-{d}_jackson_{k}") == "test")
+             for d in (1, 5, 9)]  # held-out clips only
+    clips = [decode_audio(DATA / "fsdd" / "audio" / f"{n}.flac") for n in names]
+    audio = enc.encode_audio(clips)
+    assert audio.shape == (3, enc.dim)
+    assert np.allclose(np.linalg.norm(audio, axis=1), 1.0, atol=1e-5)
+    sim = audio @ enc.encode_texts(["zero", "one", "two", "three", "four", "five", "six", "seven",
+                                    "eight", "nine"]).T
+    assert [int(i) for i in sim.argmax(axis=1)] == [1, 5, 9]

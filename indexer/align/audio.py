@@ -46,8 +46,9 @@ class ValSet:
     text_index: np.ndarray
 
 
-def contrastive_loss(a: torch.Tensor, t: torch.Tensor, tid: torch.Tensor, scale: torch.Tensor
-                     ) -> torch.Tensor:
+def contrastive_loss(
+    a: torch.Tensor, t: torch.Tensor, tid: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
     uniq, col = torch.unique(tid, return_inverse=True)  # col: (B,) index into the batch's texts
     logits = scale * a @ t[uniq].T  # (B, U_b)
     a2t = nn.functional.cross_entropy(logits, col)
@@ -60,8 +61,10 @@ def contrastive_loss(a: torch.Tensor, t: torch.Tensor, tid: torch.Tensor, scale:
 def embed_head(head: AudioHead, features: np.ndarray, batch: int = 1024) -> np.ndarray:
     head.eval()
     with torch.inference_mode():
-        out = [head(torch.from_numpy(features[i : i + batch]).float()).numpy()
-               for i in range(0, len(features), batch)]
+        out = [
+            head(torch.from_numpy(features[i : i + batch]).float()).numpy()
+            for i in range(0, len(features), batch)
+        ]
     return np.concatenate(out).astype(np.float32)
 
 
@@ -85,19 +88,29 @@ def train_audio_head(
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    head = AudioHead(AudioHeadConfig(in_dim=features.shape[-1], n_tokens=features.shape[1],
-                                     hidden=config.hidden, out_dim=targets.shape[1],
-                                     dropout=config.dropout))
+    head = AudioHead(
+        AudioHeadConfig(
+            in_dim=features.shape[-1],
+            n_tokens=features.shape[1],
+            hidden=config.hidden,
+            out_dim=targets.shape[1],
+            dropout=config.dropout,
+        )
+    )
     opt = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(features) // config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1)
+        opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1
+    )
     _, counts = np.unique(groups, return_counts=True)
     size = dict(zip(np.unique(groups), counts, strict=True))
     weight = np.array([size[g] ** -config.balance_power for g in groups])
     weight /= weight.sum()
-    x, t, tid = (torch.from_numpy(features).float(), torch.from_numpy(targets).float(),
-                 torch.from_numpy(target_index).long())
+    x, t, tid = (
+        torch.from_numpy(features).float(),
+        torch.from_numpy(targets).float(),
+        torch.from_numpy(target_index).long(),
+    )
     best = (-1.0, None, -1, {})
     history = []
     bar = tqdm(range(config.epochs), desc="align audio head")
@@ -105,16 +118,22 @@ def train_audio_head(
         head.train()
         for _ in range(steps_per_epoch):
             idx = torch.from_numpy(rng.choice(len(x), size=config.batch_size, p=weight))
-            loss = contrastive_loss(head(x[idx]), t, tid[idx], head.logit_scale.exp().clamp(max=100))
+            loss = contrastive_loss(
+                head(x[idx]), t, tid[idx], head.logit_scale.exp().clamp(max=100)
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
         score, per = val_score(head, val)
-        history.append({"epoch": epoch, "loss": float(loss), "val": score, **per})
-        bar.set_postfix(loss=f"{float(loss):.3f}", val=f"{score:.3f}")
+        history.append({"epoch": epoch, "loss": loss.item(), "val": score, **per})
+        bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{score:.3f}")
         if score > best[0]:
             best = (score, copy.deepcopy(head.state_dict()), epoch, per)
     head.load_state_dict(best[1])
-    return head.eval(), {"best_epoch": best[2], "best_val": best[0], "best_val_per_set": best[3],
-                         "history": history}
+    return head.eval(), {
+        "best_epoch": best[2],
+        "best_val": best[0],
+        "best_val_per_set": best[3],
+        "history": history,
+    }

@@ -20,10 +20,21 @@ from pathlib import Path
 import numpy as np
 
 from indexer.align.audio import AudioAlignConfig, ValSet, embed_head, train_audio_head
-from indexer.align.audio_data import DATASETS, AudioItem, load_cached, load_items
+from indexer.align.audio_data import (
+    DATASETS,
+    AudioItem,
+    load_cached,
+    load_items,
+    transcribe_sample,
+)
 from indexer.align.audio_eval import both_directions, text_gallery
 from retrieval.encoders.audio_head import AudioHead, AudioHeadArtifact, save_audio_head
-from retrieval.encoders.audio_starter import HEAD_VERSION, FusionConfig, fuse
+from retrieval.encoders.audio_starter import (
+    HEAD_VERSION,
+    FusionConfig,
+    fuse,
+    normalize_transcript,
+)
 from retrieval.encoders.audio_whisper import Transcript, WhisperTowerConfig
 from retrieval.encoders.base import l2_normalize
 
@@ -117,28 +128,49 @@ def fused_vectors(
     spoken: np.ndarray,
     fusion: FusionConfig,
 ) -> np.ndarray:
-    speech = np.array([fusion.is_speech(t) for t in transcripts])
-    return fuse(acoustic, spoken, speech, fusion.transcript_weight)
+    return fuse(acoustic, spoken, np.array([fusion.weight(t) for t in transcripts]))
 
 
-def fit_fusion(head: AudioHead, text_fn: TextFn, cache: Path) -> tuple[FusionConfig, dict]:
+def phrase_data(cache: Path, split: str) -> dict:
+    from indexer.align.audio_phrases import phrase_vectors
+    from retrieval.encoders.audio_whisper import WhisperAudioTower
+
+    tower = WhisperAudioTower()
+    return phrase_vectors(cache, split, tower.token_features, tower.transcribe_detailed)
+
+
+def spoken_vectors(text_fn: TextFn, transcripts: Sequence[Transcript]) -> np.ndarray:
+    return text_fn([normalize_transcript(t.text) or " " for t in transcripts])
+
+
+def fit_fusion(head: AudioHead, text_fn: TextFn, cache: Path, phrases: bool = True
+               ) -> tuple[FusionConfig, dict]:
     """Grid search on the validation split: mean over data sets of (a2t R@1 + t2a mAP@10) / 2."""
     sets = []
-    for name, its in split_items("val").items():
+    for name, all_its in split_items("val").items():
+        its = [it for it in all_its if transcribe_sample(it)]
         texts, index = text_gallery([it.text for it in its])
         tr = load_transcripts(cache, name, [it.id for it in its])
         acoustic = embed_head(
             head, _tokens(load_cached(cache, name, "whisper", [it.id for it in its]))
         )
-        sets.append((acoustic, tr, text_fn([t.text or " " for t in tr]), text_fn(texts), index))
+        sets.append((acoustic, tr, spoken_vectors(text_fn, tr), text_fn(texts), index))
+    if phrases:  # the spoken-phrase proxy (indexer/align/audio_phrases.py), validation split
+        p = phrase_data(cache, "val")
+        texts, index = text_gallery(p["texts"])
+        tr = p["transcripts"]
+        sets.append((embed_head(head, p["tokens"]), tr, spoken_vectors(text_fn, tr),
+                     text_fn(texts), index))
     best: tuple[float, FusionConfig] = (-1.0, FusionConfig())
     grid = itertools.product(
-        (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+        (0.0, 0.25, 0.5, 0.75, 1.0),  # one-word transcripts
+        (0.0, 0.25, 0.5, 0.75, 0.9, 1.0),  # transcripts of two or more words
         (0.3, 0.5, 0.7, 1.0),
-        (-0.5, -0.75, -1.0, -1.5, -100.0),
+        (-0.75, -1.0, -100.0),
     )
-    for w, ns, lp in grid:
-        fusion = FusionConfig(w, ns, lp)
+    for w, wp, ns, lp in grid:
+        fusion = FusionConfig(transcript_weight=w, phrase_weight=wp, max_no_speech_prob=ns,
+                              min_avg_logprob=lp)
         s = np.mean(
             [
                 _score(both_directions(fused_vectors(a, tr, sp, fusion), tv, ix))
@@ -192,6 +224,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    import torch
+
+    # The head is tiny; on shared CPUs extra OpenMP threads only spin (10x slower epochs here).
+    torch.set_num_threads(1)
     text_fn, space_key = locked_text(args.text)
     config = AudioAlignConfig(epochs=args.epochs, seed=args.seed)
     head, info = train(args.features, text_fn, args.cache, config)

@@ -6,8 +6,9 @@ the head artifact's `fusion` metadata):
     speech(window) = transcript has a letter or digit
                      and no_speech_prob <= max_no_speech_prob
                      and avg_logprob >= min_avg_logprob           # Whisper is confident
-    vector(window) = normalize((1 - w) * head(audio) + w * text(transcript))   if speech
-                   = head(audio)                                               otherwise
+                     and zlib compression ratio <= 2.4            # not a decoding loop
+    w = phrase_weight if the transcript has >= 2 words else transcript_weight   (0 if not speech)
+    vector(window) = normalize((1 - w) * head(audio) + w * text(normalize_transcript(t)))
 
 `text` is the locked text tower of the same space, so a spoken sentence lands where its written
 form lands, while sounds without confident speech (animals, effects) keep the purely acoustic
@@ -22,6 +23,8 @@ the file vector is the duration-weighted mean of the window vectors, re-normalis
 
 from __future__ import annotations
 
+import re
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,19 +45,43 @@ TextFn = Callable[[Sequence[str]], np.ndarray]
 
 @dataclass(frozen=True)
 class FusionConfig:
-    transcript_weight: float = 0.0  # w above; 0 = acoustic only
+    transcript_weight: float = 0.0  # w for a one-word transcript (error-prone, ambiguous)
+    phrase_weight: float = 0.0  # w for a transcript of two or more words
     max_no_speech_prob: float = 0.6
     min_avg_logprob: float = -1.0
+    max_compression_ratio: float = 2.4  # Whisper's own test for looping output ("AHHHH...")
 
     def is_speech(self, t: Transcript) -> bool:
         return (any(ch.isalnum() for ch in t.text) and t.no_speech_prob <= self.max_no_speech_prob
-                and t.avg_logprob >= self.min_avg_logprob)
+                and t.avg_logprob >= self.min_avg_logprob
+                and compression_ratio(t.text) <= self.max_compression_ratio)
+
+    def weight(self, t: Transcript) -> float:
+        if not self.is_speech(t):
+            return 0.0
+        return self.phrase_weight if len(_WORD.findall(t.text)) >= 2 else self.transcript_weight
 
 
-def fuse(acoustic: np.ndarray, spoken: np.ndarray, speech: np.ndarray, w: float) -> np.ndarray:
-    """acoustic, spoken (N, D) L2-normalised; speech (N,) bool -> fused (N, D) L2-normalised."""
+_WORD = re.compile(r"[^\W_]+")
+_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data)))
+
+
+def normalize_transcript(text: str) -> str:
+    """What gets embedded: Whisper writes "7 3 0" where people write "seven three zero"."""
+    return re.sub(r"(?<![\w.,])(\d)(?![\w]|[.,]\d)", lambda m: _DIGITS[int(m.group(1))],
+                  text.strip())
+
+
+def fuse(acoustic: np.ndarray, spoken: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """acoustic, spoken (N, D) L2-normalised; weights (N,) in [0, 1] -> fused (N, D) normalised."""
+    w = np.asarray(weights, np.float32)[:, None]
     mixed = l2_normalize((1.0 - w) * acoustic + w * spoken)
-    return np.where(speech[:, None], mixed, acoustic).astype(np.float32)
+    return np.where(w > 0, mixed, acoustic).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -95,14 +122,17 @@ class StarterAudioTower:
     def encode_windows(self, windows: Sequence[Audio]) -> tuple[np.ndarray, list[Transcript | None]]:
         """Window vectors (N, D) with fusion applied, and their transcripts (None: not run)."""
         vecs = self.acoustic(windows)
-        if self.fusion.transcript_weight <= 0 or self.encode_texts is None or not windows:
+        f = self.fusion
+        if max(f.transcript_weight, f.phrase_weight) <= 0 or self.encode_texts is None or not windows:
             return vecs, [None] * len(windows)
         transcripts = self.tower.transcribe_detailed(windows)
-        speech = np.array([self.fusion.is_speech(t) for t in transcripts])
+        weights = np.array([f.weight(t) for t in transcripts], np.float32)
         spoken = np.zeros_like(vecs)
-        if speech.any():
-            spoken[speech] = self.encode_texts([t.text for t, s in zip(transcripts, speech, strict=True) if s])
-        return fuse(vecs, spoken, speech, self.fusion.transcript_weight), list(transcripts)
+        if (weights > 0).any():
+            spoken[weights > 0] = self.encode_texts(
+                [normalize_transcript(t.text) for t, w in zip(transcripts, weights, strict=True)
+                 if w > 0])
+        return fuse(vecs, spoken, weights), list(transcripts)
 
     def encode_with_transcripts(self, clips: Sequence[Audio]
                                 ) -> tuple[np.ndarray, list[LongAudioEmbedding]]:
@@ -162,11 +192,27 @@ def create_audio_tower(device: str = "cpu", encode_texts: TextFn | None = None,
 
 
 def attach_audio_tower(encoder: Any, device: str = "cpu", head_path: Path = HEAD_PATH) -> None:
-    """Bind the audio tower to a StarterEncoder (sets `encoder.audio_tower`), fusion included.
+    """Bind the audio tower to a StarterEncoder (`encoder.audio_tower`), loaded on first use.
 
-    One line in starter.build_starter_encoder: `attach_audio_tower(encoder, device)`.
+    Lazy so that image/text users never pay for Whisper, and so that a missing or mismatched
+    audio head surfaces as its own error when audio is encoded, not when the encoder is built.
     """
-    encoder.audio_tower = create_audio_tower(
-        device, encode_texts=encoder.encode_texts, space_key=encoder.space.key(),
-        head_path=head_path,
-    )
+    encoder.audio_tower = _LazyAudioTower(encoder, device, head_path)
+
+
+class _LazyAudioTower:
+    def __init__(self, encoder: Any, device: str, head_path: Path) -> None:
+        self._args = (encoder, device, head_path)
+        self._tower: StarterAudioTower | None = None
+
+    def get(self) -> StarterAudioTower:
+        if self._tower is None:
+            encoder, device, head_path = self._args
+            self._tower = create_audio_tower(
+                device, encode_texts=encoder.encode_texts, space_key=encoder.space.key(),
+                head_path=head_path,
+            )
+        return self._tower
+
+    def encode_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> np.ndarray:
+        return self.get().encode_audio(clips, batch_size=batch_size)

@@ -145,7 +145,11 @@ def build_starter_encoder(
         text.transformer.name_or_path, context_length=cfg.text_cfg.get("context_length", 128)
     )
     space = EmbeddingSpace(model=cfg.name, head_version=version, dim=cfg.embed_dim)
-    return StarterEncoder(model, preprocess, tokenizer, space, device=default_device(device))
+    encoder = StarterEncoder(model, preprocess, tokenizer, space, device=default_device(device))
+    from retrieval.encoders.audio_starter import attach_audio_tower
+
+    attach_audio_tower(encoder, encoder.device)  # Whisper + audio head, loaded on first use
+    return encoder
 
 
 @register_encoder("starter")

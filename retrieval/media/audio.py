@@ -177,6 +177,7 @@ def _resampler(rate: int, target_rate: int) -> Any:
 def _open(data: AudioSource, max_bytes: int) -> soundfile.SoundFile:
     import soundfile as sf
 
+    source: io.BytesIO | str
     if isinstance(data, (bytes, bytearray, memoryview)):
         size, source, name = len(data), io.BytesIO(bytes(data)), "audio bytes"
     else:
