@@ -225,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "rows": rows,
         "machine": {
             "cpus": os.cpu_count(),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
