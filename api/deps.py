@@ -1,5 +1,8 @@
 """Annotated dependencies shared by the routers. Tests swap these through
-`app.dependency_overrides`, never by patching module globals."""
+`app.dependency_overrides`, never by patching module globals.
+
+They are `async` on purpose: FastAPI runs a plain `def` dependency in the thread pool, and for
+these attribute lookups the thread hop would cost more than the work."""
 
 from __future__ import annotations
 
@@ -14,19 +17,19 @@ from api.security import Principal, require_scope
 from api.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine | None = getattr(request.app.state, "engine", None)
     if engine is None:
         raise ApiError(503, "The engine is not loaded yet; retry shortly.", "not_ready")
     return engine
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 

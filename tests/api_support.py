@@ -122,7 +122,7 @@ def build_engine(
         )
         entry["item_id"] = rec.id
         entry["caption_ids"] = list(rec.linked)
-    clips = fsdd_entries(n_audio) if FSDD.is_dir() else []
+    clips = fsdd_entries(n_audio) if FSDD.is_dir() and n_audio else []
     for clip in clips:
         rec = engine.ingestor.add_upload(
             (FSDD / clip["audio"]).read_bytes(),
