@@ -9,7 +9,7 @@ Two entry points.
            [Path("../shared/data/coco_mini/items.jsonl"), Path("../shared/data/tuxpaint/items.jsonl"),
             Path("../shared/data/cifar10/items.jsonl")],
            out=Path("retrieval/encoders/weights/starter-heads-v1.safetensors"),
-           epochs=40, seed=0,
+           epochs=20, seed=0,
        )
 
    Caches tower features under `.cache/align/` (keyed by tower config + manifest hash),
@@ -25,7 +25,7 @@ Two entry points.
            split=[split_of(i) for i in clip_ids],
            group=[dataset_name, ...],    # optional, metrics are averaged per group
        )
-       result = train_heads(data, HeadConfig(dim=256, epochs=40, seed=0), checkpoint_dir=Path(...))
+       result = train_heads(data, HeadConfig(dim=256, epochs=20, seed=0), checkpoint_dir=Path(...))
        result.heads   # {"media_weight" (256, D_a), "media_bias" (256,), "text_weight" (256, 384),
                       #  "bridge_gate", "logit_scale"} acting on raw features
        result.val     # per group + "mean": m2t/t2m R@1/5/10, mAP@10
@@ -40,10 +40,12 @@ Two entry points.
 from __future__ import annotations
 
 from indexer.align.heads import ContrastiveHeads, HeadConfig, apply_heads
+from indexer.align.run import AlignReport, run_align
 from indexer.align.train import AlignData, TrainResult, evaluate_embeddings, train_heads
 
 __all__ = [
     "AlignData",
+    "AlignReport",
     "ContrastiveHeads",
     "HeadConfig",
     "TrainResult",
@@ -52,9 +54,3 @@ __all__ = [
     "run_align",
     "train_heads",
 ]
-
-
-def run_align(*args, **kwargs):  # noqa: ANN002, ANN003 - lazy: keeps `import indexer.align` light
-    from indexer.align.run import run_align as _run
-
-    return _run(*args, **kwargs)

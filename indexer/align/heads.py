@@ -21,7 +21,7 @@ from torch import nn
 class HeadConfig:
     dim: int = 256
     bridge_dim: int = 0  # trailing media columns that live in the text space (0: none)
-    epochs: int = 40
+    epochs: int = 20
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.1

@@ -65,7 +65,7 @@ def gather(manifests: Sequence[Path], features) -> tuple[AlignData, dict[str, di
 def run_align(
     manifests: Sequence[Path],
     out: Path,
-    epochs: int = 40,
+    epochs: int = 20,
     seed: int = 0,
     *,
     head: HeadConfig | None = None,
