@@ -43,8 +43,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    with sync_api.sync_playwright() as p:  # one per process: it runs its own event loop
+    # Not skipped when missing: with chromium present, a missing test dependency is a failure.
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:  # one per process: it runs its own event loop
         yield p
 
 

@@ -10,19 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathesis")
-
-from api_support import build_engine, needs_coco, test_settings  # noqa: E402
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.checks import (  # noqa: E402
+import schemathesis
+from api_support import build_engine, needs_coco, test_settings
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
     response_schema_conformance,
     status_code_conformance,
 )
 
-from api.main import create_app  # noqa: E402
+from api.main import create_app
 
 pytestmark = needs_coco
 
