@@ -109,7 +109,9 @@ async function renderResults(data) {
   const grid = $("#results");
   grid.replaceChildren();
   $("#timings").textContent = formatTimings(data.timings_ms || {});
-  for (const hit of data.results) grid.appendChild(await resultCard(hit));
+  // Cards are built in parallel (media may be fetched with the key), then appended in rank order.
+  const cards = await Promise.all(data.results.map(resultCard));
+  grid.replaceChildren(...cards);
 }
 
 async function resultCard(hit) {
