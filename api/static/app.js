@@ -3,7 +3,7 @@
 
 const $ = (sel) => document.querySelector(sel);
 const KEY_STORAGE = "crossmedia.apiKey";
-const state = { file: null, objectUrls: [] };
+const state = { file: null, objectUrls: [], seq: 0 };
 
 function apiKey() { return localStorage.getItem(KEY_STORAGE) || ""; }
 
@@ -87,9 +87,11 @@ async function runSearch() {
   }
   showMessage("Searching…");
   $("#go").disabled = true;
+  const seq = ++state.seq; // a slower, older answer must not replace a newer one
   try {
     const resp = await api("/v1/search", options);
     const data = await resp.json();
+    if (seq !== state.seq) return;
     await renderResults(data);
     const what = state.file ? state.file.name || "the file" : `“${text}”`;
     showMessage(`${data.results.length} result(s) for ${what}.`);
