@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from retrieval.modality import Modality
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+TRAIN_SETS = ("coco_mini", "tuxpaint", "cifar10")  # what starter-heads-v1 was trained on
 
 
 class AudioTower(Protocol):
@@ -127,9 +128,11 @@ def build_starter_encoder(
     path = heads if heads is not None else heads_path(cfg.heads)
     if not path.is_file():
         raise ModelUnavailableError(
-            f"The starter model's trained heads are missing ({path}). Fix: train them with "
-            "`crossmedia align --out retrieval/encoders/weights/"
-            f"{cfg.heads}.safetensors` (needs ../shared/data), or restore the file from git."
+            f"The starter model's trained heads are missing ({path}). Fix: restore the file "
+            "from git, or train them (needs ../shared/data) with `crossmedia align "
+            + " ".join(f"--manifest ../shared/data/{s}/items.jsonl" for s in TRAIN_SETS)
+            + f" --out retrieval/encoders/weights/{cfg.heads}.safetensors --epochs 20 --seed 0` "
+            "(same flags: python -m indexer.align)."
         )
     model = build_starter(cfg)
     meta: dict[str, Any] = load_heads(model, path)
