@@ -85,6 +85,10 @@ class Hit(BaseModel):
     mime: str | None = None
     media_url: str | None = Field(None, description="The item's file (images and audio).")
     thumb_url: str | None = Field(None, description="A JPEG thumbnail (images only).")
+    segment: dict[str, float] | None = Field(
+        None,
+        description="For long audio: where the query matched best (offset_s, duration_s, score).",
+    )
 
 
 class QueryEcho(BaseModel):

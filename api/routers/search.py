@@ -110,6 +110,7 @@ def _hit(h: EngineHit) -> Hit:
         mime=h.mime,
         media_url=f"/v1/items/{h.id}/media" if has_media else None,
         thumb_url=f"/v1/items/{h.id}/media?thumb=256" if h.modality == "image" else None,
+        segment=getattr(h, "segment", None),
     )
 
 

@@ -135,7 +135,9 @@ async function resultCard(hit) {
     const audio = document.createElement("audio");
     audio.controls = true;
     audio.preload = "none";
-    try { audio.src = await mediaSrc(hit.media_url); } catch (err) { /* shown on open */ }
+    // Long recordings start where the query matched best (a media fragment).
+    const start = hit.segment ? `#t=${hit.segment.offset_s.toFixed(1)}` : "";
+    try { audio.src = (await mediaSrc(hit.media_url)) + start; } catch (err) { /* shown on open */ }
     audio.addEventListener("click", (e) => e.stopPropagation());
     card.appendChild(audio);
   } else {
