@@ -188,6 +188,20 @@ def bench_recall(
 
 
 @app.command()
+def serve(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Bind address [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8000].")] = None,
+    model: ModelOpt = None,
+    settings_file: Annotated[Path | None, typer.Option(help="Optional settings file (env vars win).")] = None,
+) -> None:
+    """Serve the HTTP API and the web page (settings from CROSSMEDIA_* variables)."""
+    from api.server import serve as run_server
+
+    run_server(data_dir, host, port, model, settings_file=settings_file)
+
+
+@app.command()
 def models() -> None:
     """List the encoder names this installation knows."""
     from retrieval.encoders import list_models
