@@ -76,14 +76,15 @@ class Engine:
         from api.media import media_limits
         from indexer.pipeline import Ingestor
         from retrieval.catalogue import Catalogue
-        from retrieval.encoders import create_encoder
+        from retrieval.encoders import DEFAULT_MODEL, create_encoder
         from retrieval.search import SearchService
 
         catalogue = Catalogue.open(
             settings.data_dir, db_url=settings.db_url, create=settings.create_catalogue
         )
         try:
-            encoder = create_encoder(settings.model)
+            space = catalogue.space
+            encoder = create_encoder(settings.model or (space.model if space else DEFAULT_MODEL))
             reranker = _create_reranker(settings.reranker, encoder)
             search = SearchService(catalogue, encoder, reranker=reranker)
             ingestor = Ingestor(catalogue, encoder, limits=media_limits(settings))

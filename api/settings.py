@@ -86,7 +86,8 @@ class Settings(BaseSettings):
     # Catalogue and models
     data_dir: Path = Path("crossmedia-data")
     db_url: str | None = None
-    model: str = "starter"
+    # None: the model the catalogue was built with ("starter" for a new catalogue).
+    model: str | None = None
     reranker: str = Field(
         "auto",
         min_length=1,

@@ -60,7 +60,7 @@ async def stats(principal: ReadAccess, engine: EngineDep, settings: SettingsDep)
     public = {k: v for k, v in info.items() if k not in ("data_dir", "db", "counts")}
     return Stats(
         counts=info.get("counts") or engine.catalogue.counts(),
-        model=settings.model,
+        model=engine.encoder.space.model,
         reranker=engine.search.reranker is not None,
         info=public,
         limits={k: getattr(settings, k) for k in _PUBLIC_LIMITS},
