@@ -107,6 +107,7 @@ class StarterAudioTower:
                  encode_texts: TextFn | None = None) -> None:
         self.tower = tower
         self.artifact = artifact
+        # None: acoustic vectors only, no transcription (~25x cheaper on CPU, no spoken content).
         self.encode_texts = encode_texts
         self.fusion = FusionConfig(**artifact.fusion)
         self.dim = artifact.head.config.out_dim
