@@ -67,10 +67,8 @@ def embed_all(encoder, images, texts) -> dict[str, tuple[np.ndarray, np.ndarray]
     starter_img = l2_normalize(np.concatenate(out_img))
     # Guard: the shortcut above must equal the public encoder path.
     np.testing.assert_allclose(encoder.encode_images(images[:4]), starter_img[:4], atol=1e-4)
-    from indexer.align.features import StarterFeatures
+    from indexer.align.features import pooled_text_features
 
-    minilm = StarterFeatures.__new__(StarterFeatures)  # reuse its pooled-text code, not its init
-    minilm.model, minilm.tokenizer, minilm.device = model, encoder.tokenizer, "cpu"
     rng = np.random.default_rng(0)
     return {
         "random": (
@@ -79,7 +77,7 @@ def embed_all(encoder, images, texts) -> dict[str, tuple[np.ndarray, np.ndarray]
         ),
         "label_bridge": (
             l2_normalize(np.concatenate(out_br)),
-            l2_normalize(minilm.text_features(texts, progress=False)),
+            l2_normalize(pooled_text_features(model, encoder.tokenizer, texts, progress=False)),
         ),
         "starter": (starter_img, encoder.encode_texts(texts)),
     }

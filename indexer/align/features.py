@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -26,6 +27,25 @@ def _atomic_save(path: Path, **arrays: np.ndarray) -> None:
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
+
+
+def pooled_text_features(
+    model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 64, progress: bool = True
+) -> np.ndarray:
+    """Mean-pooled MiniLM states of the starter's text tower, before any projection: (N, 384)."""
+    import torch
+
+    text = model.text
+    device = next(text.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for i in tqdm(range(0, len(texts), batch_size), desc="text", disable=not progress):
+            ids = trim_padding(tokenizer(list(texts[i : i + batch_size])), text.config.pad_token_id)
+            ids = ids.to(device)
+            mask = (ids != text.config.pad_token_id).long()
+            states = text.transformer(input_ids=ids, attention_mask=mask)
+            out.append(text.pooler(states, mask).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, text.config.hidden_size), np.float32)
 
 
 class StarterFeatures:
@@ -66,20 +86,7 @@ class StarterFeatures:
     def text_features(
         self, texts: Sequence[str], batch_size: int = 64, progress: bool = True
     ) -> np.ndarray:
-        """Mean-pooled MiniLM states, before any projection: float32 (N, 384)."""
-        import torch
-
-        text = self.model.text
-        out = []
-        with torch.inference_mode():
-            for i in tqdm(range(0, len(texts), batch_size), desc="text", disable=not progress):
-                ids = trim_padding(
-                    self.tokenizer(list(texts[i : i + batch_size])), text.config.pad_token_id
-                ).to(self.device)
-                mask = (ids != text.config.pad_token_id).long()
-                states = text.transformer(input_ids=ids, attention_mask=mask)
-                out.append(text.pooler(states, mask).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, text.config.hidden_size), np.float32)
+        return pooled_text_features(self.model, self.tokenizer, texts, batch_size, progress)
 
     def image_features(self, paths: Sequence[Path], batch_size: int = 32) -> np.ndarray:
         """[pooled trunk | label bridge] per image: float32 (N, 1280 + 384)."""
