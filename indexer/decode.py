@@ -16,7 +16,7 @@ from retrieval.modality import Modality
 class MediaLimits:
     image: ImageLimits = ImageLimits()
     max_audio_bytes: int = 200 * 1024 * 1024
-    max_audio_seconds: float = 4 * 3600.0
+    max_audio_seconds: float = 3600.0  # longer recordings are refused, naming this setting
     decode_side: int = 448  # images are decoded at no more than about this size (see decode_image)
 
     def max_bytes(self, modality: Modality | str) -> int:

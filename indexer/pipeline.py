@@ -179,6 +179,9 @@ class Ingestor:
         """Read, hash and (when new or changed) decode an entry's media; an error string on failure."""
         out = []
         for key, ref in zip(_media_keys(e), e.media, strict=True):
+            if ref.modality not in self.encoder.modalities:
+                return (f"{ref.path.name}: model {self.encoder.space.model!r} has no {ref.modality} "
+                        "tower; index this catalogue with a model that has one (e.g. --model starter)")
             try:
                 data = ref.path.read_bytes() if ref.path.stat().st_size <= self.limits.max_bytes(ref.modality) \
                     else None
@@ -198,15 +201,19 @@ class Ingestor:
         return out
 
     def _encode(self, media: list[tuple[NewItem, DecodedMedia]], texts: list[NewItem]) -> None:
-        for modality in (Modality.IMAGE, Modality.AUDIO):
-            group = [(it, dm) for it, dm in media if dm.modality == modality]
-            if not group:
-                continue
+        images = [(it, dm) for it, dm in media if dm.modality == Modality.IMAGE]
+        if images:
             vecs, tokens = self.encoder.encode_with_tokens(
-                modality, [dm.payload for _, dm in group], batch_size=self.batch_size)
-            for i, ((it, _), v) in enumerate(zip(group, vecs, strict=True)):
+                Modality.IMAGE, [dm.payload for _, dm in images], batch_size=self.batch_size)
+            for i, ((it, _), v) in enumerate(zip(images, vecs, strict=True)):
                 it.vector = v
                 it.tokens = None if tokens is None else tokens[i]
+        sounds = [(it, dm) for it, dm in media if dm.modality == Modality.AUDIO]
+        if sounds:
+            described = self.encoder.describe_audio([dm.payload for _, dm in sounds])
+            for (it, _), d in zip(sounds, described, strict=True):
+                it.vector, it.tokens, it.segments = d.vector, d.tokens, d.segments
+                it.text = d.transcript  # what was said is searchable as text too
         if texts:
             vecs, tokens = self.encoder.encode_with_tokens(Modality.TEXT, [it.text or "" for it in texts])
             for i, (it, v) in enumerate(zip(texts, vecs, strict=True)):

@@ -49,8 +49,12 @@ def add_upload(ing: Ingestor, data: bytes, filename: str, *, captions: list[str]
                    path=str(dest), mime=mime, size_bytes=len(data), width=decoded.width,
                    height=decoded.height, duration=decoded.duration,
                    attrs={**attrs, "filename": safe_name}, source="upload")
-    vecs, toks = ing.encoder.encode_with_tokens(modality, [decoded.payload])
-    item.vector, item.tokens = vecs[0], None if toks is None else toks[0]
+    if modality == Modality.AUDIO:
+        d = ing.encoder.describe_audio([decoded.payload])[0]
+        item.vector, item.tokens, item.segments, item.text = d.vector, d.tokens, d.segments, d.transcript
+    else:
+        vecs, toks = ing.encoder.encode_with_tokens(modality, [decoded.payload])
+        item.vector, item.tokens = vecs[0], None if toks is None else toks[0]
     caps = [c.strip() for c in captions if c and c.strip()]
     cap_items = [NewItem(key=f"{key}#caption:{text_hash(c)[:16]}", modality="text",
                          content_hash=text_hash(c), vector=v, text=c,

@@ -36,7 +36,7 @@ import numpy as np
 
 from retrieval.encoders.audio_head import AudioHeadArtifact, load_audio_head
 from retrieval.encoders.audio_whisper import Transcript, WhisperAudioTower, WhisperTowerConfig
-from retrieval.encoders.base import l2_normalize
+from retrieval.encoders.base import AudioDescription, l2_normalize
 from retrieval.errors import SpaceMismatchError
 from retrieval.media.audio import HOP_SECONDS, WINDOW_SECONDS, Audio, AudioSource, split_windows
 
@@ -152,7 +152,25 @@ class StarterAudioTower:
         return np.stack([e.vector for e in out]) if out else np.zeros((0, self.dim)), out
 
     def encode_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> np.ndarray:
-        return self.encode_with_transcripts(clips)[0]
+        if not clips:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([d.vector for d in self.describe_audio(clips, batch_size)])
+
+    def describe_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> list[AudioDescription]:
+        """The file vector, the transcript of the windows Whisper heard speech in, and the
+        per-window vectors (kept only when there is more than one window).
+
+        Each recording is encoded on its own: batching it with other clips changes the int8
+        GEMMs' rounding (about 1e-8), and the same file must always give the same vector."""
+        out = []
+        for clip in clips:
+            emb = self.encode_with_transcripts([clip])[1][0]
+            said = [w.transcript.text.strip() for w in emb.windows
+                    if w.transcript is not None and self.fusion.is_speech(w.transcript)]
+            segments = [(w.offset_seconds, w.seconds, w.vector) for w in emb.windows]
+            out.append(AudioDescription(emb.vector, transcript=" ".join(said) or None,
+                                        segments=segments if len(segments) > 1 else []))
+        return out
 
     def encode_long(self, source: AudioSource, *, window_seconds: float = WINDOW_SECONDS,
                     hop_seconds: float = HOP_SECONDS, **limits: float) -> LongAudioEmbedding:
@@ -200,7 +218,10 @@ def attach_audio_tower(encoder: Any, device: str = "cpu", head_path: Path = HEAD
     Lazy so that image/text users never pay for Whisper, and so that a missing or mismatched
     audio head surfaces as its own error when audio is encoded, not when the encoder is built.
     """
+    from retrieval.modality import Modality
+
     encoder.audio_tower = _LazyAudioTower(encoder, device, head_path)
+    encoder.modalities = frozenset(encoder.modalities | {Modality.AUDIO})
 
 
 class _LazyAudioTower:
@@ -219,3 +240,6 @@ class _LazyAudioTower:
 
     def encode_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> np.ndarray:
         return self.get().encode_audio(clips, batch_size=batch_size)
+
+    def describe_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> list[AudioDescription]:
+        return self.get().describe_audio(clips, batch_size=batch_size)

@@ -6,7 +6,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +41,17 @@ class EmbeddingSpace:
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.key().encode()).hexdigest()[:16]
+
+
+@dataclass
+class AudioDescription:
+    """What the audio tower says of one recording: its vector, what was said (if anything), and
+    per-window vectors (offset s, duration s, vector) so a hit can point into a long file."""
+
+    vector: np.ndarray
+    transcript: str | None = None
+    segments: list[tuple[float, float, np.ndarray]] = field(default_factory=list)
+    tokens: np.ndarray | None = None
 
 
 class UnsupportedModalityError(CrossmediaError):
@@ -83,6 +94,12 @@ class Encoder(ABC):
         """Vectors plus, where the encoder has them, compact per-item token sets for the
         re-ranker: a list of (n_tokens, token_dim) arrays. Encoders without tokens return None."""
         return self.encode(modality, items, batch_size), None
+
+    def describe_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> list[AudioDescription]:
+        """Vectors plus transcripts and windows where the audio tower provides them."""
+        vecs, tokens = self.encode_with_tokens(Modality.AUDIO, clips, batch_size)
+        return [AudioDescription(v, tokens=None if tokens is None else tokens[i])
+                for i, v in enumerate(vecs)]
 
     def encode_text(self, text: str) -> np.ndarray:
         return self.encode_texts([text])[0]

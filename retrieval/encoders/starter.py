@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from retrieval.encoders.base import EmbeddingSpace, UnsupportedModalityError, l2_normalize
+from retrieval.encoders.base import (
+    AudioDescription,
+    EmbeddingSpace,
+    UnsupportedModalityError,
+    l2_normalize,
+)
 from retrieval.encoders.openclip import OpenClipEncoder
 from retrieval.encoders.registry import default_device, register_encoder
 from retrieval.errors import ModelUnavailableError
@@ -110,6 +115,11 @@ class StarterEncoder(OpenClipEncoder):
                 "(retrieval/encoders/audio_whisper.py provides it once its head is trained)."
             )
         return self.audio_tower.encode_audio(clips, batch_size=batch_size)
+
+    def describe_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> list[AudioDescription]:
+        if self.audio_tower is None:
+            return super().describe_audio(clips, batch_size)
+        return self.audio_tower.describe_audio(clips, batch_size=batch_size)  # type: ignore[attr-defined]
 
 
 def heads_path(version: str) -> Path:
