@@ -144,7 +144,7 @@ def build_starter_encoder(
             + f" --out retrieval/encoders/weights/{cfg.heads}.safetensors --epochs 20 --seed 0` "
             "(same flags: python -m indexer.align)."
         )
-    model = build_starter(cfg)
+    model = _quietly(build_starter, cfg)
     meta: dict[str, Any] = load_heads(model, path)
     version = meta.get("head_version", cfg.heads)
     preprocess = open_clip.image_transform(
@@ -163,6 +163,22 @@ def build_starter_encoder(
 
     attach_audio_tower(encoder, encoder.device)  # Whisper + audio head, loaded on first use
     return encoder
+
+
+def _quietly(fn: Any, *args: Any) -> Any:
+    """Run `fn` with transformers' load report silenced: open_clip builds MiniLM without its
+    pooler, so every load would print an 'UNEXPECTED pooler.dense' table that means nothing."""
+    from transformers.utils import logging as hf_logging
+
+    before, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        return fn(*args)
+    finally:
+        hf_logging.set_verbosity(before)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 @register_encoder("starter")
