@@ -188,6 +188,64 @@ def bench_recall(
 
 
 @app.command()
+def align(
+    manifest: Annotated[list[Path], typer.Option(
+        "--manifest", help="items.jsonl with images and captions or labels; repeat for several sets.")],
+    out: Annotated[Path, typer.Option(help="Where the heads (.safetensors) and card go.")] = Path(
+        "retrieval/encoders/weights/starter-heads-v1.safetensors"),
+    epochs: Annotated[int, typer.Option(min=1)] = 20,
+    seed: int = 0,
+    dim: Annotated[int, typer.Option(min=8)] = 256,
+    lr: float = 1e-3,
+    weight_decay: float = 0.1,
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.2,
+    cache_dir: Annotated[Path, typer.Option(help="Feature cache and checkpoints (resumable).")] = Path(
+        ".cache/align"),
+) -> None:
+    """Train the starter's image and text heads contrastively on your pairs (LiT-style)."""
+    from indexer.align.__main__ import main as align_main
+
+    argv = [a for m in manifest for a in ("--manifest", str(m))] + [
+        "--out", str(out), "--epochs", str(epochs), "--seed", str(seed), "--dim", str(dim),
+        "--lr", str(lr), "--weight-decay", str(weight_decay), "--dropout", str(dropout),
+        "--cache-dir", str(cache_dir)]
+    align_main(argv)
+
+
+@app.command("align-audio")
+def align_audio(
+    out: Annotated[Path, typer.Option(help="Where the audio head (.safetensors) goes.")] = Path(
+        "retrieval/encoders/weights/starter-audio-head-v1.safetensors"),
+    features: Annotated[str, typer.Option(help="whisper (the starter's tower) or mfcc (baseline).")] = "whisper",
+    epochs: Annotated[int, typer.Option(min=1)] = 40,
+    seed: int = 0,
+    cache: Annotated[Path, typer.Option(help="Feature cache (build it with python -m indexer.align.audio_data).")] = Path(
+        ".cache/audio"),
+) -> None:
+    """Bind the audio tower to the starter's locked text space (animal sounds, Tux Paint, FSDD)."""
+    from indexer.align.audio_job import main as audio_main
+
+    audio_main(["--out", str(out), "--features", features, "--epochs", str(epochs),
+                "--seed", str(seed), "--cache", str(cache), "--text", "starter"])
+
+
+@app.command("train-reranker")
+def train_reranker(
+    data_root: Annotated[Path, typer.Option(help="Folder holding the training sets.")] = Path("../shared/data"),
+    out: Annotated[Path | None, typer.Option(help="Artifact path [default: the shipped starter re-ranker].")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 3,
+    seed: int = 0,
+) -> None:
+    """Train the cross-attention re-ranker on the train splits, with first-stage hard negatives."""
+    from indexer.rerank_train import run_train_reranker
+
+    kwargs = {"epochs": epochs, "seed": seed}
+    if out is not None:
+        kwargs["out"] = out
+    run_train_reranker(data_root, **kwargs)
+
+
+@app.command()
 def serve(
     data_dir: DataDir = None,
     host: Annotated[str | None, typer.Option(help="Bind address [default: 127.0.0.1].")] = None,
