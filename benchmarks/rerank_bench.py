@@ -71,10 +71,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("No re-ranker is shipped for the starter space; train one with crossmedia train-reranker.")
     pts = load_split_tasks(encoder, args.data, tuple(args.sets), ("test",), reranker.cfg.max_tokens)["test"]
     tasks: dict[str, Any] = {}
+    scale = float(encoder.model.logit_scale.exp())
     for depth in args.depths:
         res = evaluate(pts, match_fn(reranker.model), depth, [reranker.alpha])
         for name, r in res.items():
             tasks.setdefault(name, {"first_stage": r["first_stage"]})[f"depth={depth}"] = r[f"alpha={reranker.alpha:g}"]
+    # Ablation rows at fixed, NOT selected weights (reported, never used to choose anything).
+    fixed = [a / scale for a in args.fixed_alphas]
+    res = evaluate(pts, match_fn(reranker.model), max(args.depths), fixed)
+    for name, r in res.items():
+        for a, x in zip(fixed, args.fixed_alphas, strict=True):
+            tasks[name][f"fixed alpha={x:g}/scale"] = r[f"alpha={a:g}"]
     latency = {}
     for depth in args.depths:
         lat_pt = next(p for p in pts if p.task.name == args.latency_task)
@@ -90,7 +97,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                    "vector_bytes": encoder.dim * 4} for m, v in storage.items()}
     return {
         "reranker": reranker.version, "space": reranker.space_key, "alpha": reranker.alpha,
-        "split": "test", "depths": args.depths, "k": 10, "tasks": tasks, "latency": latency,
+        "split": "test", "depths": args.depths, "fixed_alphas": args.fixed_alphas, "logit_scale": scale, "k": 10, "tasks": tasks, "latency": latency,
         "storage": storage, "threads": args.threads,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "command": "benchmarks/rerank_bench.py " + " ".join(sys.argv[1:]),
@@ -107,7 +114,10 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for name, r in result["tasks"].items():
         f = r["first_stage"]
-        for j, (stage, m) in enumerate([("first stage", f)] + [(f"re-ranked @{d}", r[f"depth={d}"]) for d in depths]):
+        rows = [("first stage", f)] + [(f"re-ranked @{d}", r[f"depth={d}"]) for d in depths]
+        rows += [(f"ablation @{max(depths)}, alpha={x:g}/scale", r[f"fixed alpha={x:g}/scale"])
+                 for x in result["fixed_alphas"]]
+        for j, (stage, m) in enumerate(rows):
             head = f"| {name} | {f['gallery']} | {f['queries']} | {f['chance_R@1']:.3f}" if j == 0 else "| | | |"
             delta = "" if j == 0 else f" ({m['R@1'] - f['R@1']:+.3f})"
             lines.append(f"{head} | {stage} | {m['R@1']:.3f}{delta} | {m['R@5']:.3f} | {m['R@10']:.3f} | "
@@ -130,6 +140,8 @@ def main() -> None:
     p.add_argument("--sets", nargs="+", default=["coco_mini", "tuxpaint", "cifar10"])
     p.add_argument("--depths", nargs="+", type=int, default=[20, 50])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--fixed-alphas", nargs="*", type=float, default=[1.0, 3.0],
+                   help="extra ablation rows at these alpha x logit_scale (not selected, never tuned)")
     p.add_argument("--latency-task", default="coco_mini/text_to_image")
     p.add_argument("--latency-queries", type=int, default=200)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "rerank_ablation.json")

@@ -106,9 +106,10 @@ class CrossAttentionReranker:
         """The search service's seam: reorder the over-fetched `hits` by their stored token sets.
 
         Without query tokens, or when any candidate has no token set (e.g. audio, or a catalogue
-        ingested by an encoder without tokens), the first-stage order is kept.
+        ingested by an encoder without tokens), the first-stage order is kept; so it is, without
+        reading the token sets, when the validated alpha is 0.
         """
-        if query_tokens is None or not hits:
+        if query_tokens is None or not hits or self.alpha == 0.0:
             return hits[:k]
         stored = catalogue.store.token_sets([h.id for h in hits])
         if any(h.id not in stored for h in hits):
