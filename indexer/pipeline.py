@@ -170,8 +170,8 @@ class Ingestor:
         t3 = time.perf_counter()
         all_items = [it for it, _ in pending_media] + items
         if all_items or links or errors:
-            result = self.catalogue.write(all_items, links, errors, save=False)
-            for mod in result.modalities.values():
+            written = self.catalogue.write(all_items, links, errors, save=False)
+            for mod in written.modalities.values():
                 report.added[mod] = report.added.get(mod, 0) + 1
         report.seconds["write"] += time.perf_counter() - t3
 

@@ -65,7 +65,7 @@ class FolderSource:
         self.name = str(self.root)
 
     def files(self) -> list[Path]:
-        out = []
+        out: list[Path] = []
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))

@@ -43,7 +43,7 @@ class OpenClipEncoder(Encoder):
         with torch.inference_mode():
             for i in range(0, len(texts), batch_size):
                 tokens = self.tokenizer(list(texts[i : i + batch_size])).to(self.device)
-                out.append(self.model.encode_text(tokens).float().cpu().numpy())
+                out.append(self.model.encode_text(tokens).float().cpu().numpy())  # type: ignore[operator]
         return _finish(out, self.dim)
 
     def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
@@ -53,7 +53,7 @@ class OpenClipEncoder(Encoder):
         with torch.inference_mode():
             for i in range(0, len(images), batch_size):
                 batch = torch.stack([self.preprocess(im) for im in images[i : i + batch_size]])
-                out.append(self.model.encode_image(batch.to(self.device)).float().cpu().numpy())
+                out.append(self.model.encode_image(batch.to(self.device)).float().cpu().numpy())  # type: ignore[operator]
         return _finish(out, self.dim)
 
 

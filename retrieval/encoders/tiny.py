@@ -6,11 +6,13 @@ which is what the plumbing tests need. Never use it for real search.
 
 from __future__ import annotations
 
+from typing import Any
+
 from retrieval.encoders.base import EmbeddingSpace
 from retrieval.encoders.openclip import OpenClipEncoder
 from retrieval.encoders.registry import default_device, register_encoder
 
-TINY_CONFIG = {
+TINY_CONFIG: dict[str, Any] = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},

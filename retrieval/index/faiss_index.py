@@ -8,6 +8,7 @@ CPU index stays the master copy, so results and saved files do not depend on the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,8 @@ class FaissIndex(VectorIndex):
         self.dim = dim
         self.factory = factory
         inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-        self._index = inner if "IDMap" in factory else faiss.IndexIDMap2(inner)
+        # faiss' SWIG types do not declare the attributes of downcast indexes
+        self._index: Any = inner if "IDMap" in factory else faiss.IndexIDMap2(inner)
         self.use_gpu = gpu_available() if use_gpu is None else use_gpu
         self._gpu_index = None
         self._gpu_res = None
@@ -97,7 +99,7 @@ class FaissIndex(VectorIndex):
     def ids(self) -> np.ndarray:
         import faiss
 
-        idmap = faiss.downcast_index(self._index)
+        idmap: Any = faiss.downcast_index(self._index)
         return np.sort(faiss.vector_to_array(idmap.id_map).astype(np.int64))
 
     def to_bytes(self) -> bytes:
@@ -134,7 +136,8 @@ class FaissIndex(VectorIndex):
     def _apply_search_params(self) -> None:
         import faiss
 
-        inner = faiss.downcast_index(faiss.downcast_index(self._index).index)
+        idmap: Any = faiss.downcast_index(self._index)
+        inner: Any = faiss.downcast_index(idmap.index)
         if self.nprobe is not None:
             ivf = faiss.try_extract_index_ivf(inner)
             if ivf is not None:
