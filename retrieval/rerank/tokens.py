@@ -23,7 +23,6 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
     from retrieval.modality import Modality
 
@@ -47,12 +46,12 @@ def image_regions(fmap: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def image_head(visual: nn.Module, pooled: torch.Tensor) -> torch.Tensor:
+def image_head(visual: Any, pooled: torch.Tensor) -> torch.Tensor:
     """The starter image head on pooled trunk features (..., 1280) -> (..., D), unnormalised."""
     return visual.tower.head(pooled) + visual.bridge_gate * visual.bridge_proj(visual.bridge(pooled))
 
 
-def image_token_set(visual: nn.Module, regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def image_token_set(visual: Any, regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """regions (B, R, 1280) from `image_regions` -> (vectors (B, D), tokens (B, R, D)), normalised."""
     import torch.nn.functional as F
 
@@ -61,7 +60,7 @@ def image_token_set(visual: nn.Module, regions: torch.Tensor) -> tuple[torch.Ten
     return out[:, 0], out
 
 
-def text_token_set(text: nn.Module, states: torch.Tensor, mask: torch.Tensor
+def text_token_set(text: Any, states: torch.Tensor, mask: torch.Tensor
                    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """MiniLM states (B, T, 384) and mask (B, T) -> (vectors (B, D), [tokens (n_i, D)]) normalised.
 
@@ -123,7 +122,8 @@ def starter_encode_with_tokens(encoder: Any, modality: Modality, items: Sequence
 
     if modality == Modality.AUDIO or not items:
         return encoder.encode(modality, items, batch_size), None
-    vecs, sets = [], []
+    vecs: list[torch.Tensor] = []
+    sets: list[np.ndarray] = []
     with torch.inference_mode():
         if modality == Modality.IMAGE:
             bs = batch_size or 32
@@ -131,9 +131,9 @@ def starter_encode_with_tokens(encoder: Any, modality: Modality, items: Sequence
             for i in range(0, len(items), bs):
                 batch = torch.stack([encoder.preprocess(im) for im in items[i : i + bs]])
                 fmap = trunk.forward_features(batch.to(encoder.device))  # (B, 1280, h, w)
-                v, t = image_token_set(encoder.model.visual, image_regions(fmap.float()))
+                v, grid = image_token_set(encoder.model.visual, image_regions(fmap.float()))
                 vecs.append(v.cpu())
-                sets.extend(to_store(x) for x in t)
+                sets.extend(to_store(x) for x in grid)
         else:
             bs = batch_size or 64
             text = encoder.model.text
