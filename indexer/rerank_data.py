@@ -39,8 +39,11 @@ class Task:
         return self.q_vecs @ self.g_vecs.T  # (Q, G)
 
 
-def build_tasks(dataset: str, raw: RawFeatures, feats: SpaceFeatures, split: str) -> list[Task]:
-    img_rows = [i for i, it in enumerate(raw.items) if split_of(it.item_id) == split]
+def build_tasks(dataset: str, raw: RawFeatures, feats: SpaceFeatures, split: str,
+                member: Callable[[str], bool] | None = None) -> list[Task]:
+    """Both directions on the items of `split`, or on the items whose id `member` accepts."""
+    member = member or (lambda item_id: split_of(item_id) == split)
+    img_rows = [i for i, it in enumerate(raw.items) if member(it.item_id)]
     img_pos = {r: j for j, r in enumerate(img_rows)}
     txt_of_img: dict[int, set[int]] = {}
     for i, t in raw.pairs:

@@ -30,6 +30,7 @@ import shlex
 import sys
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +39,25 @@ from tqdm.auto import tqdm
 
 from indexer.rerank_data import PaddedTask, build_tasks, evaluate, match_fn
 from indexer.rerank_features import DEFAULT_CACHE, project, raw_features, towers_tag
+from indexer.rerank_oof import fold_heads, fold_of, heads_loaded
 from retrieval.rerank import STARTER_RERANKER, WEIGHTS_DIR
 from retrieval.rerank.model import MODALITY_IDS, CrossReranker, RerankerConfig
+from retrieval.splits import split_of
 
 DEFAULT_SETS = ("coco_mini", "tuxpaint", "cifar10")
 ALPHA_STEPS = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)  # x 1/logit_scale
 
 
 def load_split_tasks(encoder: Any, data_root: Path, sets: tuple[str, ...], splits: tuple[str, ...],
-                     max_tokens: int, cache_dir: Path = DEFAULT_CACHE, progress: bool = True
+                     max_tokens: int, cache_dir: Path = DEFAULT_CACHE, progress: bool = True,
+                     oof_heads: list[dict[str, np.ndarray]] | None = None
                      ) -> dict[str, list[PaddedTask]]:
-    """{split: [PaddedTask]} for every data set, through the encoder's towers (cached) and heads."""
+    """{split: [PaddedTask]} for every data set, through the encoder's towers (cached) and heads.
+
+    With `oof_heads` (K fold heads, see indexer.rerank_oof), "train" is instead K tasks per data
+    set and direction: fold f's train items through heads f (which never saw them), fold f's
+    items as the gallery. Other splits always go through the encoder's own (shipped) heads.
+    """
     out: dict[str, list[PaddedTask]] = {s: [] for s in splits}
     for name in sets:
         manifest = Path(data_root) / name / "items.jsonl"
@@ -56,8 +65,26 @@ def load_split_tasks(encoder: Any, data_root: Path, sets: tuple[str, ...], split
                            towers_tag(), cache_dir, progress)
         feats = project(raw, encoder.model)
         for split in splits:
-            out[split].extend(PaddedTask(t, max_tokens) for t in build_tasks(name, raw, feats, split))
+            if split == "train" and oof_heads:
+                out[split].extend(oof_tasks(encoder, name, raw, oof_heads, max_tokens))
+            else:
+                out[split].extend(PaddedTask(t, max_tokens) for t in build_tasks(name, raw, feats, split))
     return out
+
+
+def oof_tasks(encoder: Any, name: str, raw: Any, heads: list[dict[str, np.ndarray]], max_tokens: int
+              ) -> list[PaddedTask]:
+    out = []
+    for f, h in enumerate(heads):
+        with heads_loaded(encoder.model, h):
+            feats = project(raw, encoder.model)
+        member = partial(_in_fold, k=len(heads), fold=f)
+        out.extend(PaddedTask(t, max_tokens) for t in build_tasks(name, raw, feats, "train", member))
+    return out
+
+
+def _in_fold(item_id: str, k: int, fold: int) -> bool:
+    return split_of(item_id) == "train" and fold_of(item_id, k) == fold
 
 
 def run_train_reranker(
@@ -75,6 +102,7 @@ def run_train_reranker(
     seed: int = 0,
     cos_offset: float = 0.0,
     token_noise: float = 0.0625,
+    oof_folds: int = 0,
     config: RerankerConfig | None = None,
     cache_dir: Path = DEFAULT_CACHE,
     progress: bool = True,
@@ -92,7 +120,13 @@ def run_train_reranker(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     encoder = encoder if encoder is not None else create_encoder("starter", device="cpu")
-    tasks = load_split_tasks(encoder, data_root, sets, ("train", "val"), cfg.max_tokens, cache_dir, progress)
+    oof_heads = None
+    if oof_folds:
+        oof_heads = fold_heads([Path(data_root) / n / "items.jsonl" for n in sets], oof_folds, seed=0,
+                               progress=progress)
+    tasks = load_split_tasks(encoder, data_root, sets, ("train", "val"), cfg.max_tokens, cache_dir, progress,
+                             oof_heads)
+    train_first = _first_stage_summary(tasks["train"])
     scale = float(encoder.model.logit_scale.exp())
     alphas = [a / scale for a in ALPHA_STEPS]
 
@@ -144,12 +178,15 @@ def run_train_reranker(
         "space": encoder.space.key(),
         "command": command or " ".join(shlex.quote(a) for a in sys.argv),
         "data": {name: str(Path(data_root) / name / "items.jsonl") for name in sets},
-        "split": "trained on train, selected on val (retrieval.splits); test never read",
+        "split": ("trained on train, selected on val (retrieval.splits); test never read"
+                  + (f"; train features out-of-fold from {oof_folds} fold heads (indexer.rerank_oof)"
+                     if oof_folds else "")),
+        "train_first_stage": train_first,
         "config": asdict(cfg),
         "training": {"epochs": epochs, "train_depth": train_depth, "in_batch": in_batch,
                      "batch_queries": batch_queries, "lr": lr, "weight_decay": weight_decay,
                      "seed": seed, "logit_scale": scale, "cos_offset": cos_offset,
-                     "token_noise": token_noise, "seconds": round(time.time() - t_start, 1)},
+                     "token_noise": token_noise, "oof_folds": oof_folds, "seconds": round(time.time() - t_start, 1)},
         "selection": {"depth": depth, "alpha": best["alpha"], "alpha_x_scale": best["alpha"] * scale,
                       "epoch": best["epoch"], "val_mean_R@1_gain": best["gain"],
                       "val_first_stage": base_val},
@@ -207,6 +244,17 @@ def _step_loss(model: CrossReranker, pt: PaddedTask, rows: np.ndarray, train_dep
     return (logits.logsumexp(dim=1) - pos).mean()
 
 
+def _first_stage_summary(pts: list[PaddedTask]) -> dict[str, float]:
+    """Mean first-stage R@1 / R@10 and positive cosine over tasks: how hard the training data is."""
+    r1, r10, pos = [], [], []
+    for pt in pts:
+        rel = pt.task.relevant
+        r1.append(np.mean([pt.order[q, 0] in rel[q] for q in range(len(rel))]))
+        r10.append(np.mean([bool(rel[q] & set(pt.order[q, :10].tolist())) for q in range(len(rel))]))
+        pos.append(np.mean([pt.cos[q, list(rel[q])].mean() for q in range(len(rel))]))
+    return {"R@1": float(np.mean(r1)), "R@10": float(np.mean(r10)), "pos_cos": float(np.mean(pos))}
+
+
 def _summary(result: dict[str, dict[str, dict[str, float]]], key: str) -> dict[str, float]:
     """Mean R@1 / R@10 / mAP@10 over tasks (each task weighs the same)."""
     return {m: float(np.mean([r[key][m] for r in result.values()])) for m in ("R@1", "R@10", "mAP@10")}
@@ -245,9 +293,14 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=WEIGHTS_DIR / f"{STARTER_RERANKER}.safetensors")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--oof-folds", type=int, default=0,
+                   help="K > 1: train on out-of-fold first-stage features from K fold heads")
+    p.add_argument("--token-noise", type=float, default=0.0625)
+    p.add_argument("--cos-offset", type=float, default=0.0)
     a = p.parse_args()
     command = "python -m indexer.rerank_train " + " ".join(shlex.quote(x) for x in sys.argv[1:])
-    card = run_train_reranker(a.data, a.out, epochs=a.epochs, seed=a.seed, command=command.strip())
+    card = run_train_reranker(a.data, a.out, epochs=a.epochs, seed=a.seed, cos_offset=a.cos_offset,
+                              token_noise=a.token_noise, oof_folds=a.oof_folds, command=command.strip())
     print(json.dumps(card["selection"], indent=2))
 
 
