@@ -1,6 +1,6 @@
 """Ingestion throughput on a real manifest: items/s with decode, encode and write time separate.
 
-    python benchmarks/ingest_throughput.py [--manifest ../shared/data/coco_mini/items.jsonl]
+    python -m benchmarks.ingest_throughput [--manifest ../shared/data/coco_mini/items.jsonl]
         [--models starter tiny-test] [--batch-size 32]
 
 Each model indexes the manifest into a fresh temporary catalogue, in this one process, so the
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.results_md import load_note, replace_section
 from indexer.pipeline import Ingestor
 from indexer.sources import open_source
 from retrieval.catalogue import Catalogue
@@ -52,20 +53,31 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["starter", "tiny-test"])
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ingest_throughput.json")
+    ap.add_argument("--no-results", action="store_true", help="Do not rewrite RESULTS.md.")
     args = ap.parse_args()
     if not args.manifest.is_file():
         raise SystemExit(f"Manifest {args.manifest} not found (real data lives in ../shared/data).")
     rows = [run(args.manifest, m, args.batch_size) for m in args.models]
     env = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-           "manifest": str(args.manifest.relative_to(args.manifest.parents[2]))}
-    print(f"Ingestion of {env['manifest']} ({rows[0]['entries']} entries), {env['threads']} torch threads\n")
-    print("| model | media items | texts | wall s | media items/s | decode ms/item | encode s (media+text) | write s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+           "manifest": str(args.manifest.relative_to(args.manifest.parents[2])), "load": load_note()}
+    lines = [
+        f"Ingestion of `{env['manifest']}` ({rows[0]['entries']} entries: each image and its "
+        f"captions), batch {args.batch_size}, {env['threads']} torch threads, {env['load']}.",
+        "",
+        "| model | media items | texts | wall s | media items/s | decode ms/item | encode s (media+text) | write s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        print(f"| {r['model']} | {r['media']} | {r['texts']} | {r['wall_s']:.1f} | {r['items_per_s']:.1f} | "
-              f"{r['decode_ms_per_item']:.1f} | {r['encode_s']:.1f} | {r['write_s']:.1f} |")
+        lines.append(f"| {r['model']} | {r['media']} | {r['texts']} | {r['wall_s']:.1f} | "
+                     f"{r['items_per_s']:.1f} | {r['decode_ms_per_item']:.1f} | {r['encode_s']:.1f} | "
+                     f"{r['write_s']:.1f} |")
+    table = "\n".join(lines)
+    print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"env": env, "rows": rows}, indent=2))
+    if not args.no_results:
+        replace_section("ingest_throughput", "## Ingestion throughput\n\nReproduce: "
+                        "`.venv/bin/python -m benchmarks.ingest_throughput`\n\n" + table)
 
 
 if __name__ == "__main__":
