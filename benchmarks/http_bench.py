@@ -234,7 +234,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(markdown(result))
+    table = markdown(result)
+    print(table)
+    from benchmarks.results_md import replace_section
+
+    replace_section("http_bench", "## HTTP API latency\n\nReproduce: `.venv/bin/" + result["command"]
+                    + "`\n\n" + table)
 
 
 def markdown(result: dict[str, Any]) -> str:
