@@ -235,11 +235,13 @@ def train_reranker(
     out: Annotated[Path | None, typer.Option(help="Artifact path [default: the shipped starter re-ranker].")] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 3,
     seed: int = 0,
+    oof_folds: Annotated[int, typer.Option(help="K > 1: train features out-of-fold from K fold heads.")] = 0,
+    token_noise: float = 0.0625,
 ) -> None:
     """Train the cross-attention re-ranker on the train splits, with first-stage hard negatives."""
     from indexer.rerank_train import run_train_reranker
 
-    kwargs = {"epochs": epochs, "seed": seed}
+    kwargs = {"epochs": epochs, "seed": seed, "oof_folds": oof_folds, "token_noise": token_noise}
     if out is not None:
         kwargs["out"] = out
     run_train_reranker(data_root, **kwargs)

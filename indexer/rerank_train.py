@@ -16,6 +16,15 @@ tokens (RerankerConfig(use_global=False)), and `token_noise` (Gaussian, per dime
 
     python -m indexer.rerank_train --data ../shared/data     # writes the artifact + card
 
+`--oof-folds K` (indexer.rerank_oof): the train items' features instead come from K copies of
+the heads, each trained without one fold of the train items, and each item is ranked against its
+own fold by the heads that never saw it; that makes train as hard as val (first-stage R@1 0.57,
+positive cosine 0.43 over the OOF tasks), but did not give a validation gain either (RESULTS.md,
+"Re-ranker ablation"), so the shipped v1 does not use it.
+
+    python -m indexer.rerank_train --data ../shared/data --oof-folds 4 --token-noise 0 \
+        --out .cache/oof/a.safetensors
+
 Selection on the VALIDATION splits only: after every epoch, each alpha of `alphas` (final score
 = cosine + alpha x match) is scored by the mean R@1 gain over the validation tasks at the serving
 depth; the best (epoch, alpha) whose mean R@10 is not below the first stage's wins. The test
@@ -297,10 +306,13 @@ def main() -> None:
                    help="K > 1: train on out-of-fold first-stage features from K fold heads")
     p.add_argument("--token-noise", type=float, default=0.0625)
     p.add_argument("--cos-offset", type=float, default=0.0)
+    p.add_argument("--use-global", action="store_true",
+                   help="let the model read the items' vectors (token row 0) besides local tokens")
     a = p.parse_args()
     command = "python -m indexer.rerank_train " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     card = run_train_reranker(a.data, a.out, epochs=a.epochs, seed=a.seed, cos_offset=a.cos_offset,
-                              token_noise=a.token_noise, oof_folds=a.oof_folds, command=command.strip())
+                              token_noise=a.token_noise, oof_folds=a.oof_folds, command=command.strip(),
+                              config=RerankerConfig(use_global=a.use_global))
     print(json.dumps(card["selection"], indent=2))
 
 
