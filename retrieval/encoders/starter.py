@@ -130,7 +130,6 @@ def build_starter_encoder(
     config: str = "starter", heads: Path | None = None, device: str | None = None
 ) -> StarterEncoder:
     """Towers from the wheels + the heads artifact; `heads=None` uses the config's versioned file."""
-    import open_clip
 
     from retrieval.encoders.starter_model import StarterConfig, build_starter, load_heads
 
@@ -147,22 +146,26 @@ def build_starter_encoder(
     model = _quietly(build_starter, cfg)
     meta: dict[str, Any] = load_heads(model, path)
     version = meta.get("head_version", cfg.heads)
-    preprocess = open_clip.image_transform(
-        cfg.vision_cfg.get("image_size", 224),
-        is_train=False,
-        mean=cfg.image_mean,
-        std=cfg.image_std,
-    )
-    text: Any = model.text
-    tokenizer = open_clip.tokenizer.HFTokenizer(
-        text.transformer.name_or_path, context_length=cfg.text_cfg.get("context_length", 128)
-    )
+    preprocess, tokenizer = _preprocess_and_tokenizer(cfg, model)
     space = EmbeddingSpace(model=cfg.name, head_version=version, dim=cfg.embed_dim)
     encoder = StarterEncoder(model, preprocess, tokenizer, space, device=default_device(device))
     from retrieval.encoders.audio_starter import attach_audio_tower
 
     attach_audio_tower(encoder, encoder.device)  # Whisper + audio head, loaded on first use
     return encoder
+
+
+def _preprocess_and_tokenizer(cfg: Any, model: Any) -> tuple[Any, Any]:
+    """The eval image transform and the MiniLM tokenizer that go with a starter config."""
+    import open_clip
+
+    preprocess = open_clip.image_transform(
+        cfg.vision_cfg.get("image_size", 224), is_train=False, mean=cfg.image_mean, std=cfg.image_std
+    )
+    tokenizer = open_clip.tokenizer.HFTokenizer(
+        model.text.transformer.name_or_path, context_length=cfg.text_cfg.get("context_length", 128)
+    )
+    return preprocess, tokenizer
 
 
 def _quietly(fn: Any, *args: Any) -> Any:
@@ -188,20 +191,10 @@ def create_starter(name: str, device: str | None = None) -> StarterEncoder:
 
 def open_towers(device: str = "cpu") -> tuple[torch.nn.Module, Any, Any]:
     """Locked towers with untrained heads (model, preprocess, tokenizer): for trainers only."""
-    import open_clip
 
     from retrieval.encoders.starter_model import StarterConfig, build_starter
 
     cfg = StarterConfig.load("starter")
     model = build_starter(cfg).to(device)
-    preprocess = open_clip.image_transform(
-        cfg.vision_cfg.get("image_size", 224),
-        is_train=False,
-        mean=cfg.image_mean,
-        std=cfg.image_std,
-    )
-    text: Any = model.text
-    tokenizer = open_clip.tokenizer.HFTokenizer(
-        text.transformer.name_or_path, context_length=cfg.text_cfg.get("context_length", 128)
-    )
+    preprocess, tokenizer = _preprocess_and_tokenizer(cfg, model)
     return model, preprocess, tokenizer
