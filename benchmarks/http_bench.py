@@ -150,8 +150,12 @@ def library_caller(
     from retrieval.encoders import create_encoder
     from retrieval.search import Query, SearchService
 
+    from indexer.models import load_reranker
+
     catalogue = Catalogue.open(data_dir, create=False)
-    service = SearchService(catalogue, create_encoder(model))
+    encoder = create_encoder(model)
+    # The same stack the server runs: its default re-ranks when the model ships a re-ranker.
+    service = SearchService(catalogue, encoder, reranker=load_reranker(encoder))
 
     def call(q: str) -> None:
         service.search(Query(text=q), target=target, k=k)
