@@ -35,6 +35,7 @@ class IngestReport:
     added: dict[str, int] = field(default_factory=dict)
     unchanged: int = 0
     replaced: int = 0
+    removed_captions: int = 0  # captions an entry no longer has
     failed: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
     seconds: dict[str, float] = field(default_factory=lambda: {
         "read": 0.0, "decode": 0.0, "encode": 0.0, "write": 0.0})
@@ -44,6 +45,7 @@ class IngestReport:
         return {
             "source": self.source, "entries": self.entries, "added": self.added,
             "unchanged": self.unchanged, "replaced": self.replaced,
+            "removed_captions": self.removed_captions,
             "failed": [{"where": w, "reason": r} for w, r in self.failed],
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
@@ -173,7 +175,23 @@ class Ingestor:
             written = self.catalogue.write(all_items, links, errors, save=False)
             for mod in written.modalities.values():
                 report.added[mod] = report.added.get(mod, 0) + 1
+        report.removed_captions += self._prune_captions(
+            [e for e, r in zip(todo, decoded, strict=True) if not isinstance(r, str)])
         report.seconds["write"] += time.perf_counter() - t3
+
+    def _prune_captions(self, entries: list[Entry]) -> int:
+        """Delete stored captions `key#captionN` with N beyond an entry's current caption list,
+        so an entry edited from five captions to two keeps two."""
+        stale: list[int] = []
+        for e in entries:
+            prefix = f"{e.key}#caption"
+            for key, item_id in self.catalogue.store.keys_with_prefix(prefix).items():
+                suffix = key[len(prefix):]
+                if suffix.isdigit() and int(suffix) >= len(e.captions):
+                    stale.append(item_id)
+        if stale:
+            self.catalogue.delete_ids(stale, save=False)
+        return len(stale)
 
     def _decode_entry(self, e: Entry, stored: dict[str, str]) -> list[tuple[str, DecodedMedia, str]] | str:
         """Read, hash and (when new or changed) decode an entry's media; an error string on failure."""

@@ -352,11 +352,18 @@ class Catalogue:
             for cap in self.store.get_items(item.linked).values():
                 if cap.modality == "text" and cap.linked == [item.id]:
                     doomed.append(cap.id)
-        deleted = self.store.delete_items(doomed)
+        self.delete_ids(doomed)
+        return True
+
+    def delete_ids(self, ids: list[int], save: bool = True) -> dict[int, str]:
+        """Delete items by id from the store, then from the indexes; returns id -> modality."""
+        deleted = self.store.delete_items(ids)
         for modality in set(deleted.values()):
             self._remove_from_index(modality, [i for i, m in deleted.items() if m == modality])
-            self.save_index(modality, self._indexes[modality])
-        return True
+            self._dirty.add(modality)
+        if save:
+            self.flush()
+        return deleted
 
     # -- reads ---------------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

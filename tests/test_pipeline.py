@@ -384,3 +384,29 @@ def test_trained_index_type_on_a_new_catalogue(
         assert [r.hits[0].id for r in results] == [r.id for r in images]
         assert cat.repairs == []
     assert_index_matches_store(data_dir)
+
+
+def test_captions_removed_from_an_entry_are_removed_from_the_catalogue(tmp_path, tiny_encoder) -> None:
+    import json as _json
+
+    from indexer.pipeline import Ingestor
+    from indexer.sources import open_source
+    from retrieval.catalogue import Catalogue
+    from tests.conftest import require_shared_data
+
+    photo = require_shared_data() / "coco_mini" / "images" / "000000000790.jpg"
+    manifest = tmp_path / "items.jsonl"
+    caps = ["one cake", "two cakes", "three cakes", "a table", "people"]
+    with Catalogue.open(tmp_path / "cat") as cat:
+        ing = Ingestor(cat, tiny_encoder)
+        manifest.write_text(_json.dumps({"id": "p", "image": str(photo), "captions": caps}) + "\n")
+        ing.ingest(open_source(manifest), progress=False)
+        assert cat.counts()["text"] == 5
+        manifest.write_text(_json.dumps({"id": "p", "image": str(photo), "captions": caps[:2]}) + "\n")
+        report = ing.ingest(open_source(manifest), progress=False)
+        assert report.removed_captions == 3 and report.added == {}
+        assert cat.counts()["text"] == 2
+        assert sorted(r.text for r in cat.store.iter_items("text")) == ["one cake", "two cakes"]
+        assert list(cat.index("text").ids()) == list(cat.store.ids("text"))
+        [image] = list(cat.store.iter_items("image"))
+        assert len(image.linked) == 2

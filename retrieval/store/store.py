@@ -217,6 +217,16 @@ class Store:
     def get_item(self, item_id: int) -> ItemRecord | None:
         return self.get_items([item_id]).get(int(item_id))
 
+    def keys_with_prefix(self, prefix: str) -> dict[str, int]:
+        """key -> id for every key that starts with `prefix` (a range scan on the key index)."""
+        # Byte-order comparison: SQLite's default; PostgreSQL needs "C" (locale collations can
+        # sort the upper bound anywhere).
+        key = Item.key.collate("C") if self.engine.dialect.name == "postgresql" else Item.key
+        with self._session() as s:
+            rows = s.execute(select(Item.key, Item.id).where(
+                key >= prefix, key < prefix + "\U0010ffff")).all()
+        return {k: i for k, i in rows if k.startswith(prefix)}
+
     def get_by_key(self, key: str) -> ItemRecord | None:
         with self._session() as s:
             item_id = s.scalar(select(Item.id).where(Item.key == key))
