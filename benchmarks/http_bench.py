@@ -146,11 +146,10 @@ def http_caller(base: str, k: int, target: str) -> Callable[[str], None]:
 def library_caller(
     data_dir: Path, model: str, k: int, target: str
 ) -> tuple[Callable[[str], None], Any]:
+    from indexer.models import load_reranker
     from retrieval.catalogue import Catalogue
     from retrieval.encoders import create_encoder
     from retrieval.search import Query, SearchService
-
-    from indexer.models import load_reranker
 
     catalogue = Catalogue.open(data_dir, create=False)
     encoder = create_encoder(model)
