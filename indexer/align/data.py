@@ -8,7 +8,6 @@ Texts are an item's `captions` (every one), or class prompts built from its `lab
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,34 +32,35 @@ def manifest_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def item_texts(row: dict, label_prompt: str = LABEL_PROMPT) -> tuple[str, ...]:
-    if row.get("captions"):
-        return tuple(str(c) for c in row["captions"])
-    if row.get("label"):
-        return (label_prompt.format(row["label"]),)
+def item_texts(captions: list[str], label: object, label_prompt: str = LABEL_PROMPT) -> tuple[str, ...]:
+    if captions:
+        return tuple(captions)
+    if label:
+        return (label_prompt.format(label),)
     return ()
 
 
 def read_image_pairs(manifest: Path, label_prompt: str = LABEL_PROMPT) -> list[PairItem]:
-    """Every item of `manifest` with an image and at least one text (others are skipped)."""
+    """Every item of `manifest` with an image and at least one text (others are skipped).
+
+    Parsed by the ingestion's ManifestSource, so training and indexing read manifests alike; a
+    bad line stops training (a silently smaller training set would be worse)."""
+    from indexer.sources import ManifestSource
+    from retrieval.modality import Modality
+
     manifest = Path(manifest)
     if not manifest.is_file():
         raise FileNotFoundError(
             f"Manifest {manifest} not found. Pass an items.jsonl, e.g. ../shared/data/coco_mini/items.jsonl"
         )
-    root = manifest.parent
     items = []
-    with manifest.open() as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{manifest}:{lineno} is not valid JSON: {exc}") from exc
-            texts = item_texts(row, label_prompt)
-            if row.get("image") and texts:
-                items.append(PairItem(str(row["id"]), root.name, root / row["image"], texts))
+    for entry in ManifestSource(manifest):
+        if entry.error:
+            raise ValueError(f"{manifest} ({entry.where}): {entry.error}")
+        images = [ref.path for ref in entry.media if ref.modality == Modality.IMAGE]
+        texts = item_texts(entry.captions, entry.attrs.get("label"), label_prompt)
+        if images and texts:
+            items.append(PairItem(entry.key, manifest.parent.name, images[0], texts))
     return items
 
 
