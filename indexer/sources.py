@@ -8,6 +8,7 @@ with their line number instead of stopping the run.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -64,6 +65,11 @@ class FolderSource:
         self.root = root.resolve()
         self.name = str(self.root)
 
+    @functools.cached_property
+    def _files(self) -> list[Path]:
+        # The progress bar needs the count before the walk: list the tree once, not twice.
+        return self.files()
+
     def files(self) -> list[Path]:
         out: list[Path] = []
         for dirpath, dirnames, filenames in os.walk(self.root):
@@ -72,10 +78,10 @@ class FolderSource:
         return out
 
     def __len__(self) -> int:
-        return len(self.files())
+        return len(self._files)
 
     def __iter__(self) -> Iterator[Entry]:
-        for path in self.files():
+        for path in self._files:
             try:
                 kind = sniff_file(path)
             except OSError as exc:
