@@ -14,7 +14,9 @@ Features of the locked towers are cached under .cache/rerank (see indexer/rerank
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -73,9 +75,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tasks: dict[str, Any] = {}
     scale = float(encoder.model.logit_scale.exp())
     for depth in args.depths:
-        res = evaluate(pts, match_fn(reranker.model), depth, [reranker.alpha])
+        res = evaluate(pts, match_fn(reranker.model), depth, [reranker.alpha], bank=reranker.bank)
         for name, r in res.items():
-            tasks.setdefault(name, {"first_stage": r["first_stage"]})[f"depth={depth}"] = r[f"alpha={reranker.alpha:g}"]
+            row = tasks.setdefault(name, {"first_stage": r["first_stage"]})
+            row[f"depth={depth}"] = r[f"alpha={reranker.alpha:g}"]
+            if reranker.bank is not None:
+                row[f"depth={depth} stage 1"] = r[f"alpha={reranker.alpha:g} stage 1"]
+    if reranker.bank is not None:  # stage 2 alone, behind the plain first stage
+        res = evaluate(pts, match_fn(reranker.model), max(args.depths), [0.0], bank=reranker.bank)
+        for name, r in res.items():
+            tasks[name]["bank only"] = r["alpha=0"]
     # Ablation rows at fixed, NOT selected weights (reported, never used to choose anything).
     fixed = [a / scale for a in args.fixed_alphas]
     res = evaluate(pts, match_fn(reranker.model), max(args.depths), fixed)
@@ -83,9 +92,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for a, x in zip(fixed, args.fixed_alphas, strict=True):
             tasks[name][f"fixed alpha={x:g}/scale"] = r[f"alpha={a:g}"]
     latency = {}
-    for depth in args.depths:
-        lat_pt = next(p for p in pts if p.task.name == args.latency_task)
+    lat_pt = next(p for p in pts if p.task.name == args.latency_task)
+    stage1_only = copy.copy(reranker)
+    stage1_only.bank = None
+    for depth in args.depths:  # both variants back to back, so they share the machine's state
         latency[str(depth)] = measure_latency(reranker, lat_pt, depth, args.latency_queries)
+        if reranker.bank is not None:
+            latency[f"{depth} (stage 1 only)"] = measure_latency(stage1_only, lat_pt, depth,
+                                                                 args.latency_queries)
     storage = {}
     for pt in pts:
         for mod, sets in ((pt.task.q_mod, pt.task.q_tokens), (pt.task.g_mod, pt.task.g_tokens)):
@@ -97,8 +111,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                    "vector_bytes": encoder.dim * 4} for m, v in storage.items()}
     return {
         "reranker": reranker.version, "space": reranker.space_key, "alpha": reranker.alpha,
+        "bank": None if reranker.bank is None else {"k": reranker.bank.k, "beta": reranker.bank.beta,
+                                                    "window": reranker.bank.window},
         "split": "test", "depths": args.depths, "fixed_alphas": args.fixed_alphas, "logit_scale": scale, "k": 10, "tasks": tasks, "latency": latency,
-        "storage": storage, "threads": args.threads,
+        "storage": storage, "threads": args.threads, "load_average": round(os.getloadavg()[0], 2),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "command": "benchmarks/rerank_bench.py " + " ".join(sys.argv[1:]),
     }
@@ -107,14 +123,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def markdown(result: dict[str, Any]) -> str:
     depths = result["depths"]
     lines = [
-        f"Re-ranker `{result['reranker']}` (alpha {result['alpha']:.4f}) vs first stage, TEST splits, k = 10",
+        f"Re-ranker `{result['reranker']}` (alpha {result['alpha']:.4f}; bank {result.get('bank')}) vs first "
+        "stage, TEST splits, k = 10",
         "",
         "| task | gallery | queries | chance R@1 | stage | R@1 | R@5 | R@10 | mAP@10 |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for name, r in result["tasks"].items():
         f = r["first_stage"]
-        rows = [("first stage", f)] + [(f"re-ranked @{d}", r[f"depth={d}"]) for d in depths]
+        rows = [("first stage", f)]
+        for d in depths:
+            if f"depth={d} stage 1" in r:
+                rows.append((f"stage 1 (cross-attention) @{d}", r[f"depth={d} stage 1"]))
+            rows.append((f"re-ranked @{d}", r[f"depth={d}"]))
+        if "bank only" in r:
+            rows.append(("stage 2 (bank) alone", r["bank only"]))
         rows += [(f"ablation @{max(depths)}, alpha={x:g}/scale", r[f"fixed alpha={x:g}/scale"])
                  for x in result["fixed_alphas"]]
         for j, (stage, m) in enumerate(rows):
@@ -122,8 +145,9 @@ def markdown(result: dict[str, Any]) -> str:
             delta = "" if j == 0 else f" ({m['R@1'] - f['R@1']:+.3f})"
             lines.append(f"{head} | {stage} | {m['R@1']:.3f}{delta} | {m['R@5']:.3f} | {m['R@10']:.3f} | "
                          f"{m['mAP@10']:.3f} |")
-    lines += ["", f"Added latency per query (the service's rerank stage: token fetch from SQLite + one "
-              f"batched forward), {result['threads']} torch thread(s):", "",
+    lines += ["", f"Added latency per query (the service's rerank stage: token and vector fetch from SQLite, "
+              f"one batched forward, the bank correction), {result['threads']} torch thread(s), "
+              f"load average {result.get('load_average', '?')}:", "",
               "| depth | median ms | p95 ms | queries | task |", "|---:|---:|---:|---:|---|"]
     for d, lat in result["latency"].items():
         lines.append(f"| {d} | {lat['median_ms']:.1f} | {lat['p95_ms']:.1f} | {lat['queries']} | {lat['task']} |")

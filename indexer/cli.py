@@ -237,11 +237,16 @@ def train_reranker(
     seed: int = 0,
     oof_folds: Annotated[int, typer.Option(help="K > 1: train features out-of-fold from K fold heads.")] = 0,
     token_noise: float = 0.0625,
+    hub_folds: Annotated[int, typer.Option(help="Fold heads for choosing the query-bank stage (0: none).")] = 4,
+    stage1_from: Annotated[Path | None, typer.Option(
+        help="Take the cross-attention model and alpha from this artifact instead of training.")] = None,
 ) -> None:
-    """Train the cross-attention re-ranker on the train splits, with first-stage hard negatives."""
+    """Train the re-ranker on the train splits: the cross-attention model (first-stage hard
+    negatives), then the query-bank stage, chosen on out-of-fold and validation data."""
     from indexer.rerank_train import run_train_reranker
 
-    kwargs = {"epochs": epochs, "seed": seed, "oof_folds": oof_folds, "token_noise": token_noise}
+    kwargs = {"epochs": epochs, "seed": seed, "oof_folds": oof_folds, "token_noise": token_noise,
+              "hub_folds": hub_folds, "stage1_from": stage1_from}
     if out is not None:
         kwargs["out"] = out
     run_train_reranker(data_root, **kwargs)

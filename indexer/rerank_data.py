@@ -18,6 +18,7 @@ import numpy as np
 
 from indexer.rerank_features import RawFeatures, SpaceFeatures
 from retrieval.metrics import chance_recall, map_at_k, recall_at_k
+from retrieval.rerank.bank import QueryBank
 from retrieval.rerank.reranker import pad_tokens
 from retrieval.splits import split_of
 
@@ -126,21 +127,34 @@ def metrics(ranked: Sequence[Sequence[int]], task: Task) -> dict[str, float]:
     return out
 
 
-def reranked_lists(pt: PaddedTask, cands: np.ndarray, logits: np.ndarray, alpha: float) -> list[list[int]]:
+def reranked_lists(pt: PaddedTask, cands: np.ndarray, logits: np.ndarray, alpha: float,
+                   bank: QueryBank | None = None, k: int = max(KS)) -> list[list[int]]:
+    """Gallery rows per query after stage 1 (cosine + alpha * match) and, with `bank`, stage 2
+    (the hubness correction of the top max(k, window)), exactly as the search service does."""
     cos = np.take_along_axis(pt.cos, cands, axis=1)
     final = cos + alpha * logits
     order = np.argsort(-final, axis=1, kind="stable")
-    return np.take_along_axis(cands, order, axis=1).tolist()
+    rows = np.take_along_axis(cands, order, axis=1)
+    if bank is None or not bank.covers(pt.task.q_mod, pt.task.g_mod):
+        return rows.tolist()
+    hub = bank.hubness(pt.task.g_vecs, pt.task.q_mod)  # (G,) once per task
+    scores = np.take_along_axis(final, order, axis=1)
+    return [r[bank.correct(s, hub[r], k)].tolist() for r, s in zip(rows, scores, strict=True)]
 
 
-def evaluate(pts: Sequence[PaddedTask], match: MatchFn, depth: int, alphas: Sequence[float]
-             ) -> dict[str, dict[str, dict[str, float]]]:
-    """{task: {"first_stage": metrics, "alpha=<a>": metrics, ...}} (one forward per task)."""
+def evaluate(pts: Sequence[PaddedTask], match: MatchFn, depth: int, alphas: Sequence[float],
+             bank: QueryBank | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """{task: {"first_stage": metrics, "alpha=<a>": metrics, ...}} (one forward per task).
+
+    With `bank`, "alpha=<a>" is both stages and "alpha=<a> stage 1" the cross-attention alone.
+    """
     out: dict[str, dict[str, dict[str, float]]] = {}
     for pt in pts:
         cands, logits = rerank_scores(pt, match, depth)
         res = {"first_stage": metrics(pt.order[:, :10].tolist(), pt.task)}
         for a in alphas:
-            res[f"alpha={a:g}"] = metrics(reranked_lists(pt, cands, logits, a), pt.task)
+            res[f"alpha={a:g}"] = metrics(reranked_lists(pt, cands, logits, a, bank), pt.task)
+            if bank is not None:
+                res[f"alpha={a:g} stage 1"] = metrics(reranked_lists(pt, cands, logits, a), pt.task)
         out[pt.task.name] = res
     return out

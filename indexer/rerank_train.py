@@ -112,23 +112,36 @@ def run_train_reranker(
     cos_offset: float = 0.0,
     token_noise: float = 0.0625,
     oof_folds: int = 0,
+    hub_folds: int = 4,
+    stage1_from: Path | None = None,
     config: RerankerConfig | None = None,
     cache_dir: Path = DEFAULT_CACHE,
     progress: bool = True,
     encoder: Any = None,
     command: str | None = None,
 ) -> dict[str, Any]:
-    """Train, select on validation, write `out` (+ `out`.md card); returns the card's data."""
+    """Train, select on validation, write `out` (+ `out`.md card); returns the card's data.
+
+    Stage 1 (the cross-attention model and alpha) is trained here, or with `stage1_from` taken
+    as it is from an earlier artifact (its card's training record is carried over); stage 2 (the
+    query bank, see indexer.rerank_hub) is then fitted with `hub_folds` fold heads (0: none).
+    """
     import torch
 
     from retrieval.encoders import create_encoder
-    from retrieval.rerank.reranker import CrossAttentionReranker
+    from retrieval.rerank.reranker import load_reranker
 
     t_start = time.time()
+    encoder = encoder if encoder is not None else create_encoder("starter", device="cpu")
+    if stage1_from is not None:
+        base = load_reranker(Path(stage1_from), encoder.space.key())
+        card = json.loads(Path(stage1_from).with_suffix(".json").read_text())
+        card["stage1_from"] = str(stage1_from)
+        return _finish(base.model, base.alpha, card, encoder, data_root, out, sets, depth, hub_folds,
+                       cache_dir, progress, t_start, command)
     cfg = config or RerankerConfig(use_global=False)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    encoder = encoder if encoder is not None else create_encoder("starter", device="cpu")
     oof_heads = None
     if oof_folds:
         oof_heads = fold_heads([Path(data_root) / n / "items.jsonl" for n in sets], oof_folds, seed=0,
@@ -181,11 +194,9 @@ def run_train_reranker(
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()
-    val_final = evaluate(tasks["val"], match_fn(model), depth, [best["alpha"]])
     card = {
         "version": out.stem,
         "space": encoder.space.key(),
-        "command": command or " ".join(shlex.quote(a) for a in sys.argv),
         "data": {name: str(Path(data_root) / name / "items.jsonl") for name in sets},
         "split": ("trained on train, selected on val (retrieval.splits); test never read"
                   + (f"; train features out-of-fold from {oof_folds} fold heads (indexer.rerank_oof)"
@@ -199,11 +210,30 @@ def run_train_reranker(
         "selection": {"depth": depth, "alpha": best["alpha"], "alpha_x_scale": best["alpha"] * scale,
                       "epoch": best["epoch"], "val_mean_R@1_gain": best["gain"],
                       "val_first_stage": base_val},
-        "val": val_final,
         "history": history,
     }
-    reranker = CrossAttentionReranker(model, encoder.space.key(), best["alpha"], out.stem)
-    reranker.save(Path(out), {"depth": str(depth), "selected_epoch": str(best["epoch"]),
+    return _finish(model, best["alpha"], card, encoder, data_root, out, sets, depth, hub_folds, cache_dir,
+                   progress, t_start, command)
+
+
+def _finish(model: CrossReranker, alpha: float, card: dict[str, Any], encoder: Any, data_root: Path,
+            out: Path, sets: tuple[str, ...], depth: int, hub_folds: int, cache_dir: Path,
+            progress: bool, t_start: float, command: str | None) -> dict[str, Any]:
+    """Fit stage 2 behind the finished stage 1, measure both on val, write artifact + card."""
+    from indexer.rerank_hub import fit_hub_stage
+    from retrieval.rerank.reranker import CrossAttentionReranker
+
+    model.eval()
+    reranker = CrossAttentionReranker(model, encoder.space.key(), alpha, out.stem)
+    if hub_folds:
+        card["hub"] = fit_hub_stage(reranker, encoder, data_root, sets, depth, hub_folds, cache_dir, progress)
+    val_tasks = load_split_tasks(encoder, data_root, sets, ("val",), model.cfg.max_tokens, cache_dir,
+                                 progress)["val"]
+    card["val"] = evaluate(val_tasks, match_fn(model), depth, [alpha], bank=reranker.bank)
+    card["version"] = out.stem
+    card["command"] = command or " ".join(shlex.quote(a) for a in sys.argv)
+    card["seconds_total"] = round(time.time() - t_start, 1)
+    reranker.save(Path(out), {"depth": str(depth), "selected_epoch": str(card["selection"]["epoch"]),
                               "train_data": ",".join(sets)})
     Path(out).with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     Path(out).with_suffix(".md").write_text(_card_markdown(card))
@@ -271,26 +301,43 @@ def _summary(result: dict[str, dict[str, dict[str, float]]], key: str) -> dict[s
 
 def _card_markdown(card: dict[str, Any]) -> str:
     sel = card["selection"]
+    hub = card.get("hub")
     lines = [
-        f"# {card['version']}: cross-attention re-ranker for the starter space", "",
+        f"# {card['version']}: re-ranker for the starter space", "",
         f"- space: `{card['space']}` (refused for any other)",
         f"- command: `{card['command']}`",
         f"- data: {', '.join(f'`{v}`' for v in card['data'].values())}",
         f"- split: {card['split']}",
         f"- model: {card['config']}",
         f"- training: {card['training']}",
-        f"- final score = cosine + alpha x match, alpha = {sel['alpha']:.5f} "
-        f"({sel['alpha_x_scale']:g} / logit_scale), chosen with epoch {sel['epoch']} by mean "
-        f"validation R@1 gain at depth {sel['depth']} ({sel['val_mean_R@1_gain']:+.4f})",
-        "", "## Validation (depth {})".format(sel["depth"]), "",
-        "| task | first R@1 | re-ranked R@1 | first R@10 | re-ranked R@10 | queries | gallery |",
-        "|---|---:|---:|---:|---:|---:|---:|",
     ]
+    if "stage1_from" in card:
+        lines.append(f"- stage 1 taken as it is from `{card['stage1_from']}` (training record above is its own)")
+    lines.append(
+        f"- stage 1: score = cosine + alpha x match, alpha = {sel['alpha']:.5f} "
+        f"({sel['alpha_x_scale']:g} / logit_scale), chosen with epoch {sel['epoch']} by mean "
+        f"validation R@1 gain at depth {sel['depth']} ({sel['val_mean_R@1_gain']:+.4f})")
+    if hub:
+        lines.append(
+            f"- stage 2: the top {hub['window']} reordered by score - beta x hub, hub = mean of the "
+            f"{hub['k']} largest cosines to a bank of train-split query vectors ({hub['bank_rows']}); "
+            f"k = {hub['k']}, beta = {hub['beta']:g} chosen on {hub['selected_on']} "
+            f"({hub['oof_folds']} folds), mean R@1 gain there {hub['selection_mean_R@1_gain']:+.4f}")
+        key = f"k={hub['k']},beta={hub['beta']:g}"
+        lines += ["", f"## Stage 2 selection data, at the chosen {key}", "",
+                  "| task (folds + val pooled) | queries | R@1 stage 1 | R@1 both stages | R@10 |",
+                  "|---|---:|---:|---:|---:|"]
+        for task, r in hub["grid"][key].items():
+            lines.append(f"| {task} | {r['queries']} | {r['R@1 stage 1']:.3f} | {r['R@1']:.3f} | {r['R@10']:.3f} |")
+    lines += ["", "## Validation (depth {})".format(sel["depth"]), "",
+              "| task | first R@1 | stage 1 R@1 | re-ranked R@1 | first R@10 | re-ranked R@10 | queries | gallery |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for task, res in card["val"].items():
         f = res["first_stage"]
-        r = next(v for k, v in res.items() if k != "first_stage")
-        lines.append(f"| {task} | {f['R@1']:.3f} | {r['R@1']:.3f} | {f['R@10']:.3f} | {r['R@10']:.3f} | "
-                     f"{f['queries']} | {f['gallery']} |")
+        final = next(v for k, v in res.items() if k != "first_stage" and not k.endswith("stage 1"))
+        s1 = next((v for k, v in res.items() if k.endswith("stage 1")), final)
+        lines.append(f"| {task} | {f['R@1']:.3f} | {s1['R@1']:.3f} | {final['R@1']:.3f} | {f['R@10']:.3f} | "
+                     f"{final['R@10']:.3f} | {f['queries']} | {f['gallery']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -306,14 +353,20 @@ def main() -> None:
                    help="K > 1: train on out-of-fold first-stage features from K fold heads")
     p.add_argument("--token-noise", type=float, default=0.0625)
     p.add_argument("--cos-offset", type=float, default=0.0)
+    p.add_argument("--hub-folds", type=int, default=4,
+                   help="fold heads for choosing the query-bank stage's k and beta (0: no bank stage)")
+    p.add_argument("--stage1-from", type=Path, default=None,
+                   help="take the cross-attention model and alpha from this artifact instead of training")
     p.add_argument("--use-global", action="store_true",
                    help="let the model read the items' vectors (token row 0) besides local tokens")
     a = p.parse_args()
     command = "python -m indexer.rerank_train " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     card = run_train_reranker(a.data, a.out, epochs=a.epochs, seed=a.seed, cos_offset=a.cos_offset,
-                              token_noise=a.token_noise, oof_folds=a.oof_folds, command=command.strip(),
+                              token_noise=a.token_noise, oof_folds=a.oof_folds, hub_folds=a.hub_folds,
+                              stage1_from=a.stage1_from, command=command.strip(),
                               config=RerankerConfig(use_global=a.use_global))
-    print(json.dumps(card["selection"], indent=2))
+    print(json.dumps({"stage 1": card["selection"],
+                      "stage 2": {k: v for k, v in card.get("hub", {}).items() if k != "grid"}}, indent=2))
 
 
 if __name__ == "__main__":

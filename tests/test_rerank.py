@@ -115,7 +115,7 @@ def test_artifact_round_trip_and_space_refusal(tmp_path: Path) -> None:
 
 
 def test_registry_errors() -> None:
-    assert "starter-reranker-v1" in list_rerankers()
+    assert "starter-reranker-v2" in list_rerankers()
     with pytest.raises(UnknownModelError, match="Available"):
         create_reranker("nope")
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 RerankerFactory = Callable[..., "CrossAttentionReranker"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "encoders" / "weights"
-STARTER_RERANKER = "starter-reranker-v1"
+STARTER_RERANKER = "starter-reranker-v2"
 # encoder model name (EmbeddingSpace.model) -> the re-ranker shipped for it
 SHIPPED: dict[str, str] = {"starter": STARTER_RERANKER}
 

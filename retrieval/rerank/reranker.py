@@ -1,9 +1,12 @@
 """The re-ranker's verbs (`score`, `rank`, and the search service's `rerank`) and its artifact.
 
-Final score of a candidate = first-stage cosine + alpha * match logit. The model is trained with
-the first-stage cosine as a fixed offset (the logit it learns is a correction of the dual
-encoder); alpha is then chosen on the VALIDATION splits (see indexer/rerank_train.py) and stored
-in the artifact. alpha = 0 is exactly the first stage.
+Two stages over the over-fetched candidates:
+1. cross-attention: score = first-stage cosine + alpha * match logit (retrieval.rerank.model).
+   The model is trained with the first-stage cosine as a fixed offset; alpha is chosen on the
+   VALIDATION splits (indexer/rerank_train.py). alpha = 0 is exactly the first stage.
+2. query-bank hubness correction of the top of that list (retrieval.rerank.bank), with its k and
+   beta chosen on out-of-fold and validation data (indexer/rerank_hub.py). beta = 0 skips it.
+Both stages' parameters and the bank live in one artifact, keyed by the embedding space.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval.errors import ModelUnavailableError, SpaceMismatchError
+from retrieval.rerank.bank import META_KEYS as BANK_META_KEYS
+from retrieval.rerank.bank import QueryBank
 from retrieval.rerank.model import MODALITY_IDS, CrossReranker, RerankerConfig
 from retrieval.search import Hit
 
@@ -55,13 +60,14 @@ def pad_tokens(sets: Sequence[np.ndarray], max_tokens: int) -> tuple[np.ndarray,
 
 class CrossAttentionReranker:
     def __init__(self, model: CrossReranker, space_key: str, alpha: float, version: str,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, bank: QueryBank | None = None) -> None:
         self.model = model.eval()
         self.cfg = model.cfg
         self.space_key = space_key
         self.alpha = float(alpha)
         self.version = version
         self.meta = dict(meta or {})
+        self.bank = bank
 
     # -- verbs ---------------------------------------------------------------------------------
     def match(self, query: TokenSet, candidates: Sequence[TokenSet]) -> np.ndarray:
@@ -103,32 +109,49 @@ class CrossAttentionReranker:
     def rerank(self, query: Query | None, query_vector: np.ndarray, hits: list[Hit], k: int,
                catalogue: Catalogue, query_tokens: np.ndarray | None = None,
                query_modality: str | None = None) -> list[Hit]:
-        """The search service's seam: reorder the over-fetched `hits` by their stored token sets.
+        """The search service's seam: reorder the over-fetched `hits` (first-stage order).
 
-        Without query tokens, or when any candidate has no token set (e.g. audio, or a catalogue
-        ingested by an encoder without tokens), the first-stage order is kept; so it is, without
-        reading the token sets, when the validated alpha is 0.
+        Stage 1 needs query tokens and every candidate's stored token set (audio has none yet);
+        without them, or when the validated alpha is 0, the first-stage order is kept without
+        reading token sets. Stage 2 needs only the candidates' vectors and a bank for the query's
+        modality.
         """
-        if query_tokens is None or not hits or self.alpha == 0.0:
-            return hits[:k]
-        stored = catalogue.store.token_sets([h.id for h in hits])
-        if any(h.id not in stored for h in hits):
-            return hits[:k]
+        if not hits:
+            return []
         modality = query_modality or (str(query.modality) if query is not None else "text")
-        cands = [TokenSet(stored[h.id], h.modality, h.id, h.first_stage_score) for h in hits]
-        ranked = self.rank(TokenSet(query_tokens, modality), cands, k)
-        by_id = {h.id: h for h in hits}
-        return [replace(by_id[r.id], score=r.score) for r in ranked]
+        ranked = hits
+        stored: dict[int, np.ndarray] = {}
+        if query_tokens is not None and self.alpha != 0.0:
+            stored = catalogue.store.token_sets([h.id for h in hits])
+            if all(h.id in stored for h in hits):
+                cands = [TokenSet(stored[h.id], h.modality, h.id, h.first_stage_score) for h in hits]
+                scores = self.score(TokenSet(query_tokens, modality), cands)
+                order = np.argsort(-scores, kind="stable")
+                ranked = [replace(hits[i], score=float(scores[i])) for i in order]
+        if self.bank is not None and all(self.bank.covers(modality, h.modality) for h in ranked):
+            n = min(len(ranked), max(k, self.bank.window))
+            vecs = catalogue.store.vectors_for([h.id for h in ranked[:n]], len(query_vector))
+            if all(h.id in vecs for h in ranked[:n]):
+                hub = self.bank.hubness(np.stack([vecs[h.id] for h in ranked[:n]]), modality)
+                order = self.bank.correct(np.array([h.score for h in ranked[:n]]), hub, k)
+                ranked = [replace(ranked[i], score=float(ranked[i].score - self.bank.beta * hub[i]))
+                          for i in order] + ranked[n:]
+        return ranked[:k]
 
     # -- artifact ------------------------------------------------------------------------------
     def save(self, path: Path, extra: dict[str, str] | None = None) -> None:
+        import torch
         from safetensors.torch import save_file
 
         meta = {"format": ARTIFACT_FORMAT, "config": self.cfg.to_json(), "space_key": self.space_key,
                 "alpha": repr(self.alpha), "version": self.version, **self.meta, **(extra or {})}
+        tensors = {k: v.contiguous() for k, v in self.model.state_dict().items()}
+        if self.bank is not None:
+            meta.update(self.bank.meta())
+            tensors.update({k: torch.from_numpy(v) for k, v in self.bank.tensors().items()})
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(tmp), metadata=meta)
+        save_file(tensors, str(tmp), metadata=meta)
         tmp.replace(path)
 
 
@@ -153,9 +176,13 @@ def load_reranker(path: Path, space_key: str | None = None) -> CrossAttentionRer
             "for this space with `crossmedia train-reranker`, or search with --no-rerank.")
     cfg = RerankerConfig.from_json(meta.pop("config"))
     model = CrossReranker(cfg)
-    model.load_state_dict(load_file(str(path)), strict=True)
-    extra = {k: v for k, v in meta.items() if k not in ("format", "space_key", "alpha", "version")}
-    return CrossAttentionReranker(model, meta["space_key"], float(meta["alpha"]), meta["version"], extra)
+    tensors = load_file(str(path))
+    model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("bank.")}, strict=True)
+    bank = QueryBank.from_artifact({k: v.float().numpy() for k, v in tensors.items() if k.startswith("bank.")},
+                                   meta)
+    skip = ("format", "space_key", "alpha", "version", *BANK_META_KEYS)
+    extra = {k: v for k, v in meta.items() if k not in skip}
+    return CrossAttentionReranker(model, meta["space_key"], float(meta["alpha"]), meta["version"], extra, bank)
 
 
 def _modality_ids(mods: Sequence[str]) -> torch.Tensor:
