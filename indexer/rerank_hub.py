@@ -76,21 +76,22 @@ def select_hub(scored: Sequence[Scored], model: Any, alpha: float, depth: int,
     Returns {"k", "beta", "gain", "grid": {"k=..,beta=..": {task: {"R@1", "R@1 stage 1", ...}}}}.
     """
     match = match_fn(model)
-    stage1 = []
-    for pt, bank in tqdm(scored, desc="stage-1 lists", disable=not progress):
+    stage1 = []  # per task: its bank, stage-1 candidates and logits, and stage 1's top-1 hits
+    for pt, vecs in tqdm(scored, desc="stage-1 lists", disable=not progress):
         cands, logits = rerank_scores(pt, match, depth)
-        stage1.append((pt, bank, cands, logits))
+        base = reranked_lists(pt, cands, logits, alpha)
+        hit = np.array([b[0] in r for b, r in zip(base, pt.task.relevant, strict=True)])
+        stage1.append((pt, vecs, cands, logits, hit))
     grid: dict[str, dict[str, dict[str, float]]] = {}
     best: dict[str, Any] = {"k": HUB_KS[0], "beta": 0.0, "gain": 0.0}
     for k in ks:
         for beta in betas:
-            hits: dict[str, list[np.ndarray]] = defaultdict(lambda: [[], [], []])  # type: ignore[arg-type]
-            for pt, vecs, cands, logits in stage1:
-                base = reranked_lists(pt, cands, logits, alpha)
+            hits: dict[str, list[list[np.ndarray]]] = defaultdict(lambda: [[], [], []])
+            for pt, vecs, cands, logits, base_hit in stage1:
                 hub = reranked_lists(pt, cands, logits, alpha, QueryBank(vecs, k, beta, WINDOW))
                 rel = pt.task.relevant
                 h = hits[pt.task.name]
-                h[0].append(np.array([b[0] in r for b, r in zip(base, rel, strict=True)]))
+                h[0].append(base_hit)
                 h[1].append(np.array([x[0] in r for x, r in zip(hub, rel, strict=True)]))
                 h[2].append(np.array([bool(set(x[:10]) & r) for x, r in zip(hub, rel, strict=True)]))
             row = {name: {"R@1 stage 1": float(np.concatenate(h[0]).mean()),
@@ -105,15 +106,13 @@ def select_hub(scored: Sequence[Scored], model: Any, alpha: float, depth: int,
 
 
 def fit_hub_stage(reranker: Any, encoder: Any, data_root: Path, sets: Sequence[str], depth: int,
-                  oof_folds: int = 4, cache_dir: Path = DEFAULT_CACHE, progress: bool = True
-                  ) -> dict[str, Any]:
-    """Give `reranker` its bank (train splits through the shipped heads) and the (k, beta) chosen
-    on out-of-fold + validation data; returns the card section. Test splits are never read."""
+                  tasks: dict[str, list[PaddedTask]], oof_folds: int = 4, cache_dir: Path = DEFAULT_CACHE,
+                  progress: bool = True) -> dict[str, Any]:
+    """Give `reranker` its bank and the (k, beta) chosen on out-of-fold + validation data; returns
+    the card section. `tasks` are the "train" and "val" splits through the shipped heads (the
+    bank is the train queries). Test splits are never read."""
     from indexer.rerank_oof import fold_heads
-    from indexer.rerank_train import load_split_tasks
 
-    tasks = load_split_tasks(encoder, data_root, tuple(sets), ("train", "val"), reranker.cfg.max_tokens,
-                             cache_dir, progress)
     shipped = bank_vectors(tasks["train"])
     heads = fold_heads([Path(data_root) / n / "items.jsonl" for n in sets], oof_folds, seed=0,
                        progress=progress)

@@ -225,11 +225,12 @@ def _finish(model: CrossReranker, alpha: float, card: dict[str, Any], encoder: A
 
     model.eval()
     reranker = CrossAttentionReranker(model, encoder.space.key(), alpha, out.stem)
+    tasks = load_split_tasks(encoder, data_root, sets, ("train", "val") if hub_folds else ("val",),
+                             model.cfg.max_tokens, cache_dir, progress)
     if hub_folds:
-        card["hub"] = fit_hub_stage(reranker, encoder, data_root, sets, depth, hub_folds, cache_dir, progress)
-    val_tasks = load_split_tasks(encoder, data_root, sets, ("val",), model.cfg.max_tokens, cache_dir,
-                                 progress)["val"]
-    card["val"] = evaluate(val_tasks, match_fn(model), depth, [alpha], bank=reranker.bank)
+        card["hub"] = fit_hub_stage(reranker, encoder, data_root, sets, depth, tasks, hub_folds, cache_dir,
+                                    progress)
+    card["val"] = evaluate(tasks["val"], match_fn(model), depth, [alpha], bank=reranker.bank)
     card["version"] = out.stem
     card["command"] = command or " ".join(shlex.quote(a) for a in sys.argv)
     card["seconds_total"] = round(time.time() - t_start, 1)

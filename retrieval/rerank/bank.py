@@ -23,7 +23,7 @@ indexer/rerank_hub.py). A query modality the bank has no vectors for is left as 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,24 +38,19 @@ class QueryBank:
     window: int = 10
     # (query modality, candidate modality) directions (k, beta) were chosen on; no other is touched
     pairs: tuple[tuple[str, str], ...] = (("text", "image"), ("image", "text"))
-    _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.window < 1:
             raise ValueError(f"QueryBank needs k >= 1 and window >= 1 (got k={self.k}, window={self.window}).")
+        self.vectors = {m: np.ascontiguousarray(v, dtype=np.float32) for m, v in self.vectors.items()}
 
     def covers(self, query_modality: str, candidate_modality: str) -> bool:
         return (self.beta != 0.0 and (str(query_modality), str(candidate_modality)) in self.pairs
                 and len(self.vectors.get(str(query_modality), ())) > 0)
 
-    def _bank(self, modality: str) -> np.ndarray:
-        if modality not in self._cache:
-            self._cache[modality] = np.ascontiguousarray(self.vectors[modality], dtype=np.float32)
-        return self._cache[modality]
-
     def hubness(self, candidates: np.ndarray, query_modality: str) -> np.ndarray:
         """(C, D) candidate vectors -> (C,) mean of each one's top-k cosines to the bank."""
-        bank = self._bank(str(query_modality))
+        bank = self.vectors[str(query_modality)]
         sims = np.asarray(candidates, np.float32) @ bank.T  # (C, N)
         k = min(self.k, bank.shape[0])
         top = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:]  # (C, k), unordered
@@ -79,7 +74,7 @@ class QueryBank:
 
     @classmethod
     def from_artifact(cls, tensors: Mapping[str, np.ndarray], meta: Mapping[str, str]) -> QueryBank | None:
-        vecs = {k.split(".", 1)[1]: np.asarray(v, np.float32) for k, v in tensors.items() if k.startswith("bank.")}
+        vecs = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("bank.")}
         if not vecs or "hub_beta" not in meta:
             return None
         pairs = tuple(tuple(p.split(">", 1)) for p in meta["hub_pairs"].split(",") if p)

@@ -120,14 +120,13 @@ class CrossAttentionReranker:
             return []
         modality = query_modality or (str(query.modality) if query is not None else "text")
         ranked = hits
-        stored: dict[int, np.ndarray] = {}
         if query_tokens is not None and self.alpha != 0.0:
             stored = catalogue.store.token_sets([h.id for h in hits])
             if all(h.id in stored for h in hits):
                 cands = [TokenSet(stored[h.id], h.modality, h.id, h.first_stage_score) for h in hits]
-                scores = self.score(TokenSet(query_tokens, modality), cands)
-                order = np.argsort(-scores, kind="stable")
-                ranked = [replace(hits[i], score=float(scores[i])) for i in order]
+                by_id = {h.id: h for h in hits}
+                ranked = [replace(by_id[r.id], score=r.score)
+                          for r in self.rank(TokenSet(query_tokens, modality), cands, len(cands))]
         if self.bank is not None and all(self.bank.covers(modality, h.modality) for h in ranked):
             n = min(len(ranked), max(k, self.bank.window))
             vecs = catalogue.store.vectors_for([h.id for h in ranked[:n]], len(query_vector))
