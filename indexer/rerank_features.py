@@ -67,13 +67,16 @@ def project(raw: RawFeatures, model: Any) -> SpaceFeatures:
     """Apply the trained heads (the model's) to cached tower features: the ingestion math."""
     import torch
 
-    from retrieval.rerank.tokens import image_token_set, text_token_set, to_store
+    from retrieval.encoders.starter_tokens import image_token_set, text_token_set, to_store
+    from retrieval.encoders.starter_towers import StarterTowers
+
+    towers = StarterTowers(model, None, None)
 
     with torch.inference_mode():
-        iv, it = image_token_set(model.visual, torch.from_numpy(raw.regions).float())
+        iv, it = image_token_set(towers, torch.from_numpy(raw.regions).float())
         tv, tt = [], []
         for s in range(0, len(raw.texts), 256):
-            v, t = text_token_set(model.text, torch.from_numpy(raw.states[s : s + 256]).float(),
+            v, t = text_token_set(towers, torch.from_numpy(raw.states[s : s + 256]).float(),
                                   torch.from_numpy(raw.mask[s : s + 256]).long())
             tv.append(v)
             tt.extend(t)
@@ -88,7 +91,7 @@ def _image_regions(model: Any, preprocess: Any, paths: list[Path], progress: boo
     import torch
     from PIL import Image
 
-    from retrieval.rerank.tokens import image_regions
+    from retrieval.encoders.starter_tokens import image_regions
 
     out = []
     with torch.inference_mode():
@@ -106,7 +109,7 @@ def _text_states(model: Any, tokenizer: Any, texts: list[str], progress: bool,
                  batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
-    from retrieval.encoders.starter import trim_padding
+    from retrieval.encoders.starter_towers import trim_padding
 
     text = model.text
     pad = text.config.pad_token_id

@@ -170,7 +170,7 @@ def test_long_clip_window_contract(tower) -> None:
 @needs_data
 @pytest.mark.slow
 def test_starter_encoder_audio_to_text() -> None:
-    from retrieval.encoders.registry import create_encoder
+    from retrieval.encoders import create_encoder
     from retrieval.splits import split_of
 
     enc = create_encoder("starter", device="cpu")

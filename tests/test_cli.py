@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from indexer.cli import app, main
 from retrieval.catalogue import Catalogue
-from retrieval.encoders.registry import create_encoder, register_encoder
+from retrieval.encoders import create_encoder, register_encoder
 from retrieval.encoders.tiny import create_tiny
 from retrieval.errors import SpaceMismatchError
 

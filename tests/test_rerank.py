@@ -12,7 +12,7 @@ from retrieval.errors import SpaceMismatchError, UnknownModelError
 from retrieval.rerank import create_reranker, list_rerankers
 from retrieval.rerank.model import CrossReranker, RerankerConfig
 from retrieval.rerank.reranker import CrossAttentionReranker, TokenSet, load_reranker, pad_tokens
-from retrieval.rerank.tokens import MAX_TOKENS, budget_bytes, pool_rows, to_store
+from retrieval.encoders.starter_tokens import MAX_TOKENS, budget_bytes, pool_rows, to_store
 
 DIM = 32
 SPACE = f"tiny-test|seed0|{DIM}"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from retrieval.modality import Modality
-from retrieval.rerank.tokens import MAX_TOKENS
+from retrieval.encoders.starter_tokens import MAX_TOKENS
 from tests.conftest import coco_entries
 
 pytestmark = pytest.mark.slow
@@ -23,12 +23,13 @@ def towers_encoder():  # noqa: ANN201 - StarterEncoder
     from retrieval.encoders.base import EmbeddingSpace
     from retrieval.encoders.starter import StarterEncoder, open_towers
 
-    model, preprocess, tokenizer = open_towers()
+    towers = open_towers()
     torch.manual_seed(0)
     with torch.no_grad():  # give the (untrained) heads and bridge non-trivial values
-        model.visual.bridge.class_text.normal_()
-        model.visual.bridge_proj.weight.normal_(0, 0.05)
-    return StarterEncoder(model, preprocess, tokenizer, EmbeddingSpace("starter", "test", 256))
+        towers.visual.bridge.class_text.normal_()
+        towers.visual.bridge_proj.weight.normal_(0, 0.05)
+    return StarterEncoder(towers.model, towers.preprocess, towers.tokenizer,
+                          EmbeddingSpace("starter", "test", 256))
 
 
 def test_image_tokens_from_the_same_pass(towers_encoder) -> None:  # noqa: ANN001

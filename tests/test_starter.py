@@ -118,9 +118,10 @@ def test_starter_loads_offline_and_returns_unit_vectors(starter, monkeypatch):
 def test_starter_token_features_for_the_reranker(starter):
     from PIL import Image
 
-    tokens = starter.image_tokens([Image.new("RGB", (64, 48), "white")])
-    assert tokens.shape == (1, 49, 1280)
-    states, mask = starter.text_tokens(["a cat", "a dog on a red sofa"])
+    with torch.inference_mode():
+        fmap = starter.towers.image_feature_map([Image.new("RGB", (64, 48), "white")])
+        states, mask = starter.towers.text_states(["a cat", "a dog on a red sofa"])
+    assert fmap.shape == (1, 1280, 7, 7)
     assert states.shape[:2] == mask.shape and states.shape[2] == 384
     assert mask[0].sum() < mask[1].sum()
 

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from indexer.align.data import PairItem, manifest_digest
-from retrieval.encoders.starter import trim_padding
+from retrieval.encoders.starter_towers import trim_padding
 
 FEATURE_VERSION = "1"
 DEFAULT_CACHE = Path(".cache/align")
@@ -58,7 +58,8 @@ class StarterFeatures:
         self.cache_dir = Path(cache_dir)
         self.device = device
         self.cfg = StarterConfig.load("starter")
-        self.model, self.preprocess, self.tokenizer = open_towers(device)
+        towers = open_towers(device)
+        self.model, self.preprocess, self.tokenizer = towers.model, towers.preprocess, towers.tokenizer
         self.tag = f"{self.cfg.name}-{self.cfg.digest()}-v{FEATURE_VERSION}"
         prompts = [self.cfg.bridge_prompt.format(c) for c in imagenet_class_names()]
         path = self.cache_dir / f"{self.tag}-class_text.npz"

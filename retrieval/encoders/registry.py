@@ -1,4 +1,7 @@
-"""Encoder registry: names (and name prefixes) map to factory functions; nothing loads until called."""
+"""Encoder registry: names (and name prefixes) map to factory functions; nothing loads until called.
+
+The built-in encoders register themselves on import; `factory.create_encoder` imports them.
+"""
 
 from __future__ import annotations
 
@@ -28,25 +31,16 @@ def register_encoder(name: str, *, prefix: bool = False) -> Callable[[EncoderFac
     return deco
 
 
-def _ensure_builtin() -> None:
-    # Importing the modules runs their @register_encoder decorators (cheap: no weights load).
-    from retrieval.encoders import openclip, starter, tiny  # noqa: F401
-
-
-def list_models() -> list[str]:
-    _ensure_builtin()
-    return sorted(_EXACT) + sorted(f"{p}:<model>/<pretrained-tag or checkpoint path>" for p in _PREFIX)
-
-
-def create_encoder(name: str = DEFAULT_MODEL, device: str | None = None) -> Encoder:
-    """Build the encoder called `name`; weights are resolved here and nowhere earlier."""
-    _ensure_builtin()
+def lookup(name: str) -> EncoderFactory | None:
+    """The factory registered for `name` (exact, or its `prefix:` scheme); None when unknown."""
     if name in _EXACT:
-        return _EXACT[name](name, device=device)
+        return _EXACT[name]
     scheme, sep, _ = name.partition(":")
-    if sep and scheme in _PREFIX:
-        return _PREFIX[scheme](name, device=device)
-    raise UnknownModelError(f"Unknown model {name!r}. Available: {list_models()}")
+    return _PREFIX.get(scheme) if sep else None
+
+
+def registered_names() -> list[str]:
+    return sorted(_EXACT) + sorted(f"{p}:<model>/<pretrained-tag or checkpoint path>" for p in _PREFIX)
 
 
 def default_device(device: str | None = None) -> str:

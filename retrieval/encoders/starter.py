@@ -21,12 +21,11 @@ from retrieval.encoders.base import (
 )
 from retrieval.encoders.openclip import OpenClipEncoder
 from retrieval.encoders.registry import default_device, register_encoder
+from retrieval.encoders.starter_tokens import image_vectors_and_tokens, text_vectors_and_tokens
+from retrieval.encoders.starter_towers import StarterTowers
 from retrieval.errors import ModelUnavailableError
 
 if TYPE_CHECKING:
-    import torch
-    from PIL import Image
-
     from retrieval.media.audio import Audio
     from retrieval.modality import Modality
 
@@ -40,73 +39,39 @@ class AudioTower(Protocol):
     def encode_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> np.ndarray: ...
 
 
-def trim_padding(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """Drop trailing all-padding columns: same outputs (masked, absolute positions), far less work.
-
-    The HF tokenizer pads every batch to the full context (128), while captions are ~15 tokens.
-    """
-    real = (ids != pad_id).any(dim=0).nonzero()
-    return ids[:, : int(real.max()) + 1] if len(real) else ids[:, :1]
-
-
 class StarterEncoder(OpenClipEncoder):
-    """OpenClipEncoder plus token-level access for the re-ranker and an optional audio tower."""
+    """OpenClipEncoder plus token sets for the re-ranker and an optional audio tower; every tower
+    pass goes through `self.towers` (starter_towers.py)."""
 
     audio_tower: AudioTower | None = None
 
-    @property
-    def _model(self) -> Any:
-        return self.model
-
-    @property
-    def _text(self) -> Any:  # HFTextEncoder; typed loosely because nn.Module attrs are dynamic
-        return self.model.text
-
-    @property
-    def _visual(self) -> Any:  # StarterVisual
-        return self.model.visual
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.towers = StarterTowers(self.model, self.preprocess, self.tokenizer, self.device)
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         import torch
 
-        pad = self._text.config.pad_token_id
+        t = self.towers
         out = []
         with torch.inference_mode():
-            for i in range(0, len(texts), batch_size):
-                ids = trim_padding(self.tokenizer(list(texts[i : i + batch_size])), pad)
-                out.append(self._model.encode_text(ids.to(self.device)).float().cpu().numpy())
+            for states, mask in t.iter_text_states(texts, batch_size):
+                out.append(t.text_head(t.pooled_text(states, mask)).float().cpu().numpy())
         if not out:
             return np.zeros((0, self.dim), dtype=np.float32)
         return l2_normalize(np.concatenate(out))
 
-    def image_tokens(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
-        """Trunk feature map as tokens: float32 (N, 49, 1280) at 224 px, not projected."""
-        import torch
-
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(images), batch_size):
-                batch = torch.stack([self.preprocess(im) for im in images[i : i + batch_size]])
-                out.append(self._visual.tokens(batch.to(self.device)).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 0, 0), dtype=np.float32)
-
-    def text_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """MiniLM last hidden states (N, T, 384) and the attention mask (N, T), 1 = real token."""
-        import torch
-
-        with torch.inference_mode():
-            pad = self._text.config.pad_token_id
-            ids = trim_padding(self.tokenizer(list(texts)), pad).to(self.device)  # (N, T)
-            mask = (ids != pad).long()
-            out = self._text.transformer(input_ids=ids, attention_mask=mask)
-        return out.last_hidden_state.float().cpu().numpy(), mask.cpu().numpy()
-
     def encode_with_tokens(self, modality: Modality, items: Sequence, batch_size: int | None = None
                            ) -> tuple[np.ndarray, list[np.ndarray] | None]:
-        """Vectors + re-ranker token sets in one tower pass (owned by retrieval/rerank/tokens.py)."""
-        from retrieval.rerank.tokens import starter_encode_with_tokens
+        """Vectors + re-ranker token sets from ONE pass of each tower (starter_tokens.py).
+        Audio keeps its own path (window fusion with transcripts) and has no token sets yet."""
+        from retrieval.modality import Modality
 
-        return starter_encode_with_tokens(self, modality, items, batch_size)
+        if modality == Modality.AUDIO or not items:
+            return self.encode(modality, items, batch_size), None
+        if modality == Modality.IMAGE:
+            return image_vectors_and_tokens(self.towers, items, batch_size or 32)
+        return text_vectors_and_tokens(self.towers, items, batch_size or 64)
 
     def encode_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> np.ndarray:
         if self.audio_tower is None:
@@ -189,12 +154,12 @@ def create_starter(name: str, device: str | None = None) -> StarterEncoder:
     return build_starter_encoder("starter", device=device)
 
 
-def open_towers(device: str = "cpu") -> tuple[torch.nn.Module, Any, Any]:
-    """Locked towers with untrained heads (model, preprocess, tokenizer): for trainers only."""
+def open_towers(device: str = "cpu") -> StarterTowers:
+    """Locked towers with untrained heads: for trainers only."""
 
     from retrieval.encoders.starter_model import StarterConfig, build_starter
 
     cfg = StarterConfig.load("starter")
     model = build_starter(cfg).to(device)
     preprocess, tokenizer = _preprocess_and_tokenizer(cfg, model)
-    return model, preprocess, tokenizer
+    return StarterTowers(model, preprocess, tokenizer, device)

@@ -126,12 +126,12 @@ class StarterVisual(nn.Module):
         return torch.cat([pooled, self.bridge(pooled)], dim=-1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        pooled = self.tower.trunk(image)  # (B, 1280)
-        return self.tower.head(pooled) + self.bridge_gate * self.bridge_proj(self.bridge(pooled))
+        return self.project(self.tower.trunk(image))  # (B, 1280) -> (B, D)
 
-    def tokens(self, image: torch.Tensor) -> torch.Tensor:
-        fmap = self.tower.trunk.forward_features(image)  # (B, 1280, h, w)
-        return fmap.flatten(2).transpose(1, 2)  # (B, h*w, 1280)
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The image head on pooled trunk features (..., 1280) -> (..., D), unnormalised. The
+        re-ranker's region tokens go through this same function."""
+        return self.tower.head(pooled) + self.bridge_gate * self.bridge_proj(self.bridge(pooled))
 
 
 def build_starter(cfg: StarterConfig) -> nn.Module:

@@ -17,14 +17,14 @@ Budget: MAX_TOKENS x 256 dims x 2 bytes = 16 x 256 x 2 = 8192 bytes per item at 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     import torch
 
-    from retrieval.modality import Modality
+    from retrieval.encoders.starter_towers import StarterTowers
 
 MAX_TOKENS = 16
 TOKEN_DTYPE = np.float16
@@ -46,36 +46,31 @@ def image_regions(fmap: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def image_head(visual: Any, pooled: torch.Tensor) -> torch.Tensor:
-    """The starter image head on pooled trunk features (..., 1280) -> (..., D), unnormalised."""
-    return visual.tower.head(pooled) + visual.bridge_gate * visual.bridge_proj(visual.bridge(pooled))
-
-
-def image_token_set(visual: Any, regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def image_token_set(towers: StarterTowers, regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """regions (B, R, 1280) from `image_regions` -> (vectors (B, D), tokens (B, R, D)), normalised."""
     import torch.nn.functional as F
 
     b, r, c = regions.shape
-    out = F.normalize(image_head(visual, regions.reshape(b * r, c)).reshape(b, r, -1), dim=-1)
+    out = F.normalize(towers.image_head(regions.reshape(b * r, c)).reshape(b, r, -1), dim=-1)
     return out[:, 0], out
 
 
-def text_token_set(text: Any, states: torch.Tensor, mask: torch.Tensor
+def text_token_set(towers: StarterTowers, states: torch.Tensor, mask: torch.Tensor
                    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """MiniLM states (B, T, 384) and mask (B, T) -> (vectors (B, D), [tokens (n_i, D)]) normalised.
 
     The vector is exactly open_clip's mean-pooler + projection; the tokens are the same projection
     of each real token's state (the vector is their mean before normalisation).
     """
+    import torch
     import torch.nn.functional as F
 
-    vec = F.normalize(text.proj(text.pooler(_StateOutput(states), mask)), dim=-1)  # (B, D)
-    proj = F.normalize(text.proj(states), dim=-1)  # (B, T, D)
+    vec = F.normalize(towers.text_head(towers.pooled_text(states, mask)), dim=-1)  # (B, D)
+    proj = F.normalize(towers.text_head(states), dim=-1)  # (B, T, D)
     sets = []
     for i in range(states.shape[0]):
-        real = proj[i, mask[i].bool()]  # (n, D)
-        rows = pool_rows(real, MAX_TOKENS - 1)
-        sets.append(F.normalize(_cat(vec[i : i + 1], rows), dim=-1))
+        rows = pool_rows(proj[i, mask[i].bool()], MAX_TOKENS - 1)  # (n, D)
+        sets.append(F.normalize(torch.cat([vec[i : i + 1], rows], dim=0), dim=-1))
     return vec, sets
 
 
@@ -88,19 +83,6 @@ def pool_rows(x: torch.Tensor, n: int) -> torch.Tensor:
     return F.adaptive_avg_pool1d(x.T[None], n)[0].T
 
 
-def _cat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    import torch
-
-    return torch.cat([a, b], dim=0)
-
-
-class _StateOutput:
-    """What open_clip's poolers read from a Hugging Face output: `.last_hidden_state`."""
-
-    def __init__(self, states: torch.Tensor) -> None:
-        self.last_hidden_state = states
-
-
 def to_store(tokens: torch.Tensor) -> np.ndarray:
     """(n, D) float tensor -> contiguous float16 array, checked against the budget."""
     arr = np.ascontiguousarray(tokens.detach().float().cpu().numpy().astype(TOKEN_DTYPE))
@@ -108,41 +90,32 @@ def to_store(tokens: torch.Tensor) -> np.ndarray:
     return arr
 
 
-def starter_encode_with_tokens(encoder: Any, modality: Modality, items: Sequence,
-                               batch_size: int | None = None
-                               ) -> tuple[np.ndarray, list[np.ndarray] | None]:
-    """StarterEncoder.encode_with_tokens: vectors and token sets from ONE pass of each tower.
-
-    Audio keeps its own path (window fusion with transcripts) and has no token sets yet.
-    """
+def image_vectors_and_tokens(towers: StarterTowers, images: Sequence, batch_size: int = 32
+                             ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """PIL images -> vectors (N, D) float32 and token sets, from one trunk pass per batch."""
     import torch
 
-    from retrieval.encoders.starter import trim_padding
-    from retrieval.modality import Modality
-
-    if modality == Modality.AUDIO or not items:
-        return encoder.encode(modality, items, batch_size), None
     vecs: list[torch.Tensor] = []
     sets: list[np.ndarray] = []
     with torch.inference_mode():
-        if modality == Modality.IMAGE:
-            bs = batch_size or 32
-            trunk = encoder.model.visual.tower.trunk
-            for i in range(0, len(items), bs):
-                batch = torch.stack([encoder.preprocess(im) for im in items[i : i + bs]])
-                fmap = trunk.forward_features(batch.to(encoder.device))  # (B, 1280, h, w)
-                v, grid = image_token_set(encoder.model.visual, image_regions(fmap.float()))
-                vecs.append(v.cpu())
-                sets.extend(to_store(x) for x in grid)
-        else:
-            bs = batch_size or 64
-            text = encoder.model.text
-            pad = text.config.pad_token_id
-            for i in range(0, len(items), bs):
-                ids = trim_padding(encoder.tokenizer(list(items[i : i + bs])), pad).to(encoder.device)
-                mask = (ids != pad).long()
-                states = text.transformer(input_ids=ids, attention_mask=mask).last_hidden_state
-                v, t = text_token_set(text, states.float(), mask)
-                vecs.append(v.cpu())
-                sets.extend(to_store(x) for x in t)
+        for i in range(0, len(images), batch_size):
+            fmap = towers.image_feature_map(images[i : i + batch_size])  # (B, 1280, h, w)
+            v, grid = image_token_set(towers, image_regions(fmap.float()))
+            vecs.append(v.cpu())
+            sets.extend(to_store(x) for x in grid)
+    return np.ascontiguousarray(torch.cat(vecs).numpy(), dtype=np.float32), sets
+
+
+def text_vectors_and_tokens(towers: StarterTowers, texts: Sequence[str], batch_size: int = 64
+                            ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Strings -> vectors (N, D) float32 and token sets, from one MiniLM pass per batch."""
+    import torch
+
+    vecs: list[torch.Tensor] = []
+    sets: list[np.ndarray] = []
+    with torch.inference_mode():
+        for states, mask in towers.iter_text_states(texts, batch_size):
+            v, t = text_token_set(towers, states.float(), mask)
+            vecs.append(v.cpu())
+            sets.extend(to_store(x) for x in t)
     return np.ascontiguousarray(torch.cat(vecs).numpy(), dtype=np.float32), sets
