@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.engine import Engine
+from api.runtime import Runtime
 from api.errors import ApiError
 from api.metrics import Metrics
 from api.security import Principal, require_scope
@@ -22,11 +22,11 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_engine(request: Request) -> Engine:
-    engine: Engine | None = getattr(request.app.state, "engine", None)
-    if engine is None:
-        raise ApiError(503, "The engine is not loaded yet; retry shortly.", "not_ready")
-    return engine
+async def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        raise ApiError(503, "The runtime is not loaded yet; retry shortly.", "not_ready")
+    return runtime
 
 
 async def get_metrics(request: Request) -> Metrics:
@@ -35,7 +35,7 @@ async def get_metrics(request: Request) -> Metrics:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ReadAccess = Annotated[Principal, Depends(require_scope("read"))]
 WriteAccess = Annotated[Principal, Depends(require_scope("write"))]

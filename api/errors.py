@@ -1,6 +1,6 @@
 """One error shape for every 4xx/5xx: {"error": {"code": str, "message": str}}.
 
-Engine exceptions (retrieval.errors) are mapped to statuses here, so the library never needs to know
+Runtime exceptions (retrieval.errors) are mapped to statuses here, so the library never needs to know
 about HTTP and bad input can never surface as a 500.
 """
 

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from api.engine import Engine
+from api.runtime import Runtime
 from api.errors import error_response, install_error_handlers
 from api.limits import BodySizeLimitMiddleware, TimeoutMiddleware
 from api.metrics import Metrics, MetricsMiddleware
@@ -50,15 +50,15 @@ per-key rate limit (429 with `Retry-After`).
 """
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
-    """Build the app. The engine is loaded in the lifespan from `settings`, unless one is given
-    (tests and benchmarks share one engine across apps; the caller then owns and closes it)."""
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app. The runtime is loaded in the lifespan from `settings`, unless one is given
+    (tests and benchmarks share one runtime across apps; the caller then owns and closes it)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = engine is None
-        app.state.engine = (
-            engine if engine is not None else await run_in_threadpool(Engine.load, settings)
+        owned = runtime is None
+        app.state.runtime = (
+            runtime if runtime is not None else await run_in_threadpool(Runtime.load, settings)
         )
         if not settings.auth_enabled:
             log.warning(
@@ -69,7 +69,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         try:
             yield
         finally:
-            loaded, app.state.engine = app.state.engine, None
+            loaded, app.state.runtime = app.state.runtime, None
             if owned and loaded is not None:
                 await run_in_threadpool(loaded.close)
 
@@ -84,7 +84,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.engine = None
+    app.state.runtime = None
     app.state.metrics = Metrics()
     app.state.keyring, app.state.rate_limiter = build_security_state(settings)
 

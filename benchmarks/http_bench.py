@@ -35,6 +35,7 @@ COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_mini"
 def build_catalogue(data_dir: Path, model: str, photos: int) -> list[str]:
     """Index `photos` COCO photos with two captions each; return held-out captions as queries."""
     from indexer.pipeline import Ingestor
+    from indexer.uploads import add_upload
     from retrieval.catalogue import Catalogue
     from retrieval.encoders import create_encoder
 
@@ -43,7 +44,7 @@ def build_catalogue(data_dir: Path, model: str, photos: int) -> list[str]:
     try:
         ingestor = Ingestor(catalogue, create_encoder(model))
         for e in entries[:photos]:
-            ingestor.add_upload(
+            add_upload(ingestor, 
                 (COCO / e["image"]).read_bytes(), Path(e["image"]).name, captions=e["captions"][:2]
             )
     finally:
@@ -146,15 +147,15 @@ def http_caller(base: str, k: int, target: str) -> Callable[[str], None]:
 def library_caller(
     data_dir: Path, model: str, k: int, target: str
 ) -> tuple[Callable[[str], None], Any]:
-    from indexer.models import load_reranker
     from retrieval.catalogue import Catalogue
     from retrieval.encoders import create_encoder
+    from retrieval.rerank import select_reranker
     from retrieval.search import Query, SearchService
 
     catalogue = Catalogue.open(data_dir, create=False)
     encoder = create_encoder(model)
     # The same stack the server runs: its default re-ranks when the model ships a re-ranker.
-    service = SearchService(catalogue, encoder, reranker=load_reranker(encoder))
+    service = SearchService(catalogue, encoder, reranker=select_reranker("auto", encoder))
 
     def call(q: str) -> None:
         service.search(Query(text=q), target=target, k=k)

@@ -78,7 +78,7 @@ def _build_gallery(manifest: Path, split: str, label_prompt: str | None) -> _Gal
 def run_recall_bench(manifest: Path, *, model: str = "starter", split: str = "all",
                      rerank: bool = False, label_prompt: str | None = None,
                      progress: bool = True) -> dict[str, Any]:
-    from indexer.models import load_reranker
+    from retrieval.rerank import select_reranker
     from retrieval.search import SearchService
 
     gallery = _build_gallery(manifest, split, label_prompt)
@@ -90,7 +90,7 @@ def run_recall_bench(manifest: Path, *, model: str = "starter", split: str = "al
             Catalogue.open(Path(tmp) / "cat") as cat:
         ing = Ingestor(cat, encoder)
         report = ing.ingest(_ListSource(gallery), progress=progress)
-        reranker = load_reranker(encoder) if rerank else None
+        reranker = select_reranker("auto" if rerank else "none", encoder)
         if rerank and reranker is None:
             raise ValueError(f"No re-ranker is shipped for model {model!r}; run with --no-rerank.")
         service = SearchService(cat, encoder, reranker=reranker)

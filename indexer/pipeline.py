@@ -11,15 +11,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from indexer.decode import DecodedMedia, MediaLimits, decode_media
+from retrieval.media.decode import DecodedMedia, MediaLimits, decode_media
 from indexer.sources import Entry, FolderSource, ManifestSource
 from retrieval.catalogue import Catalogue
 from retrieval.encoders.base import Encoder
@@ -53,14 +52,6 @@ class IngestReport:
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@dataclass
-class _Pending:
-    """An entry whose media have been read and hashed; decoded lazily."""
-
-    entry: Entry
-    items: list[tuple[str, DecodedMedia | None, str]]  # (key, decoded media or None for text, hash)
 
 
 class Ingestor:
@@ -103,6 +94,41 @@ class Ingestor:
 
     def _ingest_batch(self, batch: list[Entry], report: IngestReport, pool: ThreadPoolExecutor) -> None:
         t0 = time.perf_counter()
+        errors: list[tuple[str, str | None, str]] = []
+        todo = self._screen(batch, report, errors)
+        stored = self.catalogue.store.existing([k for e in todo for k in _keys(e)])
+        report.seconds["read"] += time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        decoded = list(pool.map(lambda e: self._decode_entry(e, stored), todo))
+        report.seconds["decode"] += time.perf_counter() - t1
+
+        ok: list[tuple[Entry, list[tuple[str, DecodedMedia, str]]]] = []
+        for e, result in zip(todo, decoded, strict=True):
+            if isinstance(result, str):
+                report.failed.append((e.where, result))
+                errors.append((e.key, e.where, result))
+            else:
+                ok.append((e, result))
+        media, texts, links = self._plan(ok, stored, report)
+
+        t2 = time.perf_counter()
+        self.encode(media, texts)
+        report.seconds["encode"] += time.perf_counter() - t2
+
+        t3 = time.perf_counter()
+        all_items = [it for it, _ in media] + texts
+        if all_items or links or errors:
+            written = self.catalogue.write(all_items, links, errors, save=False)
+            for mod in written.modalities.values():
+                report.added[mod] = report.added.get(mod, 0) + 1
+        report.removed_captions += self._prune_captions([e for e, _ in ok])
+        report.seconds["write"] += time.perf_counter() - t3
+
+    def _screen(self, batch: list[Entry], report: IngestReport,
+                errors: list[tuple[str, str | None, str]]) -> list[Entry]:
+        """Entries that can be read; the others are recorded as skipped with their reason."""
+        todo = []
         for e in batch:
             # A second entry with the same key would fail the batch's insert (same batch) or
             # replace the first entry on every run (later batch): the first one wins.
@@ -110,74 +136,41 @@ class Ingestor:
                 e.error = f"duplicate id {e.key!r}: already used at {self._seen[e.key]}"
             elif not e.error:
                 self._seen[e.key] = e.where
-        keys = [k for e in batch if not e.error for k in _keys(e)]
-        stored = self.catalogue.store.existing(keys)
-        errors: list[tuple[str, str | None, str]] = []
-        todo: list[Entry] = []
-        for e in batch:
             if e.error:
                 report.failed.append((e.where, e.error))
                 errors.append((e.key, e.where, e.error))
             else:
                 todo.append(e)
-        report.seconds["read"] += time.perf_counter() - t0
+        return todo
 
-        t1 = time.perf_counter()
-        decoded = list(pool.map(lambda e: self._decode_entry(e, stored), todo))
-        report.seconds["decode"] += time.perf_counter() - t1
-
-        items: list[NewItem] = []
+    def _plan(self, decoded: list[tuple[Entry, list[tuple[str, DecodedMedia, str]]]],
+              stored: dict[str, str], report: IngestReport
+              ) -> tuple[list[tuple[NewItem, DecodedMedia]], list[NewItem], list[tuple[str, str, str]]]:
+        """The rows to (re)write: new or changed media and texts, and caption links."""
+        media: list[tuple[NewItem, DecodedMedia]] = []
+        texts: list[NewItem] = []
         links: list[tuple[str, str, str]] = []
-        pending_media: list[tuple[NewItem, DecodedMedia]] = []
-        for e, result in zip(todo, decoded, strict=True):
-            if isinstance(result, str):
-                report.failed.append((e.where, result))
-                errors.append((e.key, e.where, result))
-                continue
-            media_keys = []
+        for e, result in decoded:
+            media_keys = [key for key, _, _ in result]
             for key, dm, h in result:
-                media_keys.append(key)
                 if stored.get(key) == h:
                     report.unchanged += 1
                     continue
-                if key in stored:
-                    report.replaced += 1
-                item = NewItem(key=key, modality=str(dm.modality), content_hash=h, vector=None,  # type: ignore[arg-type]
-                               path=str(dm.path) if dm.path else None, mime=dm.mime,
-                               size_bytes=dm.size_bytes, width=dm.width, height=dm.height,
-                               duration=dm.duration, attrs=dict(e.attrs), source=e.where)
-                pending_media.append((item, dm))
+                report.replaced += key in stored
+                media.append((media_item(key, dm, h, dict(e.attrs), e.where), dm))
             for i, cap in enumerate(e.captions):
                 ckey = f"{e.key}#caption{i}"
-                h = text_hash(cap)
-                for mk in media_keys:
-                    links.append((mk, ckey, "caption"))
-                if stored.get(ckey) == h:
+                links.extend((mk, ckey, "caption") for mk in media_keys)
+                if stored.get(ckey) == text_hash(cap):
                     report.unchanged += 1
-                    continue
-                items.append(NewItem(key=ckey, modality="text", content_hash=h, vector=None,  # type: ignore[arg-type]
-                                     text=cap, attrs={"caption_of": e.key}, source=e.where))
-            if e.text is not None and not e.media:
-                h = text_hash(e.text)
-                if stored.get(e.key) != h:
-                    items.append(NewItem(key=e.key, modality="text", content_hash=h, vector=None,  # type: ignore[arg-type]
-                                         text=e.text, attrs=dict(e.attrs), source=e.where))
                 else:
+                    texts.append(text_item(ckey, cap, {"caption_of": e.key}, e.where))
+            if e.text is not None and not e.media:
+                if stored.get(e.key) == text_hash(e.text):
                     report.unchanged += 1
-
-        t2 = time.perf_counter()
-        self._encode(pending_media, items)
-        report.seconds["encode"] += time.perf_counter() - t2
-
-        t3 = time.perf_counter()
-        all_items = [it for it, _ in pending_media] + items
-        if all_items or links or errors:
-            written = self.catalogue.write(all_items, links, errors, save=False)
-            for mod in written.modalities.values():
-                report.added[mod] = report.added.get(mod, 0) + 1
-        report.removed_captions += self._prune_captions(
-            [e for e, r in zip(todo, decoded, strict=True) if not isinstance(r, str)])
-        report.seconds["write"] += time.perf_counter() - t3
+                else:
+                    texts.append(text_item(e.key, e.text, dict(e.attrs), e.where))
+        return media, texts, links
 
     def _prune_captions(self, entries: list[Entry]) -> int:
         """Delete stored captions `key#captionN` with N beyond an entry's current caption list,
@@ -218,7 +211,8 @@ class Ingestor:
                 return f"{ref.path.name}: {type(exc).__name__}: {exc}"
         return out
 
-    def _encode(self, media: list[tuple[NewItem, DecodedMedia]], texts: list[NewItem]) -> None:
+    def encode(self, media: list[tuple[NewItem, DecodedMedia]], texts: list[NewItem]) -> None:
+        """The embed stage: fill in vectors (and token sets, segments, transcripts) in place."""
         images = [(it, dm) for it, dm in media if dm.modality == Modality.IMAGE]
         if images:
             vecs, tokens = self.encoder.encode_with_tokens(
@@ -238,12 +232,18 @@ class Ingestor:
                 it.vector = v
                 it.tokens = None if tokens is None else tokens[i]
 
-    # -- one upload (the API) --------------------------------------------------------------------
-    def add_upload(self, data: bytes, filename: str, *, captions: Iterable[str] = (),
-                   attrs: dict[str, Any] | None = None):  # noqa: ANN201 - ItemRecord
-        from indexer.uploads import add_upload
 
-        return add_upload(self, data, filename, captions=list(captions), attrs=attrs or {})
+def media_item(key: str, dm: DecodedMedia, content_hash: str, attrs: dict[str, Any],
+               source: str) -> NewItem:
+    """The row of a decoded media file; its vector comes from `Ingestor.encode`."""
+    return NewItem(key=key, modality=str(dm.modality), content_hash=content_hash, vector=None,  # type: ignore[arg-type]
+                   path=str(dm.path) if dm.path else None, mime=dm.mime, size_bytes=dm.size_bytes,
+                   width=dm.width, height=dm.height, duration=dm.duration, attrs=attrs, source=source)
+
+
+def text_item(key: str, text: str, attrs: dict[str, Any], source: str) -> NewItem:
+    return NewItem(key=key, modality="text", content_hash=text_hash(text), vector=None,  # type: ignore[arg-type]
+                   text=text, attrs=attrs, source=source)
 
 
 def _media_keys(e: Entry) -> list[str]:
@@ -269,9 +269,3 @@ def _batches(it: Iterator[Entry], n: int) -> Iterator[list[Entry]]:
             batch = []
     if batch:
         yield batch
-
-
-def ingest_path(catalogue: Catalogue, encoder: Encoder, source_path: Path, **kw: Any) -> IngestReport:
-    from indexer.sources import open_source
-
-    return Ingestor(catalogue, encoder, **kw).ingest(open_source(source_path))

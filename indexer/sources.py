@@ -16,18 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from retrieval.media.decode import MediaRef
 from retrieval.errors import CrossmediaError
 from retrieval.media.sniff import sniff_file
 from retrieval.modality import Modality
 
 _RESERVED = {"id", "image", "audio", "captions", "caption", "text"}
-
-
-@dataclass
-class MediaRef:
-    modality: Modality
-    path: Path
-    mime: str | None = None
 
 
 @dataclass

@@ -4,99 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from retrieval.errors import CrossmediaError
 from retrieval.modality import ALL_MODALITIES, Modality
+from retrieval.results import Candidates, Hit, Query, Reranker, RerankQuery, SearchResult
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from retrieval.catalogue import Catalogue
     from retrieval.encoders.base import Encoder
-    from retrieval.media.audio import Audio
+
+__all__ = ["TARGETS", "Hit", "Query", "SearchResult", "SearchService"]
 
 TARGETS = ("image", "text", "audio", "any")
-
-
-@dataclass
-class Query:
-    """Exactly one of text, image or audio."""
-
-    text: str | None = None
-    image: Image.Image | None = None
-    audio: Audio | None = None
-
-    def __post_init__(self) -> None:
-        given = [x is not None for x in (self.text, self.image, self.audio)]
-        if sum(given) != 1:
-            raise ValueError("A query needs exactly one of text, image or audio.")
-        if self.text is not None and not self.text.strip():
-            raise ValueError("The text query is empty.")
-
-    @property
-    def modality(self) -> Modality:
-        if self.text is not None:
-            return Modality.TEXT
-        return Modality.IMAGE if self.image is not None else Modality.AUDIO
-
-    def describe(self) -> dict[str, Any]:
-        if self.text is not None:
-            return {"text": self.text}
-        if self.image is not None:
-            return {"image": {"width": self.image.width, "height": self.image.height}}
-        assert self.audio is not None
-        return {"audio": {"seconds": round(self.audio.seconds, 3)}}
-
-
-@dataclass
-class Hit:
-    id: int
-    modality: str
-    score: float
-    key: str = ""
-    path: str | None = None
-    text: str | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
-    mime: str | None = None
-    linked: list[int] = field(default_factory=list)
-    first_stage_score: float | None = None
-    segment: dict[str, float] | None = None  # where in a long audio file the query matched best
-
-    def to_json(self) -> dict[str, Any]:
-        out = {
-            "id": self.id, "modality": self.modality, "score": round(float(self.score), 6),
-            "path": self.path, "text": self.text, "attrs": self.attrs,
-        }
-        if self.segment is not None:
-            out["segment"] = self.segment
-        return out
-
-
-@dataclass
-class SearchResult:
-    query: dict[str, Any]
-    hits: list[Hit]
-    timings_ms: dict[str, float]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "query": self.query, "results": [h.to_json() for h in self.hits],
-            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
-        }
-
-
-class Reranker(Protocol):
-    """What the service needs of a re-ranker (see retrieval/rerank): reorder the over-fetched
-    `hits` and return the best k of them. `query_tokens` (n, D) come from the same encoder call as
-    `query_vector` (None when the encoder has none); `query` is None for catalogue-item queries."""
-
-    def rerank(self, query: Query | None, query_vector: np.ndarray, hits: list[Hit], k: int,
-               catalogue: Catalogue, query_tokens: np.ndarray | None = None,
-               query_modality: str | None = None) -> list[Hit]: ...
 
 
 class SearchService:
@@ -162,22 +84,31 @@ class SearchService:
         per_query = {"encode": (t1 - t0) * 1e3 / len(queries), "search": (t2 - t1) * 1e3 / len(queries)}
         for query, vec, toks, cands in zip(queries, vectors, tokens, candidates, strict=True):
             timings = dict(per_query)
+            first = None
             if use_rerank and cands:
-                assert self.reranker is not None
                 t3 = time.perf_counter()
-                bare = [Hit(id=i, modality=m, score=s, first_stage_score=s) for i, s, m in cands]
-                ranked = self.reranker.rerank(query, vec, bare, k, self.catalogue, query_tokens=toks,
-                                              query_modality=str(query.modality))
                 first = {i: s for i, s, _ in cands}
-                cands = [(h.id, h.score, h.modality) for h in ranked[:k]]
+                cands = self._rerank(RerankQuery(vec, str(query.modality), toks), cands, k)
                 timings["rerank"] = (time.perf_counter() - t3) * 1e3
-            else:
-                first = None
             t4 = time.perf_counter()
             hits = self._hydrate(cands, vec, first)
             timings["metadata"] = (time.perf_counter() - t4) * 1e3
             results.append(SearchResult(query=query.describe(), hits=hits[:k], timings_ms=timings))
         return results
+
+    def _rerank(self, query: RerankQuery, cands: list[tuple[int, float, str]], k: int
+                ) -> list[tuple[int, float, str]]:
+        """Hand the re-ranker the candidates with their stored token sets and vectors."""
+        assert self.reranker is not None
+        ids = [i for i, _, _ in cands]
+        store = self.catalogue.store
+        candidates = Candidates(
+            hits=[Hit(id=i, modality=m, score=s, first_stage_score=s) for i, s, m in cands],
+            tokens=store.token_sets(ids) if query.tokens is not None else {},
+            vectors=store.vectors_for(ids, len(query.vector)),
+        )
+        ranked = self.reranker.rerank(query, candidates, k)
+        return [(h.id, h.score, h.modality) for h in ranked[:k]]
 
     def rerank_depth(self, k: int) -> int:
         """How many first-stage candidates the re-ranker sees for a top k (k x overfetch)."""
@@ -195,11 +126,9 @@ class SearchService:
         records = self.catalogue.store.get_items(list(query_ids))
         out = []
         for qid, vec, cands in zip(query_ids, vectors, candidates, strict=True):
-            bare = [Hit(id=i, modality=m, score=s, first_stage_score=s) for i, s, m in cands]
             rec = records.get(qid)
-            ranked = self.reranker.rerank(None, vec, bare, k, self.catalogue, query_tokens=stored.get(qid),
-                                          query_modality=rec.modality if rec is not None else None)
-            out.append([(h.id, h.score, h.modality) for h in ranked[:k]])
+            query = RerankQuery(vec, rec.modality if rec is not None else "text", stored.get(qid))
+            out.append(self._rerank(query, cands, k) if cands else [])
         return out
 
     def search_vectors(self, vectors: np.ndarray, *, target: str = "any", k: int = 10,

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from api.engine import Engine
+from api.runtime import Runtime
 from api.media import media_limits
 from api.settings import Settings
 from indexer.pipeline import Ingestor
+from indexer.uploads import add_upload
 from retrieval.encoders.base import Encoder, l2_normalize
 from retrieval.modality import Modality
 
@@ -96,7 +97,7 @@ def fsdd_entries(n: int) -> list[dict[str, Any]]:
 
 def build_engine(
     data_dir: Path, n: int = N_PHOTOS, n_audio: int = 3
-) -> tuple[Engine, list[dict[str, Any]]]:
+) -> tuple[Runtime, list[dict[str, Any]]]:
     """The real catalogue, search service and ingestor on `data_dir`, with the tiny-test model
     (plus the stand-in audio tower); `n` COCO photos (2 captions each, a label) and `n_audio`
     spoken-digit clips are indexed. Returns the engine and the photo entries (with their ids);
@@ -104,9 +105,9 @@ def build_engine(
     from retrieval.search import SearchService
 
     settings = test_settings(data_dir)
-    plain = Engine.load(settings)
+    plain = Runtime.load(settings)
     encoder = TinyWithAudio(plain.encoder)
-    engine = Engine(
+    engine = Runtime(
         catalogue=plain.catalogue,
         encoder=encoder,
         search=SearchService(plain.catalogue, encoder),
@@ -114,7 +115,7 @@ def build_engine(
     )
     entries = coco_entries(n)
     for i, entry in enumerate(entries):
-        rec = engine.ingestor.add_upload(
+        rec = add_upload(engine.ingestor, 
             coco_bytes(entry),
             Path(entry["image"]).name,
             captions=entry["captions"][:2],
@@ -124,7 +125,7 @@ def build_engine(
         entry["caption_ids"] = list(rec.linked)
     clips = fsdd_entries(n_audio) if FSDD.is_dir() and n_audio else []
     for clip in clips:
-        rec = engine.ingestor.add_upload(
+        rec = add_upload(engine.ingestor, 
             (FSDD / clip["audio"]).read_bytes(),
             Path(clip["audio"]).name,
             captions=[f"someone says {clip['label']}"],
@@ -167,10 +168,10 @@ class LiveServer:
         self.thread.join(timeout=10)
 
 
-_SHARED: dict[str, tuple[Engine, list[dict[str, Any]]]] = {}
+_SHARED: dict[str, tuple[Runtime, list[dict[str, Any]]]] = {}
 
 
-def shared_engine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, list[dict[str, Any]]]:
+def shared_engine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Runtime, list[dict[str, Any]]]:
     """One read-mostly engine for the whole session (tests that delete use their own uploads)."""
     if "engine" not in _SHARED:
         _SHARED["engine"] = build_engine(tmp_path_factory.mktemp("api-catalogue"))

@@ -12,27 +12,27 @@ from api_support import COCO, FSDD, coco_bytes, needs_coco, shared_engine, test_
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from api.engine import Engine
+from api.runtime import Runtime
 from api.main import create_app
 
 pytestmark = needs_coco
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, list[dict[str, Any]]]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Runtime, list[dict[str, Any]]]:
     return shared_engine(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def client(world: tuple[Engine, list[dict[str, Any]]]) -> TestClient:
+def client(world: tuple[Runtime, list[dict[str, Any]]]) -> TestClient:
     engine, _ = world
-    app = create_app(test_settings(engine.catalogue.data_dir), engine=engine)
+    app = create_app(test_settings(engine.catalogue.data_dir), runtime=engine)
     with TestClient(app) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
-def entries(world: tuple[Engine, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def entries(world: tuple[Runtime, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return world[1]
 
 
@@ -45,13 +45,13 @@ def test_health_and_ready(client: TestClient, entries: list[dict[str, Any]]) -> 
 
 def test_lifespan_loads_the_engine_from_settings(tmp_path: Path) -> None:
     app = create_app(test_settings(tmp_path / "fresh"))
-    assert app.state.engine is None
+    assert app.state.runtime is None
     with TestClient(app) as c:
         r = c.get("/readyz")
         assert r.status_code == 200 and r.json()["status"] == "ready"
-        assert app.state.engine is not None
-        assert app.state.engine.catalogue.data_dir == (tmp_path / "fresh").resolve()
-    assert app.state.engine is None  # closed and dropped on shutdown
+        assert app.state.runtime is not None
+        assert app.state.runtime.catalogue.data_dir == (tmp_path / "fresh").resolve()
+    assert app.state.runtime is None  # closed and dropped on shutdown
 
 
 def test_stats_hides_server_paths(client: TestClient, entries: list[dict[str, Any]]) -> None:
@@ -164,8 +164,8 @@ def test_upload_then_search_then_delete(client: TestClient, entries: list[dict[s
     assert item["attrs"]["label"] == "uploaded"
     assert len(item["linked"]) == 3
     # stored under the content hash inside the data dir, whatever the client called it
-    rec = client.app.state.engine.catalogue.get_item(item["id"])
-    data_dir = client.app.state.engine.catalogue.data_dir
+    rec = client.app.state.runtime.catalogue.get_item(item["id"])
+    data_dir = client.app.state.runtime.catalogue.data_dir
     assert Path(rec.path).resolve().is_relative_to(data_dir)
     assert "evil" not in Path(rec.path).name and ".." not in rec.path
 
@@ -279,26 +279,24 @@ def test_openapi_documents_both_bodies_examples_and_auth(client: TestClient) -> 
 class _ReverseReranker:
     """Stands in for the trained re-ranker: puts the first stage's order upside down."""
 
-    def rerank(
-        self, query: Any, query_vector: Any, hits: list[Any], k: int, catalogue: Any, **_: Any
-    ) -> list[Any]:
-        return list(reversed(hits))[:k]
+    def rerank(self, query: Any, candidates: Any, k: int) -> list[Any]:
+        return list(reversed(candidates.hits))[:k]
 
 
 def test_rerank_flag_reaches_the_service(
-    world: tuple[Engine, list[dict[str, Any]]], entries: list[dict[str, Any]]
+    world: tuple[Runtime, list[dict[str, Any]]], entries: list[dict[str, Any]]
 ) -> None:
     import dataclasses
 
-    from api.deps import get_engine
+    from api.deps import get_runtime
     from retrieval.search import SearchService
 
     engine, _ = world
     reranking = dataclasses.replace(
         engine, search=SearchService(engine.catalogue, engine.encoder, _ReverseReranker())
     )
-    app = create_app(test_settings(engine.catalogue.data_dir), engine=engine)
-    app.dependency_overrides[get_engine] = lambda: reranking
+    app = create_app(test_settings(engine.catalogue.data_dir), runtime=engine)
+    app.dependency_overrides[get_runtime] = lambda: reranking
     caption = entries[4]["captions"][0]
     with TestClient(app) as c:
         assert c.get("/v1/stats").json()["reranker"] is True
@@ -384,7 +382,7 @@ def test_read_write_lock_prefers_waiting_writers() -> None:
     import threading
     import time as _time
 
-    from api.engine import ReadWriteLock
+    from api.runtime import ReadWriteLock
 
     lock = ReadWriteLock()
     order: list[str] = []

@@ -26,8 +26,8 @@ from api_support import (
 )
 from fastapi.testclient import TestClient
 
-from api.deps import get_engine
-from api.engine import Engine
+from api.deps import get_runtime
+from api.runtime import Runtime
 from api.main import create_app
 
 pytestmark = needs_coco
@@ -36,28 +36,28 @@ FIFTY_MB = 50 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, list[dict[str, Any]]]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Runtime, list[dict[str, Any]]]:
     return shared_engine(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def engine(world: tuple[Engine, list[dict[str, Any]]]) -> Engine:
+def engine(world: tuple[Runtime, list[dict[str, Any]]]) -> Runtime:
     return world[0]
 
 
 @pytest.fixture(scope="module")
-def photo(world: tuple[Engine, list[dict[str, Any]]]) -> bytes:
+def photo(world: tuple[Runtime, list[dict[str, Any]]]) -> bytes:
     return coco_bytes(world[1][0])
 
 
-def make_client(engine: Engine, **overrides: Any) -> TestClient:
+def make_client(engine: Runtime, **overrides: Any) -> TestClient:
     return TestClient(
-        create_app(test_settings(engine.catalogue.data_dir, **overrides), engine=engine)
+        create_app(test_settings(engine.catalogue.data_dir, **overrides), runtime=engine)
     )
 
 
 @pytest.fixture(scope="module")
-def client(engine: Engine) -> TestClient:
+def client(engine: Runtime) -> TestClient:
     with make_client(engine) as c:
         yield c
 
@@ -122,25 +122,25 @@ def _asgi_upload(
     return start["status"], json.loads(body), pulled
 
 
-def test_413_from_content_length_before_reading_the_body(engine: Engine) -> None:
+def test_413_from_content_length_before_reading_the_body(engine: Runtime) -> None:
     app = create_app(test_settings(engine.catalogue.data_dir))
-    app.dependency_overrides[get_engine] = lambda: engine
+    app.dependency_overrides[get_runtime] = lambda: engine
     status, body, pulled = _asgi_upload(app, content_length=FIFTY_MB, total=FIFTY_MB)
     assert status == 413 and body["error"]["code"] == "payload_too_large"
     assert pulled == 0  # not a single body byte was read
 
 
-def test_413_for_a_chunked_body_stops_reading_at_the_limit(engine: Engine) -> None:
+def test_413_for_a_chunked_body_stops_reading_at_the_limit(engine: Runtime) -> None:
     limit = 1024 * 1024
     app = create_app(test_settings(engine.catalogue.data_dir, max_body_bytes=limit))
-    app.dependency_overrides[get_engine] = lambda: engine
+    app.dependency_overrides[get_runtime] = lambda: engine
     status, body, pulled = _asgi_upload(app, content_length=None, total=FIFTY_MB)
     assert status == 413 and body["error"]["code"] == "payload_too_large"
     assert pulled <= limit + 64 * 1024 + 200  # one chunk past the limit, not 50 MB
 
 
-def test_413_over_a_real_socket_without_sending_the_body(engine: Engine) -> None:
-    app = create_app(test_settings(engine.catalogue.data_dir), engine=engine)
+def test_413_over_a_real_socket_without_sending_the_body(engine: Runtime) -> None:
+    app = create_app(test_settings(engine.catalogue.data_dir), runtime=engine)
     with LiveServer(app) as server, socket.create_connection(("127.0.0.1", server.port)) as s:
         s.settimeout(10)
         s.sendall(
@@ -157,7 +157,7 @@ def test_413_over_a_real_socket_without_sending_the_body(engine: Engine) -> None
     assert b'"payload_too_large"' in reply
 
 
-def test_413_json_for_an_oversized_search(engine: Engine) -> None:
+def test_413_json_for_an_oversized_search(engine: Runtime) -> None:
     with make_client(engine, max_body_bytes=10_000) as c:
         assert_error(c.post("/v1/search", json={"text": "x" * 20_000}), 413, "payload_too_large")
         assert c.post("/v1/search", json={"text": "x"}).status_code == 200
@@ -178,7 +178,7 @@ def test_k_limit(client: TestClient, photo: bytes) -> None:
     assert_error(r, 422, "k_too_large")
 
 
-def test_k_limit_is_a_setting(engine: Engine) -> None:
+def test_k_limit_is_a_setting(engine: Runtime) -> None:
     with make_client(engine, max_k=3) as c:
         assert_error(c.post("/v1/search", json={"text": "a", "k": 4}), 422, "k_too_large")
         assert len(c.post("/v1/search", json={"text": "a", "k": 3}).json()["results"]) == 3
@@ -203,7 +203,7 @@ def test_image_pixel_and_byte_limits(tmp_path: Path, photo: bytes) -> None:
 
 
 @pytest.mark.skipif(not FSDD.is_dir(), reason=f"real audio clips missing: {FSDD}")
-def test_audio_seconds_limit_and_modality(engine: Engine, tmp_path: Path) -> None:
+def test_audio_seconds_limit_and_modality(engine: Runtime, tmp_path: Path) -> None:
     clip = fsdd_clip()  # 0.3 s of speech
     with TestClient(create_app(test_settings(tmp_path, max_audio_seconds=0.05))) as c:
         r = c.post("/v1/search", files={"audio": ("q.flac", clip, "audio/flac")})
@@ -218,7 +218,7 @@ def test_audio_seconds_limit_and_modality(engine: Engine, tmp_path: Path) -> Non
         assert_error(r, 422, "unsupported_modality")
 
 
-def test_text_length_limit(engine: Engine) -> None:
+def test_text_length_limit(engine: Runtime) -> None:
     with make_client(engine, max_text_chars=50) as c:
         assert_error(c.post("/v1/search", json={"text": "word " * 20}), 422, "query_too_long")
 
@@ -330,10 +330,10 @@ class _SlowSearch:
         return self.inner.search(*args, **kwargs)
 
 
-def test_request_timeout_is_504_json(engine: Engine) -> None:
+def test_request_timeout_is_504_json(engine: Runtime) -> None:
     slow = dataclasses.replace(engine, search=_SlowSearch(engine.search, 1.5))
-    app = create_app(test_settings(engine.catalogue.data_dir, request_timeout_s=0.3), engine=engine)
-    app.dependency_overrides[get_engine] = lambda: slow
+    app = create_app(test_settings(engine.catalogue.data_dir, request_timeout_s=0.3), runtime=engine)
+    app.dependency_overrides[get_runtime] = lambda: slow
     with TestClient(app) as c:
         t0 = time.monotonic()
         r = c.post("/v1/search", json={"text": "slow"})
@@ -344,7 +344,7 @@ def test_request_timeout_is_504_json(engine: Engine) -> None:
         time.sleep(1.3)  # let the abandoned worker finish before the engine is reused
 
 
-def test_rate_limit_429_with_retry_after(engine: Engine) -> None:
+def test_rate_limit_429_with_retry_after(engine: Runtime) -> None:
     with make_client(engine, rate_limit_per_minute=6, rate_limit_burst=3, api_keys=API_KEYS) as c:
         read = {"Authorization": f"Bearer {READ_KEY}"}
         for _ in range(3):
@@ -358,7 +358,7 @@ def test_rate_limit_429_with_retry_after(engine: Engine) -> None:
         assert c.get("/healthz").status_code == 200
 
 
-def test_rate_limit_per_address_without_keys(engine: Engine) -> None:
+def test_rate_limit_per_address_without_keys(engine: Runtime) -> None:
     with make_client(engine, rate_limit_per_minute=60, rate_limit_burst=2) as c:
         assert c.get("/v1/items/999999").status_code == 404
         assert c.get("/v1/items/999999").status_code == 404

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from api_support import COCO, LiveServer, needs_coco, shared_engine, test_settings
 
-from api.engine import Engine
+from api.runtime import Runtime
 from api.main import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,7 +37,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     engine, _ = shared_engine(tmp_path_factory)
-    with LiveServer(create_app(test_settings(engine.catalogue.data_dir), engine=engine)) as s:
+    with LiveServer(create_app(test_settings(engine.catalogue.data_dir), runtime=engine)) as s:
         yield s
 
 
@@ -134,9 +134,9 @@ def test_errors_are_shown_clearly(page: Any, console_errors: list[str]) -> None:
 def test_protected_server_uses_the_stored_api_key(
     browser: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    engine: Engine = shared_engine(tmp_path_factory)[0]
+    engine: Runtime = shared_engine(tmp_path_factory)[0]
     settings = test_settings(engine.catalogue.data_dir, api_keys="page-key-123:read")
-    with LiveServer(create_app(settings, engine=engine)) as server:
+    with LiveServer(create_app(settings, runtime=engine)) as server:
         context = browser.new_context()
         pg = context.new_page()
         pg.goto(server.url + "/")

@@ -54,7 +54,7 @@ schema.app = APP
 def _app_under_test(tmp_path_factory: pytest.TempPathFactory) -> Any:
     engine, _ = build_engine(tmp_path_factory.mktemp("schemathesis"), n=3)
     settings_ = test_settings(engine.catalogue.data_dir, max_body_bytes=2 << 20)
-    APP.target = create_app(settings_, engine=engine)
+    APP.target = create_app(settings_, runtime=engine)
     yield
     APP.target = None
     engine.close()

@@ -19,7 +19,7 @@ from api_support import (
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from api.engine import Engine
+from api.runtime import Runtime
 from api.main import create_app
 from api.server import serve
 from api.settings import Settings, parse_api_keys
@@ -28,15 +28,15 @@ pytestmark = needs_coco
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, list[dict[str, Any]]]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Runtime, list[dict[str, Any]]]:
     return shared_engine(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def client(world: tuple[Engine, list[dict[str, Any]]]) -> TestClient:
+def client(world: tuple[Runtime, list[dict[str, Any]]]) -> TestClient:
     engine, _ = world
     settings = test_settings(engine.catalogue.data_dir, api_keys=API_KEYS)
-    with TestClient(create_app(settings, engine=engine)) as c:
+    with TestClient(create_app(settings, runtime=engine)) as c:
         yield c
 
 
@@ -64,7 +64,7 @@ def test_missing_and_unknown_keys_are_401(client: TestClient) -> None:
     assert client.get("/metrics").status_code == 401
 
 
-def test_scopes(client: TestClient, world: tuple[Engine, list[dict[str, Any]]]) -> None:
+def test_scopes(client: TestClient, world: tuple[Runtime, list[dict[str, Any]]]) -> None:
     entry = world[1][0]
     assert client.post("/v1/search", json=SEARCH, headers=bearer(READ_KEY)).status_code == 200
     assert client.post("/v1/search", json=SEARCH, headers=bearer(ADMIN_KEY)).status_code == 200
@@ -133,16 +133,16 @@ def test_no_keys_means_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings(host="0.0.0.0", api_keys=API_KEYS).host == "0.0.0.0"
 
 
-def test_cors_closed_unless_configured(world: tuple[Engine, list[dict[str, Any]]]) -> None:
+def test_cors_closed_unless_configured(world: tuple[Runtime, list[dict[str, Any]]]) -> None:
     engine, _ = world
     preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
-    with TestClient(create_app(test_settings(engine.catalogue.data_dir), engine=engine)) as c:
+    with TestClient(create_app(test_settings(engine.catalogue.data_dir), runtime=engine)) as c:
         r = c.options("/v1/search", headers=preflight)
         assert "access-control-allow-origin" not in r.headers
         r = c.post("/v1/search", json=SEARCH, headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in r.headers
     settings = test_settings(engine.catalogue.data_dir, cors_origins="https://app.example")
-    with TestClient(create_app(settings, engine=engine)) as c:
+    with TestClient(create_app(settings, runtime=engine)) as c:
         ok = c.options("/v1/search", headers={**preflight, "Origin": "https://app.example"})
         assert ok.headers["access-control-allow-origin"] == "https://app.example"
         other = c.options("/v1/search", headers=preflight)
@@ -174,13 +174,13 @@ def test_traversal_attempts_never_reach_files(client: TestClient, path: str) -> 
 
 
 def test_anonymous_upload_is_refused_before_its_body_is_read(
-    world: tuple[Engine, list[dict[str, Any]]],
+    world: tuple[Runtime, list[dict[str, Any]]],
 ) -> None:
     import asyncio
 
     engine, _ = world
-    app = create_app(test_settings(engine.catalogue.data_dir, api_keys=API_KEYS), engine=engine)
-    app.state.engine = engine
+    app = create_app(test_settings(engine.catalogue.data_dir, api_keys=API_KEYS), runtime=engine)
+    app.state.runtime = engine
     pulled = 0
     sent: list[dict[str, Any]] = []
 

@@ -70,7 +70,7 @@ def test_audio_items_get_vectors_transcripts_and_windows(tmp_path: Path, starter
 
 
 def test_audio_longer_than_the_limit_is_refused_with_the_setting_named(tmp_path: Path, starter) -> None:
-    from indexer.decode import MediaLimits
+    from retrieval.media.decode import MediaLimits
 
     path = tmp_path / "hour.wav"
     rate = 8000

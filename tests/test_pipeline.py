@@ -298,7 +298,7 @@ def test_folder_source_end_to_end(tmp_path: Path, tiny_encoder: Any) -> None:
 
 
 def test_limits_are_reported_per_file(tmp_path: Path, tiny_encoder: Any) -> None:
-    from indexer.decode import MediaLimits
+    from retrieval.media.decode import MediaLimits
     from retrieval.media.image import ImageLimits
 
     photos = coco_entries(3)

@@ -12,7 +12,8 @@ import torch
 from retrieval.rerank.bank import QueryBank
 from retrieval.rerank.model import CrossReranker, RerankerConfig
 from retrieval.rerank.reranker import CrossAttentionReranker, load_reranker
-from retrieval.search import Hit, Query, SearchService
+from retrieval.results import Candidates, Hit, Query, RerankQuery
+from retrieval.search import SearchService
 from tests.test_rerank_service import QUERIES, token_catalogue  # noqa: F401 - fixture
 
 DIM = 33
@@ -101,8 +102,6 @@ def test_bank_skips_unfitted_directions() -> None:
                                 bank=QueryBank({"text": unit(np.random.default_rng(3), 5)}, beta=5.0))
     hits = [Hit(id=i, modality="audio", score=1.0 - i / 10, first_stage_score=1.0 - i / 10) for i in range(7)]
 
-    class NoStore:  # the audio direction must not even read vectors
-        store = None
-
-    assert [h.id for h in rr.rerank(None, np.zeros(DIM, np.float32), hits, 5, NoStore(),
-                                    query_modality="text")] == list(range(5))
+    # no vectors given: the audio direction must not need them
+    query = RerankQuery(np.zeros(DIM, np.float32), "text")
+    assert [h.id for h in rr.rerank(query, Candidates(hits, {}, {}), 5)] == list(range(5))

@@ -16,10 +16,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
-from api.deps import EngineDep, ReadAccess, SettingsDep, WriteAccess
+from api.deps import RuntimeDep, ReadAccess, SettingsDep, WriteAccess
 from api.errors import ApiError
 from api.forms import multipart_body, read_form
 from api.media import check_upload
+from indexer.uploads import add_upload
 from api.schemas import UPLOAD_MULTIPART_SCHEMA, Deleted, Item, error_responses
 from retrieval.media.image import thumbnail
 from retrieval.store import ItemRecord
@@ -55,8 +56,8 @@ def item_out(rec: ItemRecord) -> Item:
     )
 
 
-def _get(engine: EngineDep, item_id: int) -> ItemRecord:
-    rec = engine.catalogue.get_item(item_id)
+def _get(runtime: RuntimeDep, item_id: int) -> ItemRecord:
+    rec = runtime.catalogue.get_item(item_id)
     if rec is None:
         raise ApiError(404, f"No item with id {item_id}.", "item_not_found")
     return rec
@@ -127,7 +128,7 @@ def _safe_filename(name: str | None) -> str:
 async def upload_item(
     request: Request,
     principal: WriteAccess,
-    engine: EngineDep,
+    runtime: RuntimeDep,
     settings: SettingsDep,
     response: Response,
 ) -> Item:
@@ -144,8 +145,8 @@ async def upload_item(
     check_upload(data, filename)
 
     def ingest() -> ItemRecord:
-        with engine.lock.write():
-            return engine.ingestor.add_upload(
+        with runtime.lock.write():
+            return add_upload(runtime.ingestor, 
                 data, filename, captions=caption_list, attrs=attr_dict
             )
 
@@ -160,8 +161,8 @@ async def upload_item(
     summary="One item's metadata",
     responses=error_responses(401, 403, 404, 422, 429),
 )
-async def get_item(item_id: ItemId, principal: ReadAccess, engine: EngineDep) -> Item:
-    return item_out(await run_in_threadpool(_get, engine, item_id))
+async def get_item(item_id: ItemId, principal: ReadAccess, runtime: RuntimeDep) -> Item:
+    return item_out(await run_in_threadpool(_get, runtime, item_id))
 
 
 @router.delete(
@@ -170,10 +171,10 @@ async def get_item(item_id: ItemId, principal: ReadAccess, engine: EngineDep) ->
     summary="Delete an item (and captions that describe only it) from the store and indexes",
     responses=error_responses(401, 403, 404, 422, 429),
 )
-async def delete_item(item_id: ItemId, principal: WriteAccess, engine: EngineDep) -> Deleted:
+async def delete_item(item_id: ItemId, principal: WriteAccess, runtime: RuntimeDep) -> Deleted:
     def delete() -> bool:
-        with engine.lock.write():
-            return engine.catalogue.delete_item(item_id)
+        with runtime.lock.write():
+            return runtime.catalogue.delete_item(item_id)
 
     if not await run_in_threadpool(delete):
         raise ApiError(404, f"No item with id {item_id}.", "item_not_found")
@@ -223,14 +224,14 @@ async def get_media(
     request: Request,
     item_id: ItemId,
     principal: ReadAccess,
-    engine: EngineDep,
+    runtime: RuntimeDep,
     settings: SettingsDep,
     thumb: Annotated[
         int | None, Query(ge=1, le=4096, description="Longest side of a JPEG thumbnail (px).")
     ] = None,
 ) -> Response:
-    rec = await run_in_threadpool(_get, engine, item_id)
-    path: FsPath | None = engine.catalogue.media_path(rec)
+    rec = await run_in_threadpool(_get, runtime, item_id)
+    path: FsPath | None = runtime.catalogue.media_path(rec)
     if path is None:
         raise ApiError(404, f"Item {item_id} ({rec.modality}) has no media file.", "no_media")
     if thumb is not None:

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.deps import EngineDep, ReadAccess, SettingsDep
-from api.engine import Engine
+from api.deps import RuntimeDep, ReadAccess, SettingsDep
+from api.runtime import Runtime
 from api.errors import ApiError
 from api.forms import read_form
 from api.media import load_query_audio, load_query_image
@@ -56,7 +56,7 @@ _OPENAPI_BODY: dict[str, Any] = {
     responses=error_responses(400, 401, 403, 409, 413, 415, 422, 429, 503, 504),
 )
 async def search(
-    request: Request, principal: ReadAccess, engine: EngineDep, settings: SettingsDep
+    request: Request, principal: ReadAccess, runtime: RuntimeDep, settings: SettingsDep
 ) -> SearchResponse:
     t0 = time.perf_counter()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -71,7 +71,7 @@ async def search(
             "unsupported_content_type",
         )
     t_decode = (time.perf_counter() - t0) * 1e3
-    result = await run_in_threadpool(_run_search, engine, query, params)
+    result = await run_in_threadpool(_run_search, runtime, query, params)
     timings = {"decode": round(t_decode, 3)}
     timings.update({k: round(v, 3) for k, v in result.timings_ms.items()})
     timings["total"] = round((time.perf_counter() - t0) * 1e3, 3)
@@ -82,14 +82,14 @@ async def search(
             modality=query.modality.value,
             target=params.target,
             k=params.k,
-            rerank=engine.search.reranker is not None and params.rerank is not False,
+            rerank=runtime.search.reranker is not None and params.rerank is not False,
         ),
     )
 
 
-def _run_search(engine: Engine, query: Query, params: SearchRequest) -> Any:
-    with engine.lock.read():
-        return engine.search.search(
+def _run_search(runtime: Runtime, query: Query, params: SearchRequest) -> Any:
+    with runtime.lock.read():
+        return runtime.search.search(
             query,
             target=params.target,
             k=params.k,

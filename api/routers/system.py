@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import EngineDep, MetricsDep, ReadAccess, SettingsDep
+from api.deps import RuntimeDep, MetricsDep, ReadAccess, SettingsDep
 from api.errors import ApiError
 from api.schemas import Health, Ready, Stats, error_responses
 
@@ -41,10 +41,10 @@ async def healthz() -> Health:
     responses=error_responses(503),
 )
 async def readyz(request: Request) -> Ready:
-    engine = getattr(request.app.state, "engine", None)
-    if engine is None:
-        raise ApiError(503, "The engine is not loaded yet.", "not_ready")
-    counts = await run_in_threadpool(engine.catalogue.counts)
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        raise ApiError(503, "The runtime is not loaded yet.", "not_ready")
+    counts = await run_in_threadpool(runtime.catalogue.counts)
     return Ready(counts=counts)
 
 
@@ -54,14 +54,14 @@ async def readyz(request: Request) -> Ready:
     summary="Catalogue statistics: counts per modality, embedding space, indexes, limits",
     responses=error_responses(401, 403, 429),
 )
-async def stats(principal: ReadAccess, engine: EngineDep, settings: SettingsDep) -> Stats:
-    info: dict[str, Any] = await run_in_threadpool(engine.catalogue.info)
+async def stats(principal: ReadAccess, runtime: RuntimeDep, settings: SettingsDep) -> Stats:
+    info: dict[str, Any] = await run_in_threadpool(runtime.catalogue.info)
     # Server paths and DB URLs are operator details, not something API clients need.
     public = {k: v for k, v in info.items() if k not in ("data_dir", "db", "counts")}
     return Stats(
-        counts=info.get("counts") or engine.catalogue.counts(),
-        model=engine.encoder.space.model,
-        reranker=engine.search.reranker is not None,
+        counts=info.get("counts") or runtime.catalogue.counts(),
+        model=runtime.encoder.space.model,
+        reranker=runtime.search.reranker is not None,
         info=public,
         limits={k: getattr(settings, k) for k in _PUBLIC_LIMITS},
     )
@@ -79,8 +79,8 @@ async def stats(principal: ReadAccess, engine: EngineDep, settings: SettingsDep)
 async def metrics(
     request: Request, principal: ReadAccess, metrics: MetricsDep
 ) -> PlainTextResponse:
-    engine = getattr(request.app.state, "engine", None)
-    counts = await run_in_threadpool(engine.catalogue.counts) if engine is not None else None
+    runtime = getattr(request.app.state, "runtime", None)
+    counts = await run_in_threadpool(runtime.catalogue.counts) if runtime is not None else None
     return PlainTextResponse(
         metrics.render(counts), media_type="text/plain; version=0.0.4; charset=utf-8"
     )

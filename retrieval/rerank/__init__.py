@@ -2,7 +2,9 @@
 
 `create_reranker(name, space_key=None)` builds one by name (weights are read only here);
 `reranker_for_space(encoder)` returns the re-ranker shipped for that encoder's space, or None
-when the model has none. Nothing loads at import time.
+when the model has none; `select_reranker(choice, encoder)` is the one place the CLI, the API and
+the benchmarks turn a user's choice ("auto", "none" or a name) into a re-ranker. Nothing loads at
+import time.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 
 RerankerFactory = Callable[..., "CrossAttentionReranker"]
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "encoders" / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 STARTER_RERANKER = "starter-reranker-v2"
 # encoder model name (EmbeddingSpace.model) -> the re-ranker shipped for it
 SHIPPED: dict[str, str] = {"starter": STARTER_RERANKER}
@@ -55,6 +57,17 @@ def reranker_for_space(encoder: Encoder) -> CrossAttentionReranker | None:
     if name is None:
         return None
     return create_reranker(name, space_key=encoder.space.key())
+
+
+def select_reranker(choice: str, encoder: Encoder) -> CrossAttentionReranker | None:
+    """ "auto": the re-ranker shipped for the encoder's space (None for models that ship none);
+    "none": first-stage results only; anything else: that registered re-ranker, checked against
+    the encoder's space."""
+    if choice == "auto":
+        return reranker_for_space(encoder)
+    if choice == "none":
+        return None
+    return create_reranker(choice, space_key=encoder.space.key())
 
 
 @register_reranker(STARTER_RERANKER)

@@ -11,7 +11,6 @@ Both stages' parameters and the bank live in one artifact, keyed by the embeddin
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,13 +22,10 @@ from retrieval.errors import ModelUnavailableError, SpaceMismatchError
 from retrieval.rerank.bank import META_KEYS as BANK_META_KEYS
 from retrieval.rerank.bank import QueryBank
 from retrieval.rerank.model import MODALITY_IDS, CrossReranker, RerankerConfig
-from retrieval.search import Hit
+from retrieval.results import Candidates, Hit, RerankQuery
 
 if TYPE_CHECKING:
     import torch
-
-    from retrieval.catalogue import Catalogue
-    from retrieval.search import Query
 
 ARTIFACT_FORMAT = "crossmedia-reranker/1"
 
@@ -106,32 +102,28 @@ class CrossAttentionReranker:
         return [Hit(id=candidates[i].id, modality=candidates[i].modality, score=float(scores[i]),
                     first_stage_score=candidates[i].first_stage) for i in order]
 
-    def rerank(self, query: Query | None, query_vector: np.ndarray, hits: list[Hit], k: int,
-               catalogue: Catalogue, query_tokens: np.ndarray | None = None,
-               query_modality: str | None = None) -> list[Hit]:
-        """The search service's seam: reorder the over-fetched `hits` (first-stage order).
+    def rerank(self, query: RerankQuery, candidates: Candidates, k: int) -> list[Hit]:
+        """The search service's seam: reorder the over-fetched candidates (first-stage order).
 
-        Stage 1 needs query tokens and every candidate's stored token set (audio has none yet);
-        without them, or when the validated alpha is 0, the first-stage order is kept without
-        reading token sets. Stage 2 needs only the candidates' vectors and a bank for the query's
-        modality.
+        Stage 1 needs the query's tokens and every candidate's token set (audio has none yet);
+        without them, or when the validated alpha is 0, the first-stage order is kept. Stage 2
+        needs only the candidates' vectors and a bank for the query's modality.
         """
+        hits = candidates.hits
         if not hits:
             return []
-        modality = query_modality or (str(query.modality) if query is not None else "text")
         ranked = hits
-        if query_tokens is not None and self.alpha != 0.0:
-            stored = catalogue.store.token_sets([h.id for h in hits])
-            if all(h.id in stored for h in hits):
-                cands = [TokenSet(stored[h.id], h.modality, h.id, h.first_stage_score) for h in hits]
-                by_id = {h.id: h for h in hits}
-                ranked = [replace(by_id[r.id], score=r.score)
-                          for r in self.rank(TokenSet(query_tokens, modality), cands, len(cands))]
-        if self.bank is not None and all(self.bank.covers(modality, h.modality) for h in ranked):
+        stored = candidates.tokens
+        if query.tokens is not None and self.alpha != 0.0 and all(h.id in stored for h in hits):
+            cands = [TokenSet(stored[h.id], h.modality, h.id, h.first_stage_score) for h in hits]
+            by_id = {h.id: h for h in hits}
+            ranked = [replace(by_id[r.id], score=r.score)
+                      for r in self.rank(TokenSet(query.tokens, query.modality), cands, len(cands))]
+        if self.bank is not None and all(self.bank.covers(query.modality, h.modality) for h in ranked):
             n = min(len(ranked), max(k, self.bank.window))
-            vecs = catalogue.store.vectors_for([h.id for h in ranked[:n]], len(query_vector))
+            vecs = candidates.vectors
             if all(h.id in vecs for h in ranked[:n]):
-                hub = self.bank.hubness(np.stack([vecs[h.id] for h in ranked[:n]]), modality)
+                hub = self.bank.hubness(np.stack([vecs[h.id] for h in ranked[:n]]), query.modality)
                 order = self.bank.correct(np.array([h.score for h in ranked[:n]]), hub, k)
                 ranked = [replace(ranked[i], score=float(ranked[i].score - self.bank.beta * hub[i]))
                           for i in order] + ranked[n:]
@@ -188,7 +180,3 @@ def _modality_ids(mods: Sequence[str]) -> torch.Tensor:
     import torch
 
     return torch.tensor([MODALITY_IDS[str(m)] for m in mods], dtype=torch.long)
-
-
-def card_json(meta: dict[str, Any]) -> str:
-    return json.dumps(meta, indent=2, sort_keys=True)

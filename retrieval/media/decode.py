@@ -1,4 +1,5 @@
-"""The decode stage: bytes of one media file -> a validated payload the encoders take."""
+"""The decode stage: bytes of one media file -> a validated payload the encoders take, under
+`MediaLimits` (shared by ingestion and the API)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,15 @@ from retrieval.errors import UnsupportedMediaError
 from retrieval.media.image import ImageLimits, decode_image
 from retrieval.media.sniff import sniff
 from retrieval.modality import Modality
+
+
+@dataclass
+class MediaRef:
+    """One media file of a source entry: what it claims to be and where it is."""
+
+    modality: Modality
+    path: Path
+    mime: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,11 +45,11 @@ class DecodedMedia:
     duration: float | None = None
 
     @classmethod
-    def unchanged(cls, ref: Any) -> DecodedMedia:
+    def unchanged(cls, ref: MediaRef) -> DecodedMedia:
         return cls(modality=ref.modality, path=ref.path, mime=ref.mime, size_bytes=0, payload=None)
 
 
-def decode_media(data: bytes, ref: Any, limits: MediaLimits) -> DecodedMedia:
+def decode_media(data: bytes, ref: MediaRef, limits: MediaLimits) -> DecodedMedia:
     """Decode `data` as the modality `ref` claims; the content must agree with the claim."""
     kind = sniff(data[:64], ref.path.name if ref.path else "")
     mime = kind[1] if kind else None

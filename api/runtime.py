@@ -1,4 +1,4 @@
-"""Everything a request needs from the engine, loaded once per process in the app's lifespan."""
+"""Everything a request needs from the runtime, loaded once per process in the app's lifespan."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from api.settings import Settings
 
@@ -63,7 +63,7 @@ class ReadWriteLock:
 
 
 @dataclass
-class Engine:
+class Runtime:
     catalogue: Catalogue
     encoder: Encoder
     search: SearchService
@@ -71,12 +71,13 @@ class Engine:
     lock: ReadWriteLock = field(default_factory=ReadWriteLock)
 
     @classmethod
-    def load(cls, settings: Settings) -> Engine:
+    def load(cls, settings: Settings) -> Runtime:
         """Open the catalogue and build the model stack; errors say what to fix."""
         from api.media import media_limits
         from indexer.pipeline import Ingestor
         from retrieval.catalogue import Catalogue
         from retrieval.encoders import DEFAULT_MODEL, create_encoder
+        from retrieval.rerank import select_reranker
         from retrieval.search import SearchService
 
         catalogue = Catalogue.open(
@@ -85,7 +86,7 @@ class Engine:
         try:
             space = catalogue.space
             encoder = create_encoder(settings.model or (space.model if space else DEFAULT_MODEL))
-            reranker = _create_reranker(settings.reranker, encoder)
+            reranker = select_reranker(settings.reranker, encoder)
             search = SearchService(catalogue, encoder, reranker=reranker)
             ingestor = Ingestor(catalogue, encoder, limits=media_limits(settings))
         except BaseException:
@@ -97,16 +98,3 @@ class Engine:
     def close(self) -> None:
         with self.lock.write():
             self.catalogue.close()
-
-
-def _create_reranker(name: str, encoder: Encoder) -> Any:
-    """ "auto": the re-ranker shipped for the encoder's space (none for some models); "none":
-    first-stage results only; anything else: that registered re-ranker, checked against the
-    encoder's space."""
-    from retrieval.rerank import create_reranker, reranker_for_space
-
-    if name == "auto":
-        return reranker_for_space(encoder)
-    if name == "none":
-        return None
-    return create_reranker(name, space_key=encoder.space.key())
