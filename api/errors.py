@@ -19,7 +19,6 @@ from retrieval.encoders.base import UnsupportedModalityError
 from retrieval.errors import (
     CatalogueError,
     CrossmediaError,
-    IndexCorruptError,
     MediaError,
     MediaTooLargeError,
     ModelUnavailableError,
@@ -57,7 +56,6 @@ _ENGINE_ERRORS: list[tuple[type[Exception], int, str]] = [
     (SpaceMismatchError, 409, "space_mismatch"),
     (UnknownModelError, 400, "unknown_model"),
     (ModelUnavailableError, 503, "model_unavailable"),
-    (IndexCorruptError, 503, "index_corrupt"),
     (CatalogueError, 503, "catalogue_unavailable"),
 ]
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -53,32 +54,12 @@ per-key rate limit (429 with `Retry-After`).
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     """Build the app. The runtime is loaded in the lifespan from `settings`, unless one is given
     (tests and benchmarks share one runtime across apps; the caller then owns and closes it)."""
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = runtime is None
-        app.state.runtime = (
-            runtime if runtime is not None else await run_in_threadpool(Runtime.load, settings)
-        )
-        if not settings.auth_enabled:
-            log.warning(
-                "No API keys configured: the API is open to every local user and bound to "
-                "loopback (%s). Set CROSSMEDIA_API_KEYS to serve beyond this machine.",
-                settings.host,
-            )
-        try:
-            yield
-        finally:
-            loaded, app.state.runtime = app.state.runtime, None
-            if owned and loaded is not None:
-                await run_in_threadpool(loaded.close)
-
     app = FastAPI(
         title="crossmedia",
         version="1.0.0",
         summary="Self-hosted cross-media search: images, audio and text in one embedding space.",
         description=DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, runtime),
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
@@ -104,7 +85,36 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_middleware(app, settings)
+    return app
 
+
+def _lifespan(settings: Settings, runtime: Runtime | None) -> Callable[[FastAPI], Any]:
+    """Load the runtime once per process (unless the caller brings one) and close what we own."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = runtime is None
+        app.state.runtime = (
+            runtime if runtime is not None else await run_in_threadpool(Runtime.load, settings)
+        )
+        if not settings.auth_enabled:
+            log.warning(
+                "No API keys configured: the API is open to every local user and bound to "
+                "loopback (%s). Set CROSSMEDIA_API_KEYS to serve beyond this machine.",
+                settings.host,
+            )
+        try:
+            yield
+        finally:
+            loaded, app.state.runtime = app.state.runtime, None
+            if owned and loaded is not None:
+                await run_in_threadpool(loaded.close)
+
+    return lifespan
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
     # Added innermost first. CORS is outermost so that even a 413 or 504 carries its headers
     # and a permitted browser origin can read the error.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -118,4 +128,3 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Range"],
             expose_headers=["Content-Range", "Accept-Ranges", "Retry-After", "Location"],
         )
-    return app

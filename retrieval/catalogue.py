@@ -8,10 +8,9 @@ or rebuilt from the stored vectors (with a warning), never served empty or stale
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
-import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,13 @@ import numpy as np
 
 from retrieval.encoders.base import EmbeddingSpace
 from retrieval.errors import CatalogueError, SpaceMismatchError
-from retrieval.fsutil import atomic_write_bytes, atomic_write_json, remove_stale_temps, sha256_bytes
-from retrieval.index import FaissIndex, VectorIndex, create_index
+from retrieval.fsutil import WriteLock, remove_stale_temps
+from retrieval.index import FaissIndex, VectorIndex, auto_factory, auto_nprobe, create_index
+from retrieval.index_files import DEFAULT_FACTORY, IndexFiles
 from retrieval.modality import ALL_MODALITIES
 from retrieval.store import ItemRecord, NewItem, Store, WriteResult
 
 log = logging.getLogger(__name__)
-
-INFO_FILE = "index_info.json"
-DEFAULT_FACTORY = "Flat"
-
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("CROSSMEDIA_DATA_DIR") or "./crossmedia-data")
@@ -40,9 +36,10 @@ class Catalogue:
         self.store = store
         self._indexes: dict[str, VectorIndex] = {}
         self._info_mtime: float | None = None
-        self._lock_fd: int | None = None
+        self._lock = WriteLock(data_dir)
         self._dirty: set[str] = set()  # modalities whose in-memory index is ahead of its file
-        self.repairs: list[str] = []  # what verification fixed since open, for `info` and logs
+        self.files = IndexFiles(data_dir, store)
+        self.repairs = self.files.repairs  # what verification fixed since open, for `info` and logs
 
     # -- open / close ------------------------------------------------------------------------------
     @classmethod
@@ -56,8 +53,8 @@ class Catalogue:
                 )
             data_dir.mkdir(parents=True)
         (data_dir / "index").mkdir(exist_ok=True)
-        remove_stale_temps(data_dir / "index")
-        remove_stale_temps(data_dir)
+        for folder in (data_dir / "index", data_dir):
+            remove_stale_temps(folder)
         url = db_url or os.environ.get("CROSSMEDIA_DB_URL") or f"sqlite:///{data_dir / 'catalogue.db'}"
         return cls(data_dir, Store(url))
 
@@ -73,23 +70,10 @@ class Catalogue:
 
     def lock_for_writing(self) -> None:
         """One writer per data directory; a second `crossmedia index` gets a clear error."""
-        if self._lock_fd is not None:
-            return
-        fd = os.open(self.data_dir / ".write.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(fd)
-            raise CatalogueError(
-                f"Another process is writing to {self.data_dir}. Wait for it to finish (or stop "
-                "it); the catalogue stays consistent either way."
-            ) from exc
-        self._lock_fd = fd
+        self._lock.acquire()
 
     def unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._lock.release()
 
     # -- embedding space ----------------------------------------------------------------------------
     @property
@@ -108,36 +92,20 @@ class Catalogue:
     def check_space(self, space: EmbeddingSpace) -> None:
         current = self.space
         if current is not None and current != space:
-            raise SpaceMismatchError(
-                f"The catalogue at {self.data_dir} was built with model {current.model!r} "
-                f"(heads {current.head_version or 'none'}, dim {current.dim}); this request uses "
-                f"{space.model!r} (heads {space.head_version or 'none'}, dim {space.dim}). Vectors "
-                f"of different models cannot be compared. Use --model {current.model}, or index "
-                "into a new --data-dir to switch models (re-embedding everything)."
-            )
+            raise SpaceMismatchError(current.mismatch(space, f"The catalogue at {self.data_dir}"))
 
-    # -- info file ---------------------------------------------------------------------------------
-    @property
-    def info_path(self) -> Path:
-        return self.data_dir / INFO_FILE
-
-    def read_info(self) -> dict[str, Any]:
-        import json
-
-        try:
-            return json.loads(self.info_path.read_text())
-        except FileNotFoundError:
-            return {"indexes": {}, "generation": 0}
-        except ValueError:
-            self.repairs.append(f"{INFO_FILE} was unreadable; indexes are verified from the store")
-            log.warning("%s is unreadable; rebuilding the indexes from the store.", self.info_path)
-            return {"indexes": {}, "generation": 0}
-
+    # -- index types -------------------------------------------------------------------------------
     def factory_for(self, modality: str) -> str:
-        return self.read_info()["indexes"].get(modality, {}).get("factory", self._default_factory())
+        return self.files.read_info()["indexes"].get(modality, {}).get("factory", self._default_factory())
 
     def _default_factory(self) -> str:
         return self.store.get_meta("index_factory") or DEFAULT_FACTORY
+
+    def wanted_factory(self, modality: str) -> str:
+        """The index type `modality` should have now: the pinned factory string, else the
+        automatic choice for its size (`retrieval.index.auto_factory`)."""
+        pinned = self.store.get_meta("index_factory")
+        return pinned or auto_factory(self.store.counts().get(modality, 0))
 
     def set_default_factory(self, factory: str) -> None:
         # Validate before storing: a bad string kept in the store would break every later open.
@@ -156,86 +124,26 @@ class Catalogue:
         return self._indexes[modality]
 
     def _refresh_if_changed(self) -> None:
+        """Drop loaded indexes when another process saved since (our own saves do not count)."""
         try:
-            mtime = self.info_path.stat().st_mtime
+            mtime = self.files.info_path.stat().st_mtime
         except FileNotFoundError:
             mtime = None
-        if mtime != self._info_mtime:
+        if mtime not in (self._info_mtime, self.files.saved_mtime):
             self._indexes.clear()
-            self._info_mtime = mtime
+        self._info_mtime = mtime
 
     def _load_verified(self, modality: str) -> VectorIndex:
         space = self.space
         if space is None:
             return create_index(self._default_factory(), 1)
-        meta = self.read_info()["indexes"].get(modality)
-        path = self.data_dir / "index" / f"{modality}.faiss"
-        factory = meta["factory"] if meta else self._default_factory()
-        index: VectorIndex | None = None
-        if meta and path.exists():
-            data = path.read_bytes()
-            if sha256_bytes(data) != meta.get("sha256"):
-                self._repair_note(modality, "checksum mismatch (corrupt or interrupted write)")
-            else:
-                try:
-                    index = FaissIndex.from_bytes(data, space.dim, factory)
-                except (RuntimeError, ValueError) as exc:
-                    self._repair_note(modality, f"unreadable ({exc})")
-        elif path.exists() or meta:
-            self._repair_note(modality, "index file or its record is missing")
-        if index is None:
-            return self.rebuild(modality, factory)
-        return self._reconcile(modality, index)
-
-    def _repair_note(self, modality: str, why: str) -> None:
-        msg = f"{modality} index: {why}; rebuilt from the vectors in the store"
-        self.repairs.append(msg)
-        log.warning(msg)
-
-    def _reconcile(self, modality: str, index: VectorIndex) -> VectorIndex:
-        """Make the index hold exactly the store's ids (after a crash between commit and save)."""
-        want = self.store.ids(modality)
-        have = index.ids()
-        if np.array_equal(want, have):
-            return index
-        if len(np.unique(have)) != len(have):
-            self._repair_note(modality, "duplicate ids")
-            return self.rebuild(modality, index.factory)
-        missing = np.setdiff1d(want, have)
-        extra = np.setdiff1d(have, want)
-        try:
-            if len(extra):
-                index.remove(extra)
-            if len(missing):
-                vecs = self.store.vectors_for(missing.tolist(), index.dim)
-                index.add(missing, np.stack([vecs[int(i)] for i in missing]))
-        except NotImplementedError:
-            self._repair_note(modality, f"out of step with the store (+{len(missing)} / "
-                                        f"-{len(extra)} ids) and cannot remove ids in place")
-            return self.rebuild(modality, index.factory)
-        msg = f"{modality} index: caught up with the store (+{len(missing)} / -{len(extra)} ids)"
-        self.repairs.append(msg)
-        log.warning(msg)
-        self.save_index(modality, index)
-        return index
+        return self.files.load_verified(modality, space, self._default_factory())
 
     def rebuild(self, modality: str, factory: str | None = None) -> VectorIndex:
         space = self.space
         assert space is not None, "rebuild needs a bound embedding space"
-        factory = factory or self._default_factory()
-        index = create_index(factory, space.dim)
-        if index.needs_training:
-            sample = [v for _, v in self.store.iter_vectors(modality, space.dim)]
-            data = np.concatenate(sample) if sample else np.zeros((0, space.dim), np.float32)
-            if len(data) < 1:
-                index = create_index(DEFAULT_FACTORY, space.dim)
-            else:
-                rng = np.random.default_rng(0)
-                pick = rng.choice(len(data), size=min(len(data), 100_000), replace=False)
-                index.train(data[np.sort(pick)])
-        for ids, vecs in self.store.iter_vectors(modality, space.dim):
-            index.add(ids, vecs)
-        self.save_index(modality, index)
+        index = self.files.rebuild(modality, factory or self._default_factory(), space)
+        self._after_save(modality)
         self._indexes[modality] = index
         return index
 
@@ -243,43 +151,39 @@ class Catalogue:
         """Rebuild indexes still on the exact fallback into the catalogue's chosen factory.
 
         A trained type (IVF, PQ) cannot be built while there is nothing to train on, so a new
-        catalogue's first index is Flat; once vectors exist, this gives it the type asked for.
+        catalogue's first index is Flat; once vectors exist, this gives it the type asked for, or
+        the automatic choice once a modality outgrows exact search.
         Returns the modalities rebuilt.
         """
-        want = self._default_factory()
-        if want == DEFAULT_FACTORY or self.space is None:
+        if self.space is None:
             return []
         done = []
         for modality in map(str, ALL_MODALITIES):
+            want = self.wanted_factory(modality)
+            if want == DEFAULT_FACTORY:
+                continue
             index = self.index(modality)
             if index.factory != DEFAULT_FACTORY or index.count() == 0:
                 continue
             try:
-                self.rebuild(modality, want)
+                index = self.rebuild(modality, want)
             except RuntimeError as exc:  # e.g. fewer vectors than IVF lists: stay exact for now
                 log.info("%s index stays %s for now: %s", modality, DEFAULT_FACTORY, exc)
                 continue
+            nprobe = auto_nprobe(want)
+            if nprobe is not None and not self.store.get_meta("index_factory"):
+                assert isinstance(index, FaissIndex)
+                index.set_search_params(nprobe=nprobe)
+                self.save_index(modality, index)
             done.append(modality)
         return done
 
     def save_index(self, modality: str, index: VectorIndex) -> None:
-        """Write the index file atomically, then its record; a crash between them only costs a
-        rebuild on the next load."""
-        assert isinstance(index, FaissIndex), "only FAISS indexes are persisted"
-        data = index.to_bytes()
-        atomic_write_bytes(self.data_dir / "index" / f"{modality}.faiss", data)
-        info = self.read_info()
-        info["indexes"][modality] = {
-            "factory": index.factory, "count": index.count(), "sha256": sha256_bytes(data),
-            "bytes": len(data), "saved_at": time.time(),
-        }
-        info["generation"] = int(info.get("generation", 0)) + 1
-        space = self.space
-        info["space"] = None if space is None else {
-            "model": space.model, "head_version": space.head_version, "dim": space.dim
-        }
-        atomic_write_json(self.info_path, info)
-        self._info_mtime = self.info_path.stat().st_mtime
+        self.files.save(modality, index, self.space)
+        self._after_save(modality)
+
+    def _after_save(self, modality: str) -> None:
+        self._info_mtime = self.files.saved_mtime
         self._dirty.discard(modality)
 
     # -- writes --------------------------------------------------------------------------------------
@@ -298,10 +202,7 @@ class Catalogue:
         result = self.store.write_batch(items, links or [], errors or [])
         touched: set[str] = set()
         rebuilt: set[str] = set()  # these already hold the just-committed rows (read from the store)
-        by_removed: dict[str, list[int]] = {}
-        for old_id, modality in result.removed.items():
-            by_removed.setdefault(modality, []).append(old_id)
-        for modality, old_ids in by_removed.items():
+        for modality, old_ids in _by_modality(result.removed.items()).items():
             if self._remove_from_index(modality, old_ids):
                 rebuilt.add(modality)
             else:
@@ -358,8 +259,8 @@ class Catalogue:
     def delete_ids(self, ids: list[int], save: bool = True) -> dict[int, str]:
         """Delete items by id from the store, then from the indexes; returns id -> modality."""
         deleted = self.store.delete_items(ids)
-        for modality in set(deleted.values()):
-            self._remove_from_index(modality, [i for i, m in deleted.items() if m == modality])
+        for modality, doomed in _by_modality(deleted.items()).items():
+            self._remove_from_index(modality, doomed)
             self._dirty.add(modality)
         if save:
             self.flush()
@@ -373,28 +274,26 @@ class Catalogue:
         return self.store.get_item(item_id)
 
     def media_path(self, item: ItemRecord) -> Path | None:
-        if item.path is None or item.modality == "text":
-            return None
-        p = Path(item.path)
-        return p if p.is_file() else None
+        p = Path(item.path) if item.path is not None and item.modality != "text" else None
+        return p if p is not None and p.is_file() else None
 
     def info(self) -> dict[str, Any]:
         space = self.space
-        info = self.read_info()
-        indexes = {}
-        for modality in ALL_MODALITIES:
-            meta = info["indexes"].get(str(modality))
-            if meta:
-                indexes[str(modality)] = {k: meta[k] for k in ("factory", "count", "bytes")}
         db_file = self.data_dir / "catalogue.db"
         return {
             "data_dir": str(self.data_dir),
             "db": self.store.engine.url.render_as_string(hide_password=True),
             "db_bytes": db_file.stat().st_size if db_file.exists() else None,
-            "space": None if space is None else {
-                "model": space.model, "head_version": space.head_version, "dim": space.dim
-            },
+            "space": None if space is None else space.as_dict(),
             "counts": self.counts(),
-            "indexes": indexes,
+            "indexes": self.files.summary(),
             "skipped_files": self.store.error_count(),
         }
+
+
+def _by_modality(pairs: Iterable[tuple[int, str]]) -> dict[str, list[int]]:
+    """(id, modality) pairs -> ids per modality."""
+    out: dict[str, list[int]] = {}
+    for item_id, modality in pairs:
+        out.setdefault(modality, []).append(item_id)
+    return out

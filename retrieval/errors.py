@@ -34,9 +34,5 @@ class SpaceMismatchError(CrossmediaError):
     """A query or ingestion uses another embedding space than the catalogue was built in."""
 
 
-class IndexCorruptError(CrossmediaError):
-    """An index file fails verification (checksum, count or ids do not match the store)."""
-
-
 class CatalogueError(CrossmediaError):
     """The data directory is missing, locked or inconsistent."""

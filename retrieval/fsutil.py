@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from retrieval.errors import CatalogueError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -61,3 +64,31 @@ def remove_stale_temps(folder: Path) -> int:
             p.unlink(missing_ok=True)
             n += 1
     return n
+
+
+class WriteLock:
+    """The exclusive writer lock of a data directory (`.write.lock`, flock); re-entrant within
+    one holder. A second writer gets a CatalogueError that says what to do."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            return
+        fd = os.open(self.data_dir / ".write.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise CatalogueError(
+                f"Another process is writing to {self.data_dir}. Wait for it to finish (or stop "
+                "it); the catalogue stays consistent either way."
+            ) from exc
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

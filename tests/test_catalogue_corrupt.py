@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from conftest import sqlite_url
 
-from retrieval.catalogue import INFO_FILE, Catalogue
+from retrieval.catalogue import Catalogue
+from retrieval.index_files import INFO_FILE
 from retrieval.fsutil import sha256_file
 from retrieval.search import Query, SearchService
 from retrieval.store import NewItem

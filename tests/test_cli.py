@@ -12,7 +12,7 @@ import pytest
 from conftest import CAPTIONS, N_GOOD, build_scenario, coco_entries, sqlite_url, write_manifest
 from typer.testing import CliRunner
 
-from indexer.cli import app, main
+from api.cli import app, main
 from retrieval.catalogue import Catalogue
 from retrieval.encoders import create_encoder, register_encoder
 from retrieval.encoders.tiny import create_tiny

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from indexer.cli import app
+from api.cli import app
 
 MANIFEST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco_mini" / "items.jsonl"
 pytestmark = pytest.mark.slow

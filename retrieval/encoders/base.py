@@ -7,7 +7,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,13 +31,26 @@ class EmbeddingSpace:
     def key(self) -> str:
         return f"{self.model}|{self.head_version}|{self.dim}"
 
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(self.as_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> EmbeddingSpace:
         data = json.loads(text)
         return cls(model=data["model"], head_version=data["head_version"], dim=int(data["dim"]))
+
+    def mismatch(self, other: EmbeddingSpace, what: str) -> str:
+        """Why `what`, built in this space, refuses vectors of `other`, and the fix."""
+        return (
+            f"{what} was built with model {self.model!r} (heads {self.head_version or 'none'}, "
+            f"dim {self.dim}); this request uses {other.model!r} (heads "
+            f"{other.head_version or 'none'}, dim {other.dim}). Vectors of different models cannot "
+            f"be compared. Use --model {self.model}, or index into a new --data-dir to switch "
+            "models (re-embedding everything)."
+        )
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.key().encode()).hexdigest()[:16]

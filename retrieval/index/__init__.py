@@ -20,12 +20,24 @@ def create_index(factory: str, dim: int, use_gpu: bool | None = None) -> VectorI
         ) from exc
 
 
+EXACT_BELOW = 100_000  # vectors; exact search is chosen below this size
+
+
 def auto_factory(n_vectors: int) -> str:
-    """A sensible index type for a catalogue of this size (exact below 100k vectors)."""
-    if n_vectors < 100_000:
+    """A sensible index type for a catalogue of this size (exact below EXACT_BELOW vectors)."""
+    if n_vectors < EXACT_BELOW:
         return "Flat"
     nlist = int(4 * n_vectors**0.5)
     return f"IVF{nlist},Flat"
 
 
-__all__ = ["ExactIndex", "FaissIndex", "VectorIndex", "auto_factory", "create_index", "gpu_available"]
+def auto_nprobe(factory: str) -> int | None:
+    """Lists probed by an automatically chosen IVF index: 1/16 of them (FAISS's default of one
+    list would lose most of the exact top k)."""
+    if not factory.startswith("IVF"):
+        return None
+    nlist = int(factory[3:].split(",")[0].split("_")[0])
+    return max(1, nlist // 16)
+
+
+__all__ = ["ExactIndex", "FaissIndex", "VectorIndex", "auto_factory", "auto_nprobe", "create_index", "gpu_available"]

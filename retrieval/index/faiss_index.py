@@ -130,7 +130,10 @@ class FaissIndex(VectorIndex):
 
     # -- search-time knobs and GPU ---------------------------------------------------------------
     def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Set the knobs on the index itself, so that they are saved with it (FAISS serialises
+        nprobe and efSearch)."""
         self.nprobe, self.ef_search = nprobe, ef_search
+        self._apply_search_params()
         self._gpu_index = None
 
     def _apply_search_params(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import create_engine, delete, event, func, or_, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from retrieval.store.models import Base, IngestError, Item, Link, Meta, Segment, TokenSet, Vector
 from retrieval.store.records import ItemRecord, NewItem, WriteResult
@@ -101,24 +101,9 @@ class Store:
                     removed[prev.id] = prev.modality
                     s.execute(delete(Item).where(Item.id == prev.id))
                     s.flush()
-                row = Item(
-                    key=it.key, modality=it.modality, path=it.path, content_hash=it.content_hash,
-                    mime=it.mime, size_bytes=it.size_bytes, width=it.width, height=it.height,
-                    duration=it.duration, text=it.text, attrs=dict(it.attrs), source=it.source,
-                )
-                s.add(row)
-                s.flush()
+                row = _insert_item(s, it)
                 added[it.key] = row.id
                 modalities[row.id] = it.modality
-                vec = np.ascontiguousarray(it.vector, dtype=np.float32).reshape(-1)
-                s.add(Vector(item_id=row.id, data=vec.tobytes()))
-                if it.tokens is not None:
-                    tok = np.ascontiguousarray(it.tokens, dtype=np.float16)
-                    s.add(TokenSet(item_id=row.id, n_tokens=tok.shape[0], dim=tok.shape[1],
-                                   data=tok.tobytes()))
-                for idx, (offset, dur, svec) in enumerate(it.segments):
-                    s.add(Segment(item_id=row.id, idx=idx, offset_s=offset, duration_s=dur,
-                                  data=np.asarray(svec, dtype=np.float32).tobytes()))
             link_list = list(links)
             if link_list:
                 need = sorted({k for a, b, _ in link_list for k in (a, b)})
@@ -269,3 +254,23 @@ def _record(r: Item) -> ItemRecord:
         mime=r.mime, size_bytes=r.size_bytes, width=r.width, height=r.height,
         duration=r.duration, text=r.text, attrs=dict(r.attrs or {}), source=r.source,
     )
+
+
+def _insert_item(s: Session, it: NewItem) -> Item:
+    """One item row with its vector, token set and segments (inside the caller's transaction)."""
+    row = Item(
+        key=it.key, modality=it.modality, path=it.path, content_hash=it.content_hash,
+        mime=it.mime, size_bytes=it.size_bytes, width=it.width, height=it.height,
+        duration=it.duration, text=it.text, attrs=dict(it.attrs), source=it.source,
+    )
+    s.add(row)
+    s.flush()
+    vec = np.ascontiguousarray(it.vector, dtype=np.float32).reshape(-1)
+    s.add(Vector(item_id=row.id, data=vec.tobytes()))
+    if it.tokens is not None:
+        tok = np.ascontiguousarray(it.tokens, dtype=np.float16)
+        s.add(TokenSet(item_id=row.id, n_tokens=tok.shape[0], dim=tok.shape[1], data=tok.tobytes()))
+    for idx, (offset, dur, svec) in enumerate(it.segments):
+        s.add(Segment(item_id=row.id, idx=idx, offset_s=offset, duration_s=dur,
+                      data=np.asarray(svec, dtype=np.float32).tobytes()))
+    return row

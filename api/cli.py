@@ -102,6 +102,7 @@ def search(
     from retrieval.catalogue import Catalogue
     from retrieval.encoders import create_encoder
     from retrieval.media.image import decode_image
+    from retrieval.rerank import select_reranker
     from retrieval.search import Query, SearchService
 
     if sum(x is not None for x in (text, image, audio)) != 1:
@@ -118,9 +119,7 @@ def search(
             query = Query(audio=decode_audio(audio))
         else:
             query = Query(text=text)
-        from indexer.models import load_reranker
-
-        service = SearchService(cat, encoder, reranker=load_reranker(encoder) if rerank else None)
+        service = SearchService(cat, encoder, reranker=select_reranker("auto" if rerank else "none", encoder))
         result = service.search(query, target=str(target), k=k, rerank=rerank)
         out = result.to_json()
         if text is not None:
@@ -185,71 +184,6 @@ def bench_recall(
     result = run_recall_bench(manifest, model=model, split=split, rerank=rerank,
                               label_prompt=label_prompt, progress=not json_out)
     typer.echo(to_json(result) if json_out else format_table(result))
-
-
-@app.command()
-def align(
-    manifest: Annotated[list[Path], typer.Option(
-        "--manifest", help="items.jsonl with images and captions or labels; repeat for several sets.")],
-    out: Annotated[Path, typer.Option(help="Where the heads (.safetensors) and card go.")] = Path(
-        "retrieval/encoders/weights/starter-heads-v1.safetensors"),
-    epochs: Annotated[int, typer.Option(min=1)] = 20,
-    seed: int = 0,
-    dim: Annotated[int, typer.Option(min=8)] = 256,
-    lr: float = 1e-3,
-    weight_decay: float = 0.1,
-    dropout: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.2,
-    cache_dir: Annotated[Path, typer.Option(help="Feature cache and checkpoints (resumable).")] = Path(
-        ".cache/align"),
-) -> None:
-    """Train the starter's image and text heads contrastively on your pairs (LiT-style)."""
-    from indexer.align.__main__ import main as align_main
-
-    argv = [a for m in manifest for a in ("--manifest", str(m))] + [
-        "--out", str(out), "--epochs", str(epochs), "--seed", str(seed), "--dim", str(dim),
-        "--lr", str(lr), "--weight-decay", str(weight_decay), "--dropout", str(dropout),
-        "--cache-dir", str(cache_dir)]
-    align_main(argv)
-
-
-@app.command("align-audio")
-def align_audio(
-    out: Annotated[Path, typer.Option(help="Where the audio head (.safetensors) goes.")] = Path(
-        "retrieval/encoders/weights/starter-audio-head-v1.safetensors"),
-    features: Annotated[str, typer.Option(help="whisper (the starter's tower) or mfcc (baseline).")] = "whisper",
-    epochs: Annotated[int, typer.Option(min=1)] = 40,
-    seed: int = 0,
-    cache: Annotated[Path, typer.Option(help="Feature cache (build it with python -m indexer.align.audio_data).")] = Path(
-        ".cache/audio"),
-) -> None:
-    """Bind the audio tower to the starter's locked text space (animal sounds, Tux Paint, FSDD)."""
-    from indexer.align.audio_job import main as audio_main
-
-    audio_main(["--out", str(out), "--features", features, "--epochs", str(epochs),
-                "--seed", str(seed), "--cache", str(cache), "--text", "starter"])
-
-
-@app.command("train-reranker")
-def train_reranker(
-    data_root: Annotated[Path, typer.Option(help="Folder holding the training sets.")] = Path("../shared/data"),
-    out: Annotated[Path | None, typer.Option(help="Artifact path [default: the shipped starter re-ranker].")] = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 3,
-    seed: int = 0,
-    oof_folds: Annotated[int, typer.Option(help="K > 1: train features out-of-fold from K fold heads.")] = 0,
-    token_noise: float = 0.0625,
-    hub_folds: Annotated[int, typer.Option(help="Fold heads for choosing the query-bank stage (0: none).")] = 4,
-    stage1_from: Annotated[Path | None, typer.Option(
-        help="Take the cross-attention model and alpha from this artifact instead of training.")] = None,
-) -> None:
-    """Train the re-ranker on the train splits: the cross-attention model (first-stage hard
-    negatives), then the query-bank stage, chosen on out-of-fold and validation data."""
-    from indexer.rerank_train import run_train_reranker
-
-    kwargs = {"epochs": epochs, "seed": seed, "oof_folds": oof_folds, "token_noise": token_noise,
-              "hub_folds": hub_folds, "stage1_from": stage1_from}
-    if out is not None:
-        kwargs["out"] = out
-    run_train_reranker(data_root, **kwargs)
 
 
 @app.command()
