@@ -1,7 +1,8 @@
 """Audio benchmark: encoding throughput and text<->audio recall on the held-out TEST splits.
 
-    nice python -m indexer.align.audio_data --cache .cache/audio     # cached features, once
-    nice python -m benchmarks.audio_bench
+    nice python -m benchmarks.audio_bench [--cache DIR] [--data-root DIR]
+
+Audio features are cached as `crossmedia align-audio` caches them (built here when missing).
 
 Systems: random vectors (chance), an MFCC-statistics baseline (MFCC mean+std -> the same head,
 trained on the same train split against the same locked text side), the Whisper tower + head
@@ -20,34 +21,33 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.align.audio import AudioAlignConfig, embed_head
-from indexer.align.audio_data import DATASETS, load_cached, transcribe_sample
-from indexer.align.audio_eval import both_directions, text_gallery
-from indexer.align.audio_job import (
-    _tokens,
+from indexer.align_audio.data import DATASETS, build_cache, load_cached, transcribe_sample
+from indexer.align_audio.eval import both_directions, text_gallery
+from indexer.align_audio.fusion import (
     fused_vectors,
     load_transcripts,
-    locked_text,
     phrase_data,
     split_items,
     spoken_vectors,
-    train,
+    tokens,
 )
+from indexer.align_audio.job import locked_text, train
+from indexer.align_audio.train import AudioTrainConfig, embed_head
+from indexer.training.paths import cache_dir
 from retrieval.encoders.audio_head import load_audio_head
 from retrieval.encoders.audio_starter import HEAD_PATH, FusionConfig
 from retrieval.encoders.base import l2_normalize
 
 RESULTS = Path(__file__).parent / "results"
-COMMAND = ("nice python -m indexer.align.audio_data --cache .cache/audio && "
-           "nice python -m benchmarks.audio_bench")
+COMMAND = "nice python -m benchmarks.audio_bench"
 
 
-def throughput(n_clips: int = 24) -> list[dict]:
+def throughput(root: Path | None, n_clips: int = 24) -> list[dict]:
     """Seconds of audio per CPU second (process time, all threads) on test clips."""
     from retrieval.encoders.audio_whisper import WhisperAudioTower, WhisperTowerConfig
     from retrieval.media.audio import decode_audio
 
-    items = {d: [it for it in its][:n_clips] for d, its in split_items("test").items()}
+    items = {d: [it for it in its][:n_clips] for d, its in split_items("test", root).items()}
     rows = []
     for compute_type in ("int8", "float32"):
         tower = WhisperAudioTower(WhisperTowerConfig(compute_type=compute_type))
@@ -69,13 +69,13 @@ def throughput(n_clips: int = 24) -> list[dict]:
     return rows
 
 
-def recall(cache: Path) -> tuple[list[dict], dict]:
+def recall(cache: Path, root: Path | None) -> tuple[list[dict], dict]:
     art = load_audio_head(HEAD_PATH)
     text_kind = "minilm" if art.space_key.startswith("minilm") else "starter"
     text_fn, space_key = locked_text(text_kind)
     if space_key != art.space_key:
         raise SystemExit(f"Head trained against {art.space_key}, text side is {space_key}.")
-    mfcc_head, _ = train("mfcc", text_fn, cache, AudioAlignConfig(**art.extra.get("align", {})))
+    mfcc_head, _ = train("mfcc", text_fn, cache, AudioTrainConfig(**art.extra.get("align", {})), root)
     fusion = FusionConfig(**art.fusion)
     rng = np.random.default_rng(0)
     rows = []
@@ -86,28 +86,28 @@ def recall(cache: Path) -> tuple[list[dict], dict]:
                              **{k: round(v, 4) if isinstance(v, float) else v
                                 for k, v in m.items()}})
 
-    for name, its in split_items("test").items():
+    for name, its in split_items("test", root).items():
         ids = [it.id for it in its]
         texts, index = text_gallery([it.text for it in its])
         tv = text_fn(texts)
         add(name, {
             "random": l2_normalize(rng.standard_normal((len(its), tv.shape[1]))),
-            "mfcc-stats + head": embed_head(mfcc_head, _tokens(load_cached(cache, name, "mfcc", ids))),
-            "whisper + head": embed_head(art.head, _tokens(load_cached(cache, name, "whisper", ids))),
+            "mfcc-stats + head": embed_head(mfcc_head, tokens(load_cached(cache, name, "mfcc", ids))),
+            "whisper + head": embed_head(art.head, tokens(load_cached(cache, name, "whisper", ids))),
         }, tv, index)
         # Transcripts exist for a fixed sample (transcribe_sample): compare on that sample.
         sub = [it for it in its if transcribe_sample(it)]
         ids = [it.id for it in sub]
         texts, index = text_gallery([it.text for it in sub])
         tv = text_fn(texts)
-        acoustic = embed_head(art.head, _tokens(load_cached(cache, name, "whisper", ids)))
+        acoustic = embed_head(art.head, tokens(load_cached(cache, name, "whisper", ids)))
         tr = load_transcripts(cache, name, ids)
         spoken = spoken_vectors(text_fn, tr)
         add(f"{name} (transcribed sample)", {
             "whisper + head": acoustic,
             "whisper + head + transcript": fused_vectors(acoustic, tr, spoken, fusion),
         }, tv, index)
-    p = phrase_data(cache, "test")
+    p = phrase_data(cache, "test", root)
     texts, index = text_gallery(p["texts"])
     tv, tr = text_fn(texts), p["transcripts"]
     spoken = spoken_vectors(text_fn, tr)
@@ -153,15 +153,20 @@ def write_section(path: Path, section: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", type=Path, default=Path(".cache/audio"))
+    ap.add_argument("--cache", type=Path, default=None, help="default: <user cache>/audio")
+    ap.add_argument("--data-root", type=Path, default=None,
+                    help="default: $CROSSMEDIA_TRAIN_DATA or ../shared/data beside the checkout")
     ap.add_argument("--skip-throughput", action="store_true")
     args = ap.parse_args(argv)
     import torch
 
+    cache = args.cache or cache_dir("audio")
+    build_cache(cache, DATASETS, ("val", "test"), args.data_root)
+
     # The head is tiny; on shared CPUs extra OpenMP threads only spin (10x slower epochs here).
     torch.set_num_threads(1)
-    thr = [] if args.skip_throughput else throughput()
-    rec, meta = recall(args.cache)
+    thr = [] if args.skip_throughput else throughput(args.data_root)
+    rec, meta = recall(cache, args.data_root)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "audio.json").write_text(json.dumps(
         {"throughput": thr, "recall": rec, "meta": meta, "datasets": list(DATASETS)}, indent=1))

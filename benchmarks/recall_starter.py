@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indexer.align.data import read_image_pairs
+from indexer.training.pairs import read_image_pairs
 from retrieval.encoders.base import l2_normalize
 from retrieval.metrics import retrieval_report
 
@@ -67,8 +67,9 @@ def embed_all(encoder, images, texts) -> dict[str, tuple[np.ndarray, np.ndarray]
     starter_img = l2_normalize(np.concatenate(out_img))
     # Guard: the shortcut above must equal the public encoder path.
     np.testing.assert_allclose(encoder.encode_images(images[:4]), starter_img[:4], atol=1e-4)
-    from indexer.align.features import pooled_text_features
-
+    with torch.inference_mode():  # the bridge's text side: pooled MiniLM, no head
+        pooled = [encoder.towers.pooled_text(s, m).float().numpy()
+                  for s, m in encoder.towers.iter_text_states(texts, 64)]
     rng = np.random.default_rng(0)
     return {
         "random": (
@@ -77,7 +78,7 @@ def embed_all(encoder, images, texts) -> dict[str, tuple[np.ndarray, np.ndarray]
         ),
         "label_bridge": (
             l2_normalize(np.concatenate(out_br)),
-            l2_normalize(pooled_text_features(model, encoder.tokenizer, texts, progress=False)),
+            l2_normalize(np.concatenate(pooled)),
         ),
         "starter": (starter_img, encoder.encode_texts(texts)),
     }

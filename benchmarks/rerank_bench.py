@@ -1,6 +1,6 @@
 """Re-ranker ablation on the held-out TEST splits: first stage vs re-ranked, side by side, one run.
 
-    nice .venv/bin/python benchmarks/rerank_bench.py [--data ../shared/data] [--depths 20 50]
+    nice .venv/bin/python -m benchmarks.rerank_bench [--data ../shared/data] [--depths 20 50]
 
 For every data set and direction: R@1/R@5/R@10/mAP@10 of the first stage (exact cosine over the
 split's gallery) and of the shipped re-ranker over the first stage's top `depth`, with gallery
@@ -8,7 +8,8 @@ size and chance. Latency: the added "rerank" stage per query exactly as the sear
 it (token sets fetched from a SQLite store + one batched forward over the candidates), median and
 p95. Storage: bytes per item of the token sets (and of the vector, for scale).
 Prints a Markdown table and writes JSON to benchmarks/results/rerank_ablation.json.
-Features of the locked towers are cached under .cache/rerank (see indexer/rerank_features.py).
+Features of the locked towers come from the training jobs' shared cache (indexer/training/
+features.py, under the user cache directory; --cache-dir overrides it).
 """
 
 from __future__ import annotations
@@ -22,18 +23,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def measure_latency(reranker: Any, pt: Any, depth: int, n_queries: int, k: int = 10) -> dict[str, float]:
-    """Per-query time of `reranker.rerank` (token fetch from SQLite + forward), in ms."""
-    from retrieval.search import Hit
+    """Per-query time of the re-rank stage as the search service runs it (token sets and vectors
+    fetched from SQLite, then `reranker.rerank`), in ms."""
+    from retrieval.results import Candidates, Hit, RerankQuery
     from retrieval.store.records import NewItem
     from retrieval.store.store import Store
 
@@ -43,15 +43,16 @@ def measure_latency(reranker: Any, pt: Any, depth: int, n_queries: int, k: int =
         items = [NewItem(key=f"g{i}", modality=task.g_mod, content_hash=str(i), vector=task.g_vecs[i],
                          tokens=task.g_tokens[i]) for i in range(len(task.g_vecs))]
         ids = list(store.write_batch(items).added.values())
-        catalogue = SimpleNamespace(store=store)
         times = []
         for q in range(min(n_queries, len(task.q_vecs))):
             cand = pt.order[q, :depth]
             hits = [Hit(id=ids[c], modality=task.g_mod, score=float(pt.cos[q, c]),
                         first_stage_score=float(pt.cos[q, c])) for c in cand]
             t0 = time.perf_counter()
-            reranker.rerank(None, task.q_vecs[q], hits, k, catalogue, query_tokens=task.q_tokens[q],
-                            query_modality=task.q_mod)
+            hit_ids = [h.id for h in hits]
+            candidates = Candidates(hits=hits, tokens=store.token_sets(hit_ids),
+                                    vectors=store.vectors_for(hit_ids, len(task.q_vecs[q])))
+            reranker.rerank(RerankQuery(task.q_vecs[q], task.q_mod, task.q_tokens[q]), candidates, k)
             times.append((time.perf_counter() - t0) * 1e3)
         store.close()
     return {"median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95)),
@@ -61,8 +62,9 @@ def measure_latency(reranker: Any, pt: Any, depth: int, n_queries: int, k: int =
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from indexer.rerank_data import evaluate, match_fn
-    from indexer.rerank_train import load_split_tasks
+    from indexer.train_reranker.tasks import evaluate, load_split_tasks, match_fn
+    from indexer.training.features import FeatureCache
+    from indexer.training.paths import cache_dir, data_root
     from retrieval.encoders import create_encoder
     from retrieval.rerank import reranker_for_space
 
@@ -71,7 +73,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     reranker = reranker_for_space(encoder)
     if reranker is None:
         raise SystemExit("No re-ranker is shipped for the starter space; train one with crossmedia train-reranker.")
-    pts = load_split_tasks(encoder, args.data, tuple(args.sets), ("test",), reranker.cfg.max_tokens)["test"]
+    root = data_root(args.data)
+    manifests = {name: root / name / "items.jsonl" for name in args.sets}
+    features = FeatureCache(cache_dir("features", args.cache_dir))
+    pts = load_split_tasks(encoder.towers, features, manifests, ("test",), reranker.cfg.max_tokens)["test"]
     tasks: dict[str, Any] = {}
     scale = float(encoder.model.logit_scale.exp())
     for depth in args.depths:
@@ -116,7 +121,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "split": "test", "depths": args.depths, "fixed_alphas": args.fixed_alphas, "logit_scale": scale, "k": 10, "tasks": tasks, "latency": latency,
         "storage": storage, "threads": args.threads, "load_average": round(os.getloadavg()[0], 2),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "command": "benchmarks/rerank_bench.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.rerank_bench " + " ".join(sys.argv[1:]),
     }
 
 
@@ -160,7 +165,9 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data")
+    p.add_argument("--data", type=Path, default=None,
+                   help="default: $CROSSMEDIA_TRAIN_DATA or ../shared/data beside the checkout")
+    p.add_argument("--cache-dir", type=Path, default=None, help="default: the user cache directory")
     p.add_argument("--sets", nargs="+", default=["coco_mini", "tuxpaint", "cifar10"])
     p.add_argument("--depths", nargs="+", type=int, default=[20, 50])
     p.add_argument("--threads", type=int, default=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.align.audio_eval import both_directions, text_gallery
+from indexer.align_audio.eval import both_directions, text_gallery
 from retrieval.encoders.audio_starter import FusionConfig, fuse, normalize_transcript
 from retrieval.encoders.audio_whisper import Transcript
 from retrieval.encoders.base import l2_normalize

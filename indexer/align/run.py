@@ -5,16 +5,43 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from indexer.align.card import write_model_card
-from indexer.align.data import PairTable, manifest_digest, read_image_pairs
-from indexer.align.features import DEFAULT_CACHE
 from indexer.align.heads import HeadConfig, apply_heads
 from indexer.align.train import AlignData, evaluate_embeddings, train_heads
+from indexer.training.features import FeatureCache
+from indexer.training.pairs import manifest_digest
+from indexer.training.paths import cache_dir
+
+
+@dataclass
+class AlignConfig:
+    """One `crossmedia align` run. `out` is a .safetensors file; its stem is the head version
+    (e.g. starter-heads-v1) and a MODEL_CARD.md is written beside it."""
+
+    manifests: list[Path]  # items.jsonl with image + captions or label
+    out: Path
+    head: HeadConfig = field(default_factory=HeadConfig)  # epochs and seed included
+    cache_dir: Path | None = None  # cache root (features/, checkpoints/); None: the user cache
+    device: str = "cpu"
+    progress: bool = True
+
+    def command(self) -> str:
+        """The command line that reproduces this run (written into the artifact and its card)."""
+        parts = ["crossmedia align"] + [f"--manifest {shlex.quote(str(p))}" for p in self.manifests]
+        parts += [f"--out {shlex.quote(str(self.out))}", f"--epochs {self.head.epochs}",
+                  f"--seed {self.head.seed}"]
+        default = HeadConfig()
+        for f in fields(HeadConfig):
+            if f.name in ("dim", "lr", "weight_decay", "dropout"):
+                value = getattr(self.head, f.name)
+                if value != getattr(default, f.name):
+                    parts.append(f"--{f.name.replace('_', '-')} {value}")
+        return " ".join(parts)
 
 
 @dataclass
@@ -27,26 +54,23 @@ class AlignReport:
     counts: dict[str, dict[str, int]]  # per data set: media rows per split
 
 
-def gather(manifests: Sequence[Path], features) -> tuple[AlignData, dict[str, dict[str, int]]]:
+def gather(manifests: Sequence[Path], features: FeatureCache) -> tuple[AlignData, dict[str, dict[str, int]]]:
     """Concatenate the manifests' cached features into one AlignData (texts deduplicated)."""
     media, split, group, pairs, text_rows = [], [], [], [], []
     text_index: dict[str, int] = {}
     counts: dict[str, dict[str, int]] = {}
     offset = 0
     for manifest in manifests:
-        items = read_image_pairs(Path(manifest))
-        if not items:
-            raise ValueError(f"{manifest} has no items with both an image and a caption or label.")
-        table = PairTable.build(items)
-        feats = features.for_manifest(Path(manifest), items, table.texts)
+        feats = features.load(Path(manifest))
+        items = feats.items
         local_to_global = []
-        for s, vec in zip(table.texts, feats["text_features"], strict=True):
+        for s, vec in zip(feats.texts, feats.pooled_text, strict=True):
             if s not in text_index:
                 text_index[s] = len(text_index)
                 text_rows.append(vec)
             local_to_global.append(text_index[s])
-        media.append(feats["images"])
-        pairs += [(offset + i, local_to_global[t]) for i, t in table.pairs]
+        media.append(feats.head_inputs)
+        pairs += [(offset + i, local_to_global[t]) for i, t in feats.pairs]
         split += [it.split for it in items]
         group += [it.source for it in items]
         name = items[0].source
@@ -62,75 +86,41 @@ def gather(manifests: Sequence[Path], features) -> tuple[AlignData, dict[str, di
     return data, counts
 
 
-def run_align(
-    manifests: Sequence[Path],
-    out: Path,
-    epochs: int = 20,
-    seed: int = 0,
-    *,
-    head: HeadConfig | None = None,
-    cache_dir: Path = DEFAULT_CACHE,
-    device: str = "cpu",
-    command: str | None = None,
-    progress: bool = True,
-) -> AlignReport:
-    """Train starter heads on `manifests` (items.jsonl with image + captions/label); write `out`.
+def run_align(cfg: AlignConfig) -> AlignReport:
+    """Train starter heads on `cfg.manifests`; write `cfg.out` and MODEL_CARD.md beside it.
 
-    `out` is a .safetensors file; its stem is the head version (e.g. starter-heads-v1) and a
-    MODEL_CARD.md is written beside it. Features are cached under `cache_dir`, and each epoch is
-    checkpointed there, so rerunning the same command resumes instead of starting over.
+    Tower features come from the shared feature cache and each epoch is checkpointed under the
+    cache root, so rerunning the same command resumes instead of starting over.
     """
-    from indexer.align.features import StarterFeatures
-
-    out = Path(out)
+    out = Path(cfg.out)
     if out.suffix != ".safetensors":
         raise ValueError(
-            f"--out must end in .safetensors (got {out}), e.g. "
-            "retrieval/encoders/weights/starter-heads-v1.safetensors"
+            f"--out must end in .safetensors (got {out}), e.g. --out starter-heads-v2.safetensors"
         )
-    features = StarterFeatures(Path(cache_dir), device=device)
-    data, counts = gather(manifests, features)
-    cfg = replace(head or HeadConfig(), epochs=epochs, seed=seed, bridge_dim=data.text.shape[1])
-    result = train_heads(data, cfg, Path(cache_dir) / "checkpoints", progress=progress)
-    m, t = apply_heads(result.heads, data.media, data.text, cfg.bridge_dim)
+    features = FeatureCache(cache_dir("features", cfg.cache_dir), device=cfg.device,
+                            progress=cfg.progress)
+    data, counts = gather(cfg.manifests, features)
+    head = replace(cfg.head, bridge_dim=data.text.shape[1])
+    result = train_heads(data, head, cache_dir("checkpoints", cfg.cache_dir), progress=cfg.progress)
+    m, t = apply_heads(result.heads, data.media, data.text, head.bridge_dim)
     val = evaluate_embeddings(data, m, t, "val")
     test = evaluate_embeddings(data, m, t, "test")
-
-    version = out.stem
-    command = command or "crossmedia align " + " ".join(
-        [f"--manifest {shlex.quote(str(p))}" for p in manifests]
-        + [f"--out {shlex.quote(str(out))}", f"--epochs {epochs}", f"--seed {seed}"]
-    )
+    command = cfg.command()
     meta = {
-        "head_version": version,
+        "head_version": out.stem,
         "towers": features.tag,
-        "head_config": json.dumps(asdict(cfg), sort_keys=True),
-        "data": json.dumps({Path(p).parent.name: manifest_digest(Path(p)) for p in manifests}),
+        "head_config": json.dumps(asdict(head), sort_keys=True),
+        "data": json.dumps({Path(p).parent.name: manifest_digest(Path(p)) for p in cfg.manifests}),
         "best_epoch": str(result.best_epoch),
         "val_mean": json.dumps(val.get("mean", {})),
         "command": command,
     }
     write_heads_artifact(out, result.heads, features.class_text, meta)
-    write_model_card(
-        out.parent / "MODEL_CARD.md",
-        version=version,
-        command=command,
-        cfg=cfg,
-        counts=counts,
-        manifests=manifests,
-        best_epoch=result.best_epoch,
-        val=val,
-        test=test,
-        history=result.history,
-    )
-    return AlignReport(
-        out=out,
-        head_version=version,
-        best_epoch=result.best_epoch,
-        val=val,
-        test=test,
-        counts=counts,
-    )
+    write_model_card(out.parent / "MODEL_CARD.md", version=out.stem, command=command, cfg=head,
+                     counts=counts, manifests=cfg.manifests, best_epoch=result.best_epoch,
+                     val=val, test=test, history=result.history)
+    return AlignReport(out=out, head_version=out.stem, best_epoch=result.best_epoch, val=val,
+                       test=test, counts=counts)
 
 
 def write_heads_artifact(

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from indexer.align.heads import ContrastiveHeads, HeadConfig, multi_positive_clip_loss
+from indexer.training.optim import optimiser_step
 from retrieval.metrics import retrieval_report
 
 
@@ -125,55 +126,18 @@ def train_heads(
     existing space; the text head then does not train.
     """
     torch.manual_seed(cfg.seed)
-    media = torch.from_numpy(np.ascontiguousarray(data.media, dtype=np.float32))
-    stacked = torch.from_numpy(np.stack([data.media, *data.views]).astype(np.float32))  # (V, N, D)
-    text = torch.from_numpy(np.ascontiguousarray(data.text, dtype=np.float32))
-    train_rows = np.array([s == "train" for s in data.split])
-    train_pairs = data.pairs[train_rows[data.pairs[:, 0]]]
-    if len(train_pairs) == 0:
-        raise ValueError("No training pairs: every media row is in val/test. Add more data.")
-    model = ContrastiveHeads(media.shape[1], text.shape[1], cfg)
-    if text_weight is not None:
-        model.text.weight.data.copy_(torch.from_numpy(np.asarray(text_weight, dtype=np.float32)))
-        model.text.weight.requires_grad_(False)
-    own = media[torch.from_numpy(train_rows)][:, : media.shape[1] - cfg.bridge_dim]
-    model.mu.copy_(own.mean(0))
-    model.sigma.copy_(own.std(0).clamp_min(1e-3))
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p for n, p in params if n.endswith("weight")]
-    rest = [p for n, p in params if not n.endswith("weight")]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": rest, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-    )
-    steps = cfg.epochs * -(-len(train_pairs) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1
-    )
-
-    fixed = b"" if text_weight is None else np.ascontiguousarray(text_weight, np.float32).tobytes()
-    run_key = hashlib.sha256(
-        json.dumps(asdict(cfg), sort_keys=True).encode() + data.digest().encode() + fixed
-    ).hexdigest()[:16]
-    ckpt = Path(checkpoint_dir) / f"heads-{run_key}.pt" if checkpoint_dir else None
+    run = _Run.build(data, cfg, text_weight)
+    ckpt = Path(checkpoint_dir) / f"heads-{_run_key(data, cfg, text_weight)}.pt" if checkpoint_dir else None
     state = {
         "epoch": 0,
         "best_score": -1.0,
         "best_epoch": 0,
-        "best": model.export(),
+        "best": run.model.export(),
         "best_val": {},
         "history": [],
     }
     if ckpt is not None and ckpt.is_file():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        sched.load_state_dict(saved["sched"])
-        state = saved["state"]
-
+        state = run.load(ckpt)
     bar = tqdm(
         range(state["epoch"], cfg.epochs),
         desc="align",
@@ -183,9 +147,79 @@ def train_heads(
     )
     for epoch in bar:
         # One generator per epoch (shuffle + dropout masks): a resumed run replays the same numbers.
-        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        losses = run.epoch(torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        val = evaluate(data, run.model, "val")
+        score = val["mean"]["score"] if val else -float(np.mean(losses))
+        state["history"].append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val": score})
+        if score > state["best_score"]:
+            state.update(best_score=score, best_epoch=epoch + 1, best=run.model.export(), best_val=val)
+        state["epoch"] = epoch + 1
+        bar.set_postfix(loss=f"{np.mean(losses):.3f}", val=f"{score:.3f}", best=state["best_epoch"])
+        if ckpt is not None:
+            run.save(ckpt, state)
+    return TrainResult(
+        heads=state["best"],
+        best_epoch=state["best_epoch"],
+        val=state["best_val"],
+        history=state["history"],
+    )
+
+
+def _run_key(data: AlignData, cfg: HeadConfig, text_weight: np.ndarray | None) -> str:
+    fixed = b"" if text_weight is None else np.ascontiguousarray(text_weight, np.float32).tobytes()
+    return hashlib.sha256(
+        json.dumps(asdict(cfg), sort_keys=True).encode() + data.digest().encode() + fixed
+    ).hexdigest()[:16]
+
+
+@dataclass
+class _Run:
+    """The model, its optimiser and schedule, and the tensors an epoch reads."""
+
+    cfg: HeadConfig
+    model: ContrastiveHeads
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    train_pairs: np.ndarray  # (P_train, 2)
+    stacked: torch.Tensor  # (V, N, D_m): media and its views
+    text: torch.Tensor  # (N_text, D_t)
+
+    @classmethod
+    def build(cls, data: AlignData, cfg: HeadConfig, text_weight: np.ndarray | None) -> _Run:
+        media = torch.from_numpy(np.ascontiguousarray(data.media, dtype=np.float32))
+        stacked = torch.from_numpy(np.stack([data.media, *data.views]).astype(np.float32))
+        text = torch.from_numpy(np.ascontiguousarray(data.text, dtype=np.float32))
+        train_rows = np.array([s == "train" for s in data.split])
+        train_pairs = data.pairs[train_rows[data.pairs[:, 0]]]
+        if len(train_pairs) == 0:
+            raise ValueError("No training pairs: every media row is in val/test. Add more data.")
+        model = ContrastiveHeads(media.shape[1], text.shape[1], cfg)
+        if text_weight is not None:
+            model.text.weight.data.copy_(torch.from_numpy(np.asarray(text_weight, dtype=np.float32)))
+            model.text.weight.requires_grad_(False)
+        own = media[torch.from_numpy(train_rows)][:, : media.shape[1] - cfg.bridge_dim]
+        model.mu.copy_(own.mean(0))
+        model.sigma.copy_(own.std(0).clamp_min(1e-3))
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        decay = [p for n, p in params if n.endswith("weight")]
+        rest = [p for n, p in params if not n.endswith("weight")]
+        opt = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": cfg.weight_decay},
+                {"params": rest, "weight_decay": 0.0},
+            ],
+            lr=cfg.lr,
+        )
+        steps = cfg.epochs * -(-len(train_pairs) // cfg.batch_size)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1
+        )
+        return cls(cfg, model, opt, sched, train_pairs, stacked, text)
+
+    def epoch(self, gen: torch.Generator) -> list[float]:
+        cfg, model = self.cfg, self.model
         losses = []
-        for batch in _batches(train_pairs, cfg.batch_size, gen):
+        for batch in _batches(self.train_pairs, cfg.batch_size, gen):
             mi, ti = torch.from_numpy(batch[:, 0]), torch.from_numpy(batch[:, 1])
             positive = (mi[:, None] == mi[None, :]) | (ti[:, None] == ti[None, :])  # (B, B)
             keep = None
@@ -193,39 +227,32 @@ def train_heads(
                 shape = (len(batch), model.media.in_features)
                 keep = (torch.rand(shape, generator=gen) >= cfg.dropout).float() / (1 - cfg.dropout)
             loss = multi_positive_clip_loss(
-                model.encode_media(_pick_views(stacked, mi, gen), keep),
-                model.encode_text(text[ti]),
+                model.encode_media(_pick_views(self.stacked, mi, gen), keep),
+                model.encode_text(self.text[ti]),
                 positive,
                 model.logit_scale,
             )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+            optimiser_step(self.opt, loss, self.sched)
             losses.append(loss.item())
-        val = evaluate(data, model, "val")
-        score = val["mean"]["score"] if val else -float(np.mean(losses))
-        state["history"].append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val": score})
-        if score > state["best_score"]:
-            state.update(best_score=score, best_epoch=epoch + 1, best=model.export(), best_val=val)
-        state["epoch"] = epoch + 1
-        bar.set_postfix(loss=f"{np.mean(losses):.3f}", val=f"{score:.3f}", best=state["best_epoch"])
-        if ckpt is not None:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "opt": opt.state_dict(),
-                    "sched": sched.state_dict(),
-                    "state": state,
-                },
-                tmp,
-            )
-            os.replace(tmp, ckpt)
-    return TrainResult(
-        heads=state["best"],
-        best_epoch=state["best_epoch"],
-        val=state["best_val"],
-        history=state["history"],
-    )
+        return losses
+
+    def load(self, ckpt: Path) -> dict:
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(saved["model"])
+        self.opt.load_state_dict(saved["opt"])
+        self.sched.load_state_dict(saved["sched"])
+        return saved["state"]
+
+    def save(self, ckpt: Path, state: dict) -> None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": self.model.state_dict(),
+                "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict(),
+                "state": state,
+            },
+            tmp,
+        )
+        os.replace(tmp, ckpt)

@@ -1,4 +1,4 @@
-"""Real audio-text pairs from ../shared/data and a feature cache for the audio alignment job.
+"""Real audio-text pairs from the training data root and a feature cache for the audio job.
 
 Items: animal_sounds (target text "the sound of a {label}"), fsdd (the spoken word; trained
 against the mean of a few phrasings), tuxpaint sound effects (their one-line caption). Splits
@@ -6,11 +6,11 @@ always come from `retrieval.splits.split_of(item_id)`.
 
 Cache (`<cache>/<set>-<kind>.npz`, keyed by `ids`): `whisper` token features (N, 8, 384),
 `mfcc` statistics (N, 80), and `transcripts` (val and test, a fixed sample: see `transcribe_sample`).
+`crossmedia align-audio` builds what is missing before it trains (`build_cache`).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from collections.abc import Sequence
@@ -35,16 +35,16 @@ class AudioItem:
     split: str
 
 
-def default_data_root() -> Path:
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
 def load_items(dataset: str, root: Path | None = None) -> list[AudioItem]:
-    root = Path(root or default_data_root()) / dataset
+    """`root`: the training data folder (None: indexer.training.paths.data_root())."""
+    from indexer.training.paths import DATA_ENV, TrainingDataMissing, data_root
+
+    root = data_root(root) / dataset
     manifest = root / "items.jsonl"
     if not manifest.is_file():
-        raise FileNotFoundError(
-            f"{manifest} not found: the shared data sets live in ../shared/data (see its README)."
+        raise TrainingDataMissing(
+            f"{manifest} not found. Pass --data-root DIR (or set ${DATA_ENV}) to the folder "
+            f"holding the audio sets {', '.join(DATASETS)}."
         )
     items = []
     for line in manifest.read_text().splitlines():
@@ -100,7 +100,8 @@ def load_cached(cache: Path, dataset: str, kind: str, ids: Sequence[str]) -> np.
     path = cache_path(cache, dataset, kind)
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} missing. Build it: nice python -m indexer.align.audio_data --cache {cache}"
+            f"{path} missing. Build it: crossmedia align-audio --cache {cache} --out HEAD.safetensors "
+            "(it builds the cache first), or indexer.align_audio.data.build_cache"
         )
     data = np.load(path, allow_pickle=False)
     row = {i: k for k, i in enumerate(data["ids"].tolist())}
@@ -110,7 +111,10 @@ def load_cached(cache: Path, dataset: str, kind: str, ids: Sequence[str]) -> np.
     return data["values"][[row[i] for i in ids]]
 
 
-def build_cache(cache: Path, datasets: Sequence[str], transcribe_splits: Sequence[str]) -> None:
+def build_cache(cache: Path, datasets: Sequence[str] = DATASETS,
+                transcribe_splits: Sequence[str] = ("val", "test"), root: Path | None = None) -> None:
+    """Compute what `cache` lacks: per set, Whisper tokens and MFCC stats of every clip, then
+    transcripts of the sampled clips of `transcribe_splits`. Present files are kept as they are."""
     from tqdm import tqdm
 
     from retrieval.encoders.audio_whisper import WhisperAudioTower
@@ -119,7 +123,7 @@ def build_cache(cache: Path, datasets: Sequence[str], transcribe_splits: Sequenc
     Path(cache).mkdir(parents=True, exist_ok=True)
     # Features for every set first (minutes), transcripts after (slow: full 30 s windows).
     for name in datasets:
-        items = load_items(name)
+        items = load_items(name, root)
         ids = np.array([it.id for it in items])
         if cache_path(cache, name, "whisper").is_file() and cache_path(cache, name, "mfcc").is_file():
             continue
@@ -132,7 +136,7 @@ def build_cache(cache: Path, datasets: Sequence[str], transcribe_splits: Sequenc
     for name in datasets:
         if cache_path(cache, name, "transcripts").is_file():
             continue
-        items = [it for it in load_items(name)
+        items = [it for it in load_items(name, root)
                  if it.split in transcribe_splits and transcribe_sample(it)]
         clips = _decode(items, name)
         rows = []
@@ -151,16 +155,3 @@ def _decode(items: Sequence[AudioItem], name: str) -> list:
 
     return [decode_audio(it.path, max_seconds=30.0, allow_silence=True)
             for it in tqdm(items, desc=f"decode {name}")]
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", type=Path, default=Path(".cache/audio"))
-    ap.add_argument("--datasets", nargs="+", default=list(DATASETS))
-    ap.add_argument("--transcribe-splits", nargs="+", default=["val", "test"])
-    args = ap.parse_args(argv)
-    build_cache(args.cache, args.datasets, args.transcribe_splits)
-
-
-if __name__ == "__main__":
-    main()

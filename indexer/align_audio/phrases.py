@@ -1,6 +1,6 @@
 """A spoken-phrase proxy from real recordings: fsdd digit strings of one speaker.
 
-The only real speech in ../shared/data is fsdd (single digit words). To measure audio->text
+The only real speech in the training data is fsdd (single digit words). To measure audio->text
 against a gallery of many transcripts, four clips of one speaker (same split) are joined with
 0.3 s pauses into a phrase whose exact transcript is the four words ("four one three nine").
 Deterministic: clips sorted by id, shuffled with a fixed seed, grouped in fours per speaker.
@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.align.audio_data import load_items
+from indexer.align_audio.data import load_items
 from retrieval.media.audio import Audio, decode_audio
 
 GAP_SECONDS = 0.3
 WORDS_PER_PHRASE = 4
 
 
-def phrases(split: str, seed: int = 0) -> list[tuple[str, Audio, str]]:
-    items = sorted((it for it in load_items("fsdd") if it.split == split), key=lambda it: it.id)
+def phrases(split: str, seed: int = 0, root: Path | None = None) -> list[tuple[str, Audio, str]]:
+    items = sorted((it for it in load_items("fsdd", root) if it.split == split), key=lambda it: it.id)
     by_speaker: dict[str, list] = {}
     for it in items:
         by_speaker.setdefault(it.id.split("_")[1], []).append(it)
@@ -41,13 +41,13 @@ def phrases(split: str, seed: int = 0) -> list[tuple[str, Audio, str]]:
     return out
 
 
-def phrase_vectors(cache: Path, split: str, tower_fn, transcribe_fn) -> dict:
+def phrase_vectors(cache: Path, split: str, tower_fn, transcribe_fn, root: Path | None = None) -> dict:
     """Cached (tokens, transcripts) of the phrases of one split."""
     from retrieval.encoders.audio_whisper import Transcript
 
     path = Path(cache) / f"fsdd_phrases-{split}.npz"
     if not path.is_file():
-        rows = phrases(split)
+        rows = phrases(split, root=root)
         clips = [a for _, a, _ in rows]
         tokens = np.concatenate([tower_fn(clips[s : s + 32]) for s in range(0, len(clips), 32)])
         tr = [t for s in range(0, len(clips), 16) for t in transcribe_fn(clips[s : s + 16])]

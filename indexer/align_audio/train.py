@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from indexer.align.audio_eval import both_directions
+from indexer.align_audio.eval import both_directions
+from indexer.training.optim import optimiser_step
 from retrieval.encoders.audio_head import AudioHead, AudioHeadConfig
 
 
 @dataclass(frozen=True)
-class AudioAlignConfig:
+class AudioTrainConfig:
     epochs: int = 40
     batch_size: int = 256
     lr: float = 1e-3
@@ -76,13 +77,21 @@ def val_score(head: AudioHead, val: Sequence[ValSet]) -> tuple[float, dict]:
     return float(np.mean(list(per.values()))), per
 
 
+def _balanced_weights(groups: np.ndarray, power: float) -> np.ndarray:
+    """Sampling probability per clip ~ 1 / (size of its data set) ** power."""
+    _, counts = np.unique(groups, return_counts=True)
+    size = dict(zip(np.unique(groups), counts, strict=True))
+    weight = np.array([size[g] ** -power for g in groups])
+    return weight / weight.sum()
+
+
 def train_audio_head(
     features: np.ndarray,  # (N, K, d) tower tokens of the training clips
     targets: np.ndarray,  # (U, D) locked, L2-normalised text vectors
     target_index: np.ndarray,  # (N,) text of each clip
     groups: np.ndarray,  # (N,) data set of each clip, for balanced sampling
     val: Sequence[ValSet],
-    config: AudioAlignConfig = AudioAlignConfig(),
+    config: AudioTrainConfig = AudioTrainConfig(),
 ) -> tuple[AudioHead, dict]:
     from tqdm import tqdm
 
@@ -102,10 +111,7 @@ def train_audio_head(
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1
     )
-    _, counts = np.unique(groups, return_counts=True)
-    size = dict(zip(np.unique(groups), counts, strict=True))
-    weight = np.array([size[g] ** -config.balance_power for g in groups])
-    weight /= weight.sum()
+    weight = _balanced_weights(groups, config.balance_power)
     x, t, tid = (
         torch.from_numpy(features).float(),
         torch.from_numpy(targets).float(),
@@ -121,10 +127,7 @@ def train_audio_head(
             loss = contrastive_loss(
                 head(x[idx]), t, tid[idx], head.logit_scale.exp().clamp(max=100)
             )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+            optimiser_step(opt, loss, sched)
         score, per = val_score(head, val)
         history.append({"epoch": epoch, "loss": loss.item(), "val": score, **per})
         bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{score:.3f}")

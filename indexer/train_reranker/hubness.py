@@ -5,7 +5,7 @@ for text queries, photos for image queries) through the shipped heads. Those hea
 on exactly these items, while the candidates a bank is compared with at serving time are unseen.
 Selection reproduces that relation without touching test data:
 
-- out-of-fold: the K fold heads of indexer.rerank_oof; for fold f, the candidates and queries are
+- out-of-fold: the K fold heads of indexer.train_reranker.oof; for fold f, the candidates and queries are
   fold f's train items through heads f (which never saw them) and the bank is the other folds'
   items through the same heads (which were fitted on them), over all training sets, as served;
 - validation: the val splits through the shipped heads against the shipped bank.
@@ -22,16 +22,26 @@ from collections import defaultdict
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from indexer.rerank_data import PaddedTask, build_tasks, match_fn, rerank_scores, reranked_lists
-from indexer.rerank_features import DEFAULT_CACHE, project, raw_features, towers_tag
-from indexer.rerank_oof import fold_of, heads_loaded
+from indexer.train_reranker.features import project
+from indexer.train_reranker.oof import fold_heads, fold_of, heads_loaded
+from indexer.train_reranker.tasks import (
+    PaddedTask,
+    build_tasks,
+    match_fn,
+    rerank_scores,
+    reranked_lists,
+)
+from indexer.training.features import FeatureCache
 from retrieval.rerank.bank import QueryBank
 from retrieval.splits import split_of
+
+if TYPE_CHECKING:
+    from retrieval.encoders.starter_towers import StarterTowers
 
 HUB_KS = (10, 25, 50)
 HUB_BETAS = (0.25, 0.5, 0.75, 1.0)
@@ -51,17 +61,16 @@ def _train_fold(item_id: str, k: int, fold: int, inside: bool) -> bool:
     return split_of(item_id) == "train" and (fold_of(item_id, k) == fold) == inside
 
 
-def oof_scored(encoder: Any, data_root: Path, sets: Sequence[str], heads: list[dict[str, np.ndarray]],
-               max_tokens: int, cache_dir: Path = DEFAULT_CACHE, progress: bool = True) -> list[Scored]:
+def oof_scored(towers: StarterTowers, features: FeatureCache, manifests: dict[str, Path],
+               heads: list[dict[str, np.ndarray]], max_tokens: int) -> list[Scored]:
     """Per fold: fold f's tasks through heads f, with the bank of every set's other folds."""
     k = len(heads)
     per_fold: list[tuple[list[PaddedTask], list[PaddedTask]]] = [([], []) for _ in heads]
-    for name in sets:
-        raw = raw_features(Path(data_root) / name / "items.jsonl", encoder.model, encoder.preprocess,
-                           encoder.tokenizer, towers_tag(), cache_dir, progress)
+    for name, manifest in manifests.items():
+        raw = features.load(manifest)
         for f, h in enumerate(heads):
-            with heads_loaded(encoder.model, h):
-                feats = project(raw, encoder.model)
+            with heads_loaded(towers.model, h):
+                feats = project(raw, towers)
             for inside, dest in ((True, per_fold[f][0]), (False, per_fold[f][1])):
                 member = partial(_train_fold, k=k, fold=f, inside=inside)
                 dest.extend(PaddedTask(t, max_tokens) for t in build_tasks(name, raw, feats, "", member))
@@ -105,18 +114,16 @@ def select_hub(scored: Sequence[Scored], model: Any, alpha: float, depth: int,
     return {**best, "window": WINDOW, "grid": grid}
 
 
-def fit_hub_stage(reranker: Any, encoder: Any, data_root: Path, sets: Sequence[str], depth: int,
-                  tasks: dict[str, list[PaddedTask]], oof_folds: int = 4, cache_dir: Path = DEFAULT_CACHE,
-                  progress: bool = True) -> dict[str, Any]:
+def fit_hub_stage(reranker: Any, towers: StarterTowers, features: FeatureCache, checkpoints: Path,
+                  manifests: dict[str, Path], depth: int, tasks: dict[str, list[PaddedTask]],
+                  oof_folds: int = 4, progress: bool = True) -> dict[str, Any]:
     """Give `reranker` its bank and the (k, beta) chosen on out-of-fold + validation data; returns
     the card section. `tasks` are the "train" and "val" splits through the shipped heads (the
     bank is the train queries). Test splits are never read."""
-    from indexer.rerank_oof import fold_heads
-
     shipped = bank_vectors(tasks["train"])
-    heads = fold_heads([Path(data_root) / n / "items.jsonl" for n in sets], oof_folds, seed=0,
+    heads = fold_heads(list(manifests.values()), features, checkpoints, oof_folds, seed=0,
                        progress=progress)
-    scored = oof_scored(encoder, data_root, sets, heads, reranker.cfg.max_tokens, cache_dir, progress)
+    scored = oof_scored(towers, features, manifests, heads, reranker.cfg.max_tokens)
     scored += [(pt, shipped) for pt in tasks["val"]]
     sel = select_hub(scored, reranker.model, reranker.alpha, depth, progress=progress)
     reranker.bank = QueryBank(shipped, k=sel["k"], beta=sel["beta"], window=sel["window"])

@@ -9,8 +9,8 @@ without one fold; a train item's re-ranker data (vectors, token sets, first-stag
 hard negatives) then comes from the heads that never saw it, over a gallery of its own fold,
 as validation and test items come from heads that never saw them.
 
-    heads = fold_heads(manifests, k=4, seed=0)          # trains (or resumes) K runs, cached
-    with heads_loaded(encoder.model, heads[f]): ...     # project features through fold f's heads
+    heads = fold_heads(manifests, features, checkpoints, k=4)   # trains (or resumes) K runs
+    with heads_loaded(encoder.model, heads[f]): ...            # project through fold f's heads
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from indexer.align.data import read_image_pairs
-from indexer.align.features import DEFAULT_CACHE as ALIGN_CACHE
 from indexer.align.heads import HeadConfig
+from indexer.align.run import gather
+from indexer.align.train import AlignData, train_heads
+from indexer.training.features import FeatureCache
 
 HOLDOUT = "holdout"  # split label of the held-out fold's rows: neither trained on nor selected on
 # exported head name -> the starter model's state-dict key (as indexer.align.run writes them)
@@ -52,21 +53,16 @@ def holdout_splits(item_ids: Sequence[str], splits: Sequence[str], k: int, fold:
             for i, s in zip(item_ids, splits, strict=True)]
 
 
-def fold_heads(manifests: Sequence[Path], k: int, seed: int = 0, epochs: int = 20,
-               cache_dir: Path = ALIGN_CACHE, progress: bool = True) -> list[dict[str, np.ndarray]]:
+def fold_heads(manifests: Sequence[Path], features: FeatureCache, checkpoint_dir: Path, k: int,
+               seed: int = 0, epochs: int = 20, progress: bool = True) -> list[dict[str, np.ndarray]]:
     """K exported heads (see ContrastiveHeads.export), fold f's trained without fold f.
 
     Same data, config and validation epoch selection as starter-heads-v1 (`crossmedia align`);
-    tower features come from the align cache and every run is checkpointed there, so a rerun only
-    reads them back.
+    tower features come from the shared feature cache and every run is checkpointed in
+    `checkpoint_dir` (align's), so a rerun only reads them back.
     """
-    from indexer.align.features import StarterFeatures
-    from indexer.align.run import gather
-    from indexer.align.train import AlignData, train_heads
-
-    features = StarterFeatures(Path(cache_dir))
     data, _ = gather(manifests, features)
-    ids = [it.item_id for m in manifests for it in read_image_pairs(Path(m))]
+    ids = [it.item_id for m in manifests for it in features.load(Path(m)).items]
     assert len(ids) == len(data.media)
     cfg = replace(HeadConfig(), epochs=epochs, seed=seed, bridge_dim=data.text.shape[1])
     out = []
@@ -74,7 +70,7 @@ def fold_heads(manifests: Sequence[Path], k: int, seed: int = 0, epochs: int = 2
         split = holdout_splits(ids, data.split, k, f)
         fold_data = AlignData(media=data.media, text=data.text, pairs=data.pairs, split=split,
                               group=data.group)
-        result = train_heads(fold_data, cfg, Path(cache_dir) / "checkpoints", progress=progress)
+        result = train_heads(fold_data, cfg, Path(checkpoint_dir), progress=progress)
         out.append(result.heads)
     return out
 

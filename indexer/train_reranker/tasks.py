@@ -13,14 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from indexer.rerank_features import RawFeatures, SpaceFeatures
+from indexer.train_reranker.features import SpaceFeatures, project
+from indexer.train_reranker.oof import fold_of, heads_loaded
+from indexer.training.features import FeatureCache, ManifestFeatures
 from retrieval.metrics import chance_recall, map_at_k, recall_at_k
 from retrieval.rerank.bank import QueryBank
 from retrieval.rerank.reranker import pad_tokens
 from retrieval.splits import split_of
+
+if TYPE_CHECKING:
+    from retrieval.encoders.starter_towers import StarterTowers
 
 KS = (1, 5, 10)
 
@@ -40,7 +48,7 @@ class Task:
         return self.q_vecs @ self.g_vecs.T  # (Q, G)
 
 
-def build_tasks(dataset: str, raw: RawFeatures, feats: SpaceFeatures, split: str,
+def build_tasks(dataset: str, raw: ManifestFeatures, feats: SpaceFeatures, split: str,
                 member: Callable[[str], bool] | None = None) -> list[Task]:
     """Both directions on the items of `split`, or on the items whose id `member` accepts."""
     member = member or (lambda item_id: split_of(item_id) == split)
@@ -158,3 +166,41 @@ def evaluate(pts: Sequence[PaddedTask], match: MatchFn, depth: int, alphas: Sequ
                 res[f"alpha={a:g} stage 1"] = metrics(reranked_lists(pt, cands, logits, a), pt.task)
         out[pt.task.name] = res
     return out
+
+
+def load_split_tasks(towers: StarterTowers, features: FeatureCache, manifests: dict[str, Path],
+                     splits: tuple[str, ...], max_tokens: int,
+                     oof_heads: list[dict[str, np.ndarray]] | None = None
+                     ) -> dict[str, list[PaddedTask]]:
+    """{split: [PaddedTask]} for every data set (`manifests`: name -> items.jsonl), from the
+    shared feature cache through the heads loaded in `towers`.
+
+    With `oof_heads` (K fold heads, see indexer.train_reranker.oof), "train" is instead K tasks
+    per data set and direction: fold f's train items through heads f (which never saw them),
+    fold f's items as the gallery. Other splits always go through the towers' own heads.
+    """
+    out: dict[str, list[PaddedTask]] = {s: [] for s in splits}
+    for name, manifest in manifests.items():
+        raw = features.load(manifest)
+        feats = project(raw, towers)
+        for split in splits:
+            if split == "train" and oof_heads:
+                out[split].extend(oof_tasks(towers, name, raw, oof_heads, max_tokens))
+            else:
+                out[split].extend(PaddedTask(t, max_tokens) for t in build_tasks(name, raw, feats, split))
+    return out
+
+
+def oof_tasks(towers: StarterTowers, name: str, raw: ManifestFeatures,
+              heads: list[dict[str, np.ndarray]], max_tokens: int) -> list[PaddedTask]:
+    out = []
+    for f, h in enumerate(heads):
+        with heads_loaded(towers.model, h):
+            feats = project(raw, towers)
+        member = partial(in_fold, k=len(heads), fold=f)
+        out.extend(PaddedTask(t, max_tokens) for t in build_tasks(name, raw, feats, "train", member))
+    return out
+
+
+def in_fold(item_id: str, k: int, fold: int) -> bool:
+    return split_of(item_id) == "train" and fold_of(item_id, k) == fold

@@ -1,4 +1,5 @@
-"""Image-text pairs from `items.jsonl` manifests, split deterministically by item id.
+"""Image-text pairs from `items.jsonl` manifests, split deterministically by item id (both
+image-text trainers and the starter benchmark read them).
 
 Texts are an item's `captions` (every one), or class prompts built from its `label`
 ("a photo of a {label}"). Identical strings become one text row, so two images sharing a caption
@@ -46,11 +47,12 @@ def read_image_pairs(manifest: Path, label_prompt: str = LABEL_PROMPT) -> list[P
     Parsed by the ingestion's ManifestSource, so training and indexing read manifests alike; a
     bad line stops training (a silently smaller training set would be worse)."""
     from indexer.sources import ManifestSource
+    from indexer.training.paths import TrainingDataMissing
     from retrieval.modality import Modality
 
     manifest = Path(manifest)
     if not manifest.is_file():
-        raise FileNotFoundError(
+        raise TrainingDataMissing(
             f"Manifest {manifest} not found. Pass an items.jsonl, e.g. ../shared/data/coco_mini/items.jsonl"
         )
     items = []

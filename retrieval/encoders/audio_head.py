@@ -86,8 +86,8 @@ def load_audio_head(path: Path) -> AudioHeadArtifact:
     path = Path(path)
     if not path.is_file():
         raise ModelUnavailableError(
-            f"Audio head artifact {path} is missing. Train it: "
-            "nice python -m indexer.align.audio --out " + str(path)
+            f"Audio head artifact {path} is missing. Restore it from git, or train it "
+            f"(needs the audio training data): nice crossmedia align-audio --out {path}"
         )
     with safe_open(str(path), framework="pt") as f:
         meta = dict(f.metadata() or {})

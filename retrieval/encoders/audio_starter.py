@@ -206,7 +206,7 @@ def create_audio_tower(device: str = "cpu", encode_texts: TextFn | None = None,
     if space_key is not None and space_key != artifact.space_key:
         raise SpaceMismatchError(
             f"Audio head {head_path.name} was trained against {artifact.space_key!r}, not "
-            f"{space_key!r}. Retrain it: nice python -m indexer.align.audio_job --text starter"
+            f"{space_key!r}. Retrain it: nice crossmedia align-audio --text starter --out {head_path}"
         )
     cfg = WhisperTowerConfig(**artifact.tower) if artifact.tower else WhisperTowerConfig()
     return StarterAudioTower(WhisperAudioTower(cfg, device=device), artifact, encode_texts)

@@ -105,8 +105,7 @@ def build_starter_encoder(
             f"The starter model's trained heads are missing ({path}). Fix: restore the file "
             "from git, or train them (needs ../shared/data) with `crossmedia align "
             + " ".join(f"--manifest ../shared/data/{s}/items.jsonl" for s in TRAIN_SETS)
-            + f" --out retrieval/encoders/weights/{cfg.heads}.safetensors --epochs 20 --seed 0` "
-            "(same flags: python -m indexer.align)."
+            + f" --out {path} --epochs 20 --seed 0`."
         )
     model = _quietly(build_starter, cfg)
     meta: dict[str, Any] = load_heads(model, path)

@@ -1,0 +1,103 @@
+"""Fusion of the acoustic vector with the transcript's text vector, weights chosen on validation."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from indexer.align_audio.data import DATASETS, AudioItem, load_cached, load_items, transcribe_sample
+from indexer.align_audio.eval import both_directions, text_gallery
+from indexer.align_audio.train import embed_head
+from retrieval.encoders.audio_head import AudioHead
+from retrieval.encoders.audio_starter import FusionConfig, fuse, normalize_transcript
+from retrieval.encoders.audio_whisper import Transcript
+
+TextFn = Callable[[Sequence[str]], np.ndarray]
+
+
+def split_items(split: str, root: Path | None = None) -> dict[str, list[AudioItem]]:
+    return {d: [it for it in load_items(d, root) if it.split == split] for d in DATASETS}
+
+
+def tokens(feats: np.ndarray) -> np.ndarray:
+    return feats if feats.ndim == 3 else feats[:, None, :]  # MFCC stats: one token
+
+
+def load_transcripts(cache: Path, dataset: str, ids: Sequence[str]) -> list[Transcript]:
+    data = np.load(cache / f"{dataset}-transcripts.npz", allow_pickle=False)
+    row = {i: k for k, i in enumerate(data["ids"].tolist())}
+    return [
+        Transcript(
+            str(data["values"][row[i]]),
+            float(data["no_speech"][row[i]]),
+            float(data["logprob"][row[i]]),
+        )
+        for i in ids
+    ]
+
+
+def fused_vectors(
+    acoustic: np.ndarray,
+    transcripts: Sequence[Transcript],
+    spoken: np.ndarray,
+    fusion: FusionConfig,
+) -> np.ndarray:
+    return fuse(acoustic, spoken, np.array([fusion.weight(t) for t in transcripts]))
+
+
+def phrase_data(cache: Path, split: str, root: Path | None = None) -> dict:
+    from indexer.align_audio.phrases import phrase_vectors
+    from retrieval.encoders.audio_whisper import WhisperAudioTower
+
+    tower = WhisperAudioTower()
+    return phrase_vectors(cache, split, tower.token_features, tower.transcribe_detailed, root)
+
+
+def spoken_vectors(text_fn: TextFn, transcripts: Sequence[Transcript]) -> np.ndarray:
+    return text_fn([normalize_transcript(t.text) or " " for t in transcripts])
+
+
+def fit_fusion(head: AudioHead, text_fn: TextFn, cache: Path, phrases: bool = True,
+               root: Path | None = None) -> tuple[FusionConfig, dict]:
+    """Grid search on the validation split: mean over data sets of (a2t R@1 + t2a mAP@10) / 2."""
+    sets = []
+    for name, all_its in split_items("val", root).items():
+        its = [it for it in all_its if transcribe_sample(it)]
+        texts, index = text_gallery([it.text for it in its])
+        tr = load_transcripts(cache, name, [it.id for it in its])
+        acoustic = embed_head(
+            head, tokens(load_cached(cache, name, "whisper", [it.id for it in its]))
+        )
+        sets.append((acoustic, tr, spoken_vectors(text_fn, tr), text_fn(texts), index))
+    if phrases:  # the spoken-phrase proxy (indexer/align_audio/phrases.py), validation split
+        p = phrase_data(cache, "val", root)
+        texts, index = text_gallery(p["texts"])
+        tr = p["transcripts"]
+        sets.append((embed_head(head, p["tokens"]), tr, spoken_vectors(text_fn, tr),
+                     text_fn(texts), index))
+    best: tuple[float, FusionConfig] = (-1.0, FusionConfig())
+    grid = itertools.product(
+        (0.0, 0.25, 0.5, 0.75, 1.0),  # one-word transcripts
+        (0.0, 0.25, 0.5, 0.75, 0.9, 1.0),  # transcripts of two or more words
+        (0.3, 0.5, 0.7, 1.0),
+        (-0.75, -1.0, -100.0),
+    )
+    for w, wp, ns, lp in grid:
+        fusion = FusionConfig(transcript_weight=w, phrase_weight=wp, max_no_speech_prob=ns,
+                              min_avg_logprob=lp)
+        s = np.mean(
+            [
+                _score(both_directions(fused_vectors(a, tr, sp, fusion), tv, ix))
+                for a, tr, sp, tv, ix in sets
+            ]
+        )
+        if s > best[0] + 1e-9:
+            best = (float(s), fusion)
+    return best[1], {"fusion_val": best[0]}
+
+
+def _score(r: dict) -> float:
+    return (r["audio_to_text"]["R@1"] + r["text_to_audio"]["mAP@10"]) / 2
