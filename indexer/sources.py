@@ -1,50 +1,44 @@
 """Sources turn a folder or a manifest into entries: one catalogue record (media + captions).
 
 Layout shared by every stage: an `Entry` names its media files by absolute path and carries the
-captions and attributes; bad manifest lines become entries with `error` set, so they are reported
-with their line number instead of stopping the run.
+captions and attributes; a bad line or file becomes an entry with `error` set, so it is reported
+with its line number or path instead of stopping the run. Nothing is skipped silently.
+
+Media paths are confined: a manifest may name files inside its own folder, a folder walk reads
+files inside the folder (symlinks are resolved first); other places need `allow_outside`
+(`crossmedia index --allow-outside DIR`, or `$CROSSMEDIA_MEDIA_ROOTS`, os.pathsep-separated).
+`source.media_roots` lists the folders a source may read from.
 """
 
 from __future__ import annotations
 
-import csv
+import codecs
 import functools
-import json
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
+from indexer.entries import Entry, SkipEntry, SourceError, confine, media_roots
+from indexer.manifest import ManifestSource
+from retrieval.errors import MediaError
+from retrieval.limits import MAX_TEXT_CHARS
 from retrieval.media.decode import MediaRef
-from retrieval.errors import CrossmediaError
-from retrieval.media.sniff import sniff_file
+from retrieval.media.files import read_head, read_text_file
+from retrieval.media.sniff import sniff
 from retrieval.modality import Modality
 
-_RESERVED = {"id", "image", "audio", "captions", "caption", "text"}
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+_AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus"}
+__all__ = ["Entry", "FolderSource", "ManifestSource", "SourceError", "open_source"]
 
 
-@dataclass
-class Entry:
-    key: str
-    media: list[MediaRef] = field(default_factory=list)
-    captions: list[str] = field(default_factory=list)
-    text: str | None = None  # a standalone text item (a .txt file)
-    attrs: dict[str, Any] = field(default_factory=dict)
-    where: str = ""  # file:line, for messages
-    error: str | None = None
-
-
-class SourceError(CrossmediaError):
-    """The source itself cannot be read (missing folder, unreadable manifest)."""
-
-
-def open_source(path: Path | str) -> FolderSource | ManifestSource:
+def open_source(path: Path | str, allow_outside: Sequence[Path] | None = None
+                ) -> FolderSource | ManifestSource:
     p = Path(path).expanduser()
     if p.is_dir():
-        return FolderSource(p)
+        return FolderSource(p, allow_outside)
     if p.is_file() and p.suffix.lower() in {".jsonl", ".csv"}:
-        return ManifestSource(p)
+        return ManifestSource(p, allow_outside)
     if p.is_file():
         raise SourceError(
             f"{p} is a file but not a manifest. Pass a folder, an items.jsonl or a .csv manifest."
@@ -53,11 +47,27 @@ def open_source(path: Path | str) -> FolderSource | ManifestSource:
 
 
 class FolderSource:
-    """Every file under `root` (recursive, sorted) recognised as media by its content."""
+    """Every file under `root` (recursive, sorted) recognised as media by its content.
 
-    def __init__(self, root: Path) -> None:
+    Hidden names (starting with '.') are not walked; their count is in `notes`. Every other file
+    that is not indexable is an entry with its reason.
+    """
+
+    def __init__(self, root: Path, allow_outside: Sequence[Path] | None = None,
+                 max_text_chars: int = MAX_TEXT_CHARS) -> None:
         self.root = root.resolve()
         self.name = str(self.root)
+        self.media_roots = media_roots(self.root, allow_outside)
+        self.max_text_chars = max_text_chars
+        self.hidden = 0
+
+    @property
+    def notes(self) -> list[tuple[str, str]]:
+        """Source-level remarks for the ingest report's warnings."""
+        if not self.hidden:
+            return []
+        return [(self.name, f"{self.hidden} hidden files or folders (names starting with '.') "
+                            "not indexed")]
 
     @functools.cached_property
     def _files(self) -> list[Path]:
@@ -65,10 +75,15 @@ class FolderSource:
         return self.files()
 
     def files(self) -> list[Path]:
+        """Files and symlinked folders (reported, not followed), hidden names left out."""
         out: list[Path] = []
+        self.hidden = 0
         for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
+            here = Path(dirpath)
+            self.hidden += sum(n.startswith(".") for n in dirnames + filenames)
+            links = [d for d in dirnames if not d.startswith(".") and (here / d).is_symlink()]
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in links)
+            out.extend(here / n for n in sorted(filenames + links) if not n.startswith("."))
         return out
 
     def __len__(self) -> int:
@@ -76,105 +91,51 @@ class FolderSource:
 
     def __iter__(self) -> Iterator[Entry]:
         for path in self._files:
-            try:
-                kind = sniff_file(path)
-            except OSError as exc:
-                yield Entry(key=str(path), where=str(path), error=f"unreadable: {exc}")
-                continue
-            if kind is None:
-                continue  # not media: folders hold sidecar files, thumbnails of other tools, ...
-            modality, mime = kind
             rel = str(path.relative_to(self.root))
-            if modality == Modality.TEXT:
-                try:
-                    text = path.read_text(encoding="utf-8").strip()
-                except (UnicodeDecodeError, OSError) as exc:
-                    yield Entry(key=str(path), where=rel, error=f"not UTF-8 text: {exc}")
-                    continue
-                if text:
-                    yield Entry(key=str(path), text=text, where=rel, attrs={"file": rel})
-                continue
-            yield Entry(key=str(path), media=[MediaRef(modality, path, mime)], where=rel,
-                        attrs={"file": rel})
+            try:
+                yield self._entry(path, rel)
+            except SkipEntry as exc:
+                yield Entry(key=str(path), where=rel, error=str(exc))
+            except MediaError as exc:
+                yield Entry(key=str(path), where=rel, error=str(exc).replace(f"{path}: ", ""))
+            except OSError as exc:
+                yield Entry(key=str(path), where=rel, error=f"unreadable: {exc.strerror or exc}")
+
+    def _entry(self, path: Path, rel: str) -> Entry:
+        if path.is_symlink():
+            target = confine(path, self.media_roots, "symlink", rel)
+            if target.is_dir():
+                raise SkipEntry("symlink to a folder: not followed; index that folder itself")
+        head, size = read_head(path)
+        if size == 0:
+            raise SkipEntry("empty file (0 bytes)")
+        kind = sniff(head, path.name)
+        if kind is None:
+            raise SkipEntry(not_media_reason(path, head))
+        modality, mime = kind
+        if modality != Modality.TEXT:
+            return Entry(key=str(path), media=[MediaRef(modality, path, mime)], where=rel,
+                         attrs={"file": rel})
+        text, truncated = read_text_file(path, self.max_text_chars)
+        if not text.strip():
+            raise SkipEntry("text file holds only whitespace: nothing to index")
+        e = Entry(key=str(path), text=text.strip(), where=rel, attrs={"file": rel})
+        if truncated:
+            e.warnings.append(f"text truncated to its first {self.max_text_chars} characters")
+        return e
 
 
-class ManifestSource:
-    """items.jsonl (one JSON object per line) or a CSV with the same column names.
-
-    Fields: `id`, `image` and/or `audio` (paths relative to the manifest), `captions` (list) or
-    `caption`, `text` (a text-only item); every other field is kept as an attribute.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path.resolve()
-        self.base = self.path.parent
-        self.name = str(self.path)
-
-    def __len__(self) -> int:
-        with self.path.open("rb") as f:
-            n = sum(1 for line in f if line.strip())
-        return n - 1 if self.path.suffix.lower() == ".csv" else n
-
-    def _rows(self) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
-        try:
-            f = self.path.open(encoding="utf-8-sig", newline="")  # tolerate a BOM (spreadsheets)
-        except OSError as exc:
-            raise SourceError(f"Cannot read manifest {self.path}: {exc}") from exc
-        with f:
-            if self.path.suffix.lower() == ".csv":
-                for n, row in enumerate(csv.DictReader(f), start=2):
-                    caps = row.pop("captions", "") or ""
-                    data: dict[str, Any] = {k: v for k, v in row.items() if v not in (None, "")}
-                    if caps:
-                        data["captions"] = [c.strip() for c in caps.split("|") if c.strip()]
-                    yield n, data, None
-                return
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield n, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
-                    continue
-                if not isinstance(obj, dict):
-                    yield n, None, "a manifest line must be a JSON object"
-                    continue
-                yield n, obj, None
-
-    def __iter__(self) -> Iterator[Entry]:
-        for n, obj, error in self._rows():
-            where = f"{self.path.name}:{n}"
-            if obj is None:
-                yield Entry(key=f"{self.name}:{n}", where=where, error=error)
-                continue
-            yield self._entry(obj, where)
-
-    def _entry(self, obj: dict[str, Any], where: str) -> Entry:
-        media: list[MediaRef] = []
-        for field_name, modality in (("image", Modality.IMAGE), ("audio", Modality.AUDIO)):
-            rel = obj.get(field_name)
-            if rel is None:
-                continue
-            if not isinstance(rel, str) or not rel:
-                return Entry(key=str(obj.get("id", where)), where=where,
-                             error=f"field {field_name!r} must be a path string")
-            media.append(MediaRef(modality, (self.base / rel).resolve()))
-        captions = obj.get("captions", obj.get("caption", []))
-        if isinstance(captions, str):
-            captions = [captions]
-        if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
-            return Entry(key=str(obj.get("id", where)), where=where,
-                         error="'captions' must be a list of strings")
-        text = obj.get("text")
-        if text is not None and not isinstance(text, str):
-            return Entry(key=str(obj.get("id", where)), where=where, error="'text' must be a string")
-        if not media and not text and not captions:
-            return Entry(key=str(obj.get("id", where)), where=where,
-                         error="no 'image', 'audio', 'text' or 'captions' field")
-        key = obj.get("id")
-        if key is None:
-            key = str(media[0].path) if media else f"{self.name}:{where}"
-        attrs = {k: v for k, v in obj.items() if k not in _RESERVED}
-        return Entry(key=str(key), media=media, captions=[c.strip() for c in captions if c.strip()],
-                     text=text, attrs=attrs, where=where)
+def not_media_reason(path: Path, head: bytes) -> str:
+    """Why a file whose first bytes match no supported format is skipped."""
+    try:
+        sample = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        content = "text" if "\x00" not in sample else "binary data"
+    except UnicodeDecodeError:
+        content = "unrecognised binary data"
+    suffix = path.suffix.lower()
+    if suffix in _IMAGE_SUFFIXES:
+        return f"named {suffix} but the content is {content}, not an image"
+    if suffix in _AUDIO_SUFFIXES:
+        return f"named {suffix} but the content is {content}, not a supported audio format"
+    return (f"unsupported file type ({suffix or 'no extension'}, content is {content}): "
+            "not an image, audio, .txt or .md file")

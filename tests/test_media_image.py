@@ -311,3 +311,46 @@ def test_sniff_by_content_not_name() -> None:
     assert sniff(b"RIFF\x00\x00\x00\x00AVI LIST", "x.avi") is None
     assert sniff(b"", "") is None
     assert sniff(seeded_rng(1).bytes(64).replace(b"\xff", b"\x00"), "x.bin") is None
+
+
+def test_read_regular_file_refuses_devices_fifos_and_folders(tmp_path: Path) -> None:
+    """Finding 2: only regular files are read, and never more than the limit + 1 bytes."""
+    import os
+    import resource
+
+    from retrieval.errors import MediaTooLargeError
+    from retrieval.media.files import NotRegularFileError, read_head, read_regular_file
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(NotRegularFileError, match=r"not a regular file \(character device\)"):
+        read_regular_file("/dev/zero", 50 * 1024 * 1024, what="image")
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(NotRegularFileError, match=r"FIFO"):  # and the open does not hang
+        read_regular_file(fifo, 1000)
+    with pytest.raises(NotRegularFileError, match="directory"):
+        read_head(tmp_path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff\xd8\xff" + b"\x00" * 1000)
+    with pytest.raises(MediaTooLargeError, match="larger than the image limit of 1000 bytes; "
+                                                 "raise CROSSMEDIA_MAX_IMAGE_BYTES"):
+        read_regular_file(big, 1000, what="image", setting="CROSSMEDIA_MAX_IMAGE_BYTES")
+    assert read_regular_file(big, 1003) == big.read_bytes()
+    assert read_head(big, 3) == (b"\xff\xd8\xff", 1003)
+
+
+def test_read_text_file_is_bounded_and_truncates(tmp_path: Path) -> None:
+    """Finding 8: a text file is read up to limit*4+1 bytes and cut to the limit."""
+    from retrieval.errors import MediaError
+    from retrieval.media.files import read_text_file
+
+    note = tmp_path / "note.txt"
+    note.write_text("é" * 7 + "abc", encoding="utf-8")
+    assert read_text_file(note, 11) == ("é" * 7 + "abc", False)
+    assert read_text_file(note, 5) == ("é" * 5, True)
+    note.write_text("€" * 20, encoding="utf-8")  # 3-byte characters, cut mid-character at 4*2
+    assert read_text_file(note, 2) == ("€€", True)
+    note.write_bytes(b"ok \xff")
+    with pytest.raises(MediaError, match=r"not UTF-8 text \(byte 0xff at column 4\)"):
+        read_text_file(note, 100)

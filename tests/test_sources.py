@@ -90,7 +90,7 @@ def test_manifest_media_paths_resolve_relative_to_the_manifest(
         ],
     )
     monkeypatch.chdir(tmp_path.parent)
-    x, y = list(ManifestSource(Path(manifest.relative_to(tmp_path.parent))))
+    x, y = list(ManifestSource(Path(manifest.relative_to(tmp_path.parent)), allow_outside=[tmp_path]))
     assert x.media[0].path == tmp_path / "photos" / "x.jpg"
     assert y.media[0].path == tmp_path / "abs.jpg"
 
@@ -125,7 +125,7 @@ def test_folder_walk_sniffs_content(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "photo.dat").write_bytes(jpeg)  # a JPEG with a misleading name
     (tmp_path / "a.jpg").write_bytes(jpeg)
-    (tmp_path / "fake.jpg").write_text("I am text, not a photo.")  # skipped: not media
+    (tmp_path / "fake.jpg").write_text("I am text, not a photo.")  # reported: not media
     (tmp_path / "notes.txt").write_text("  a note about the photos \n", encoding="utf-8")
     (tmp_path / "empty.txt").write_text("   \n")
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
@@ -149,11 +149,13 @@ def test_folder_walk_sniffs_content(tmp_path: Path) -> None:
     assert ok["b/photo.dat"].attrs == {"file": "b/photo.dat"}
     assert ok["sound.flac"].media[0].modality == Modality.AUDIO
     assert ok["notes.txt"].text == "a note about the photos" and ok["notes.txt"].media == []
-    assert list(bad) == ["latin1.txt"] and "not UTF-8" in str(bad["latin1.txt"])
-    assert all(
-        "fake" not in e.where and "hidden" not in e.where and "cache" not in e.where
-        for e in entries
-    )
+    assert list(bad) == ["empty.txt", "fake.jpg", "latin1.txt"]
+    assert "not UTF-8" in str(bad["latin1.txt"]) and "0xe9" in str(bad["latin1.txt"])
+    assert "only whitespace" in str(bad["empty.txt"])
+    assert "named .jpg but the content is text, not an image" in str(bad["fake.jpg"])
+    assert all("hidden" not in e.where and "cache" not in e.where for e in entries)
+    # Hidden names are left out, but counted: .hidden.jpg, .cache, b/.DS_Store.
+    assert src.notes == [(str(tmp_path), "3 hidden files or folders (names starting with '.') not indexed")]
 
 
 def test_open_source_errors(tmp_path: Path) -> None:
@@ -184,3 +186,105 @@ def test_manifest_with_a_byte_order_mark(tmp_path: Path, suffix: str) -> None:
     (entry,) = list(open_source(manifest))
     assert entry.error is None and entry.key == "a" and entry.attrs == {}
     assert entry.captions == ["x"]
+
+
+def test_manifest_paths_are_confined_to_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 3a: an absolute, `../` or symlinked path out of the manifest's folder is refused
+    per entry, naming --allow-outside; the roots passed are the only ones added."""
+    monkeypatch.delenv("CROSSMEDIA_MEDIA_ROOTS", raising=False)
+    home, elsewhere = tmp_path / "set", tmp_path / "elsewhere"
+    (home / "img").mkdir(parents=True)
+    elsewhere.mkdir()
+    (elsewhere / "x.jpg").write_bytes(_jpeg())
+    (home / "img" / "in.jpg").write_bytes(_jpeg())
+    (home / "img" / "link.jpg").symlink_to(elsewhere / "x.jpg")
+    manifest = _write_lines(home / "items.jsonl", [
+        '{"id": "in", "image": "img/in.jpg"}',
+        '{"id": "up", "image": "../elsewhere/x.jpg"}',
+        f'{{"id": "abs", "image": "{elsewhere / "x.jpg"}"}}',
+        '{"id": "link", "image": "img/link.jpg"}',
+        '{"id": "passwd", "image": "/etc/passwd"}',
+    ])
+    src = open_source(manifest)
+    assert src.media_roots == [home.resolve()]
+    by_key = {e.key: e for e in src}
+    assert by_key["in"].error is None
+    for key in ("up", "abs", "link", "passwd"):
+        assert "outside" in str(by_key[key].error) and "--allow-outside" in str(by_key[key].error)
+
+    allowed = open_source(manifest, allow_outside=[elsewhere])
+    assert allowed.media_roots == [home.resolve(), elsewhere.resolve()]
+    errors = {e.key: e.error for e in allowed}
+    assert errors == {"in": None, "up": None, "abs": None, "link": None,
+                      "passwd": errors["passwd"]} and "outside" in str(errors["passwd"])
+    monkeypatch.setenv("CROSSMEDIA_MEDIA_ROOTS", str(elsewhere))
+    assert ManifestSource(manifest).media_roots == [home.resolve(), elsewhere.resolve()]
+
+
+def test_folder_symlinks_out_of_the_folder_are_refused(tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "x.jpg").write_bytes(_jpeg())
+    (root / "in.jpg").write_bytes(_jpeg())
+    (root / "out.jpg").symlink_to(elsewhere / "x.jpg")
+    (root / "inner.jpg").symlink_to(root / "in.jpg")
+    (root / "linked_dir").symlink_to(elsewhere)
+    (root / "loop.jpg").symlink_to(root / "loop.jpg")
+    src = FolderSource(root, allow_outside=())
+    assert src.media_roots == [root.resolve()]
+    errors = {e.where: e.error for e in src}
+    assert errors["in.jpg"] is None and errors["inner.jpg"] is None
+    assert "outside" in str(errors["out.jpg"]) and "--allow-outside" in str(errors["out.jpg"])
+    assert "outside" in str(errors["linked_dir"])
+    assert "symlink loop" in str(errors["loop.jpg"])
+    errors = {e.where: e.error for e in FolderSource(root, allow_outside=[elsewhere])}
+    assert errors["out.jpg"] is None and "not followed" in str(errors["linked_dir"])
+
+
+def test_bad_manifest_lines_are_skipped_not_fatal(tmp_path: Path) -> None:
+    """Finding 4: a non-UTF-8 line, a symlink loop and an overlong line are each one skipped
+    entry with its line number; the good lines around them are read."""
+    (tmp_path / "a.jpg").write_bytes(_jpeg())
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    lines = [
+        b'{"id": "a", "image": "a.jpg"}',
+        b'{"id": "b", "caption": "caf\xe9"}',
+        b'{"id": "loop", "image": "loop.jpg"}',
+        b'{"id": "long", "caption": "' + b"x" * (1024 * 1024 + 10) + b'"}',
+        b'{"id": "nul", "image": "a\\u0000.jpg"}',
+        b"[" * 100_000,
+        b'{"id": "z", "caption": "last"}',
+    ]
+    manifest = tmp_path / "items.jsonl"
+    manifest.write_bytes(b"\n".join(lines) + b"\n")
+    src = ManifestSource(manifest)
+    assert len(src) == 7
+    entries = list(src)
+    assert [e.where for e in entries] == [f"items.jsonl:{n}" for n in range(1, 8)]
+    errors = [e.error for e in entries]
+    assert errors[0] is None and errors[6] is None and entries[6].captions == ["last"]
+    assert "not UTF-8 (byte 0xe9 at column 28)" in str(errors[1])
+    assert "symlink loop" in str(errors[2]) and entries[2].key == "loop"
+    assert "line longer than 1048576 bytes" in str(errors[3])
+    assert "bad path" in str(errors[4])
+    assert "invalid JSON" in str(errors[5])
+
+
+def test_bad_csv_lines_are_skipped_not_fatal(tmp_path: Path) -> None:
+    manifest = tmp_path / "items.csv"
+    manifest.write_bytes(b"id,image,captions\n"
+                         b"a,,first\n"
+                         b"b,,caf\xe9\n"
+                         b"c,,\"two\nlines\"\n"
+                         b"d,," + b"y" * (1024 * 1024 + 5) + b"\n"
+                         b"e,,last\n")
+    entries = list(ManifestSource(manifest))
+    got = [(e.where, e.key if e.error is None else None, e.error) for e in entries]
+    assert [w for w, _, _ in got] == ["items.csv:2", "items.csv:3", "items.csv:4",
+                                      "items.csv:6", "items.csv:7"]
+    assert [k for _, k, _ in got] == ["a", None, "c", None, "e"]
+    assert "not UTF-8" in str(got[1][2]) and "line longer" in str(got[3][2])
+    assert entries[2].captions == ["two\nlines"]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.errors import UnsupportedMediaError
+from retrieval.limits import MAX_TEXT_CHARS
 from retrieval.media.image import ImageLimits, decode_image
 from retrieval.media.sniff import sniff
 from retrieval.modality import Modality
@@ -28,9 +29,15 @@ class MediaLimits:
     max_audio_bytes: int = 200 * 1024 * 1024
     max_audio_seconds: float = 3600.0  # longer recordings are refused, naming this setting
     decode_side: int = 448  # images are decoded at no more than about this size (see decode_image)
+    max_text_chars: int = MAX_TEXT_CHARS  # longer captions and texts are truncated, with a warning
 
     def max_bytes(self, modality: Modality | str) -> int:
         return self.image.max_bytes if modality == Modality.IMAGE else self.max_audio_bytes
+
+    def setting(self, modality: Modality | str) -> str:
+        """The setting an operator raises to admit a larger file of this modality."""
+        return ("CROSSMEDIA_MAX_IMAGE_BYTES" if modality == Modality.IMAGE
+                else "CROSSMEDIA_MAX_AUDIO_BYTES")
 
 
 @dataclass
