@@ -11,7 +11,9 @@ from typing import Annotated
 
 import typer
 
+from api.cli_output import print_index_report, print_info
 from retrieval.errors import CrossmediaError
+from retrieval.fsutil import is_disk_full
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Index a media catalogue and search it across images, text and audio.")
@@ -65,6 +67,7 @@ def index(
 
     src = open_source(source)
     with Catalogue.open(_data_dir(data_dir)) as cat:
+        cat.lock_for_writing()  # before the model loads: the command started first wins
         if index_factory:
             cat.set_default_factory(index_factory)
         encoder = create_encoder(_model_for(cat, model))
@@ -73,17 +76,8 @@ def index(
             typer.echo(f"repaired: {note}", err=True)
     if json_out:
         typer.echo(json.dumps(report.to_json(), indent=2))
-        return
-    added = ", ".join(f"{n} {m}" for m, n in sorted(report.added.items())) or "nothing new"
-    typer.echo(f"Indexed {report.entries} entries from {report.source}: added {added}; "
-               f"{report.unchanged} unchanged, {report.replaced} replaced, {len(report.failed)} skipped.")
-    s = report.seconds
-    typer.echo(f"Time: read {s['read']:.1f}s, decode {s['decode']:.1f}s, encode {s['encode']:.1f}s, "
-               f"write {s['write']:.1f}s.")
-    for where, reason in report.failed[:50]:
-        typer.echo(f"  skipped {where}: {reason}", err=True)
-    if len(report.failed) > 50:
-        typer.echo(f"  ... and {len(report.failed) - 50} more (see `crossmedia info`)", err=True)
+    else:
+        print_index_report(report)
 
 
 @app.command()
@@ -144,26 +138,42 @@ def search(
 @app.command()
 def info(data_dir: DataDir = None,
          json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Counts per modality, embedding space, index types and sizes."""
+    """Counts per modality, embedding space, index types and sizes; checks the index files
+    against the store and says what it repaired."""
     from retrieval.catalogue import Catalogue
+    from retrieval.catalogue_check import describe
 
     with Catalogue.open(_data_dir(data_dir), create=False) as cat:
-        data = cat.info()
+        cat.verify_indexes()
+        data = describe(cat)
         errors = cat.store.errors(20)
     if json_out:
         typer.echo(json.dumps(data, indent=2))
         return
-    typer.echo(f"Catalogue: {data['data_dir']}  (store: {data['db']})")
-    sp = data["space"]
-    typer.echo("Space:     " + ("empty (no model yet)" if sp is None else
-                                f"{sp['model']}  heads={sp['head_version'] or '-'}  dim={sp['dim']}"))
-    for m, n in sorted(data["counts"].items()):
-        idx = data["indexes"].get(m, {})
-        typer.echo(f"  {m:6s} {n:8d} items   index {idx.get('factory', '-')}, "
-                   f"{idx.get('bytes', 0) / 1e6:.2f} MB")
-    typer.echo(f"Skipped files recorded: {data['skipped_files']}")
-    for key, where, reason in errors:
-        typer.echo(f"  {where or key}: {reason}")
+    print_info(data, errors)
+
+
+@app.command()
+def verify(data_dir: DataDir = None,
+           json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The full check: index files against their checksums and the store's ids and vectors;
+    repairs what it can. Exits 1 when a problem remains."""
+    from retrieval.catalogue import Catalogue
+    from retrieval.catalogue_check import verify as verify_catalogue
+
+    with Catalogue.open(_data_dir(data_dir), create=False) as cat:
+        report = verify_catalogue(cat)
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        for note in report["repairs"]:
+            typer.echo(f"repaired: {note}")
+        for problem in report["problems"]:
+            typer.echo(f"problem: {problem}")
+        checked = ", ".join(f"{n} {m}" for m, n in report["vectors_checked"].items() if n)
+        typer.echo(("OK" if report["ok"] else "FAILED") + f": vectors checked: {checked or 'none'}")
+    if not report["ok"]:
+        raise typer.Exit(1)
 
 
 @bench_app.command("recall")
@@ -215,6 +225,12 @@ def main() -> None:
         app()
     except CrossmediaError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        typer.echo(f"error: the disk is full ({exc.filename or exc}). Free some space and run the "
+                   "same command again; the catalogue is consistent.", err=True)
         sys.exit(2)
 
 

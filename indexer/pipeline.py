@@ -70,6 +70,7 @@ class Ingestor:
     # -- whole sources ---------------------------------------------------------------------------
     def ingest(self, source: FolderSource | ManifestSource, progress: bool = True) -> IngestReport:
         self.catalogue.lock_for_writing()
+        self.catalogue.verify_indexes()  # recovery before success: files consistent at the end
         report = IngestReport(source=source.name)
         self._seen = {}
         last_save = time.monotonic()

@@ -12,17 +12,17 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from retrieval.encoders.base import EmbeddingSpace
 from retrieval.errors import CatalogueError, SpaceMismatchError
-from retrieval.fsutil import WriteLock, remove_stale_temps
-from retrieval.index import FaissIndex, VectorIndex, auto_factory, auto_nprobe, create_index
+from retrieval.index import FaissIndex, VectorIndex, auto_nprobe, create_index
 from retrieval.index_files import DEFAULT_FACTORY, IndexFiles
+from retrieval.media_access import add_media_roots, inside, media_roots
 from retrieval.modality import ALL_MODALITIES
 from retrieval.store import ItemRecord, NewItem, Store, WriteResult
+from retrieval.write_lock import WriteLock
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,10 @@ class Catalogue:
         self.store = store
         self._indexes: dict[str, VectorIndex] = {}
         self._info_mtime: float | None = None
-        self._lock = WriteLock(data_dir)
+        self.lock = WriteLock(data_dir)
+        self.write_timeout = 30.0  # seconds a write waits for another process's write lock
         self._dirty: set[str] = set()  # modalities whose in-memory index is ahead of its file
-        self.files = IndexFiles(data_dir, store)
+        self.files = IndexFiles(data_dir, store, self.lock)
         self.repairs = self.files.repairs  # what verification fixed since open, for `info` and logs
 
     # -- open / close ------------------------------------------------------------------------------
@@ -53,8 +54,6 @@ class Catalogue:
                 )
             data_dir.mkdir(parents=True)
         (data_dir / "index").mkdir(exist_ok=True)
-        for folder in (data_dir / "index", data_dir):
-            remove_stale_temps(folder)
         url = db_url or os.environ.get("CROSSMEDIA_DB_URL") or f"sqlite:///{data_dir / 'catalogue.db'}"
         return cls(data_dir, Store(url))
 
@@ -69,11 +68,12 @@ class Catalogue:
         self.close()
 
     def lock_for_writing(self) -> None:
-        """One writer per data directory; a second `crossmedia index` gets a clear error."""
-        self._lock.acquire()
+        """Hold the write lock until `unlock` (a whole `crossmedia index` run); a second writer
+        gets a clear error at once."""
+        self.lock.acquire()
 
     def unlock(self) -> None:
-        self._lock.release()
+        self.lock.release_all()
 
     # -- embedding space ----------------------------------------------------------------------------
     @property
@@ -95,18 +95,6 @@ class Catalogue:
             raise SpaceMismatchError(current.mismatch(space, f"The catalogue at {self.data_dir}"))
 
     # -- index types -------------------------------------------------------------------------------
-    def factory_for(self, modality: str) -> str:
-        return self.files.read_info()["indexes"].get(modality, {}).get("factory", self._default_factory())
-
-    def _default_factory(self) -> str:
-        return self.store.get_meta("index_factory") or DEFAULT_FACTORY
-
-    def wanted_factory(self, modality: str) -> str:
-        """The index type `modality` should have now: the pinned factory string, else the
-        automatic choice for its size (`retrieval.index.auto_factory`)."""
-        pinned = self.store.get_meta("index_factory")
-        return pinned or auto_factory(self.store.counts().get(modality, 0))
-
     def set_default_factory(self, factory: str) -> None:
         # Validate before storing: a bad string kept in the store would break every later open.
         try:
@@ -134,15 +122,14 @@ class Catalogue:
         self._info_mtime = mtime
 
     def _load_verified(self, modality: str) -> VectorIndex:
-        space = self.space
-        if space is None:
-            return create_index(self._default_factory(), 1)
-        return self.files.load_verified(modality, space, self._default_factory())
+        space, factory = self.space, self.files.default_factory()
+        return self.files.load_verified(modality, space, factory) if space else create_index(factory, 1)
 
     def rebuild(self, modality: str, factory: str | None = None) -> VectorIndex:
         space = self.space
         assert space is not None, "rebuild needs a bound embedding space"
-        index = self.files.rebuild(modality, factory or self._default_factory(), space)
+        with self.lock.holding(self.write_timeout):
+            index = self.files.rebuild(modality, factory or self.files.default_factory(), space)
         self._after_save(modality)
         self._indexes[modality] = index
         return index
@@ -159,11 +146,9 @@ class Catalogue:
             return []
         done = []
         for modality in map(str, ALL_MODALITIES):
-            want = self.wanted_factory(modality)
-            if want == DEFAULT_FACTORY:
-                continue
+            want = self.files.wanted_factory(modality)
             index = self.index(modality)
-            if index.factory != DEFAULT_FACTORY or index.count() == 0:
+            if want == DEFAULT_FACTORY or index.factory != DEFAULT_FACTORY or not index.count():
                 continue
             try:
                 index = self.rebuild(modality, want)
@@ -179,7 +164,8 @@ class Catalogue:
         return done
 
     def save_index(self, modality: str, index: VectorIndex) -> None:
-        self.files.save(modality, index, self.space)
+        with self.lock.holding(self.write_timeout):
+            self.files.save(modality, index, self.space)
         self._after_save(modality)
 
     def _after_save(self, modality: str) -> None:
@@ -194,7 +180,13 @@ class Catalogue:
         errors: list[tuple[str, str | None, str]] | None = None,
         save: bool = True,
     ) -> WriteResult:
-        """Commit a batch to the store, then mirror it into the in-memory indexes."""
+        """Commit a batch to the store, then mirror it into the in-memory indexes; under the
+        write lock (waiting up to `write_timeout` for another writer)."""
+        with self.lock.holding(self.write_timeout):
+            return self._write(items, links, errors, save)
+
+    def _write(self, items: list[NewItem], links: list[tuple[str, str, str]] | None,
+               errors: list[tuple[str, str | None, str]] | None, save: bool) -> WriteResult:
         # Load (and verify) the indexes before the commit: loading after it would already see
         # the new rows in the store and then add them a second time.
         for modality in {it.modality for it in items}:
@@ -217,7 +209,7 @@ class Catalogue:
                 continue
             index = self.index(modality)
             if index.dim != len(rows[0][1]) or not isinstance(index, FaissIndex):
-                index = self.rebuild(modality, self.factory_for(modality))
+                index = self.rebuild(modality, self.files.factory_for(modality))
                 continue  # the rebuild read the just-committed rows from the store
             index.add(np.array([r[0] for r in rows]), np.stack([r[1] for r in rows]))
             touched.add(modality)
@@ -228,10 +220,11 @@ class Catalogue:
 
     def flush(self) -> None:
         """Save every index that changed since its last save."""
-        for modality in sorted(self._dirty):
-            if modality in self._indexes:
-                self.save_index(modality, self._indexes[modality])
-        self._dirty.clear()
+        with self.lock.holding(self.write_timeout):
+            for modality in sorted(self._dirty):
+                if modality in self._indexes:
+                    self.save_index(modality, self._indexes[modality])
+            self._dirty.clear()
 
     def _remove_from_index(self, modality: str, ids: list[int]) -> bool:
         """True when the index had to be rebuilt from the store instead."""
@@ -258,12 +251,13 @@ class Catalogue:
 
     def delete_ids(self, ids: list[int], save: bool = True) -> dict[int, str]:
         """Delete items by id from the store, then from the indexes; returns id -> modality."""
-        deleted = self.store.delete_items(ids)
-        for modality, doomed in _by_modality(deleted.items()).items():
-            self._remove_from_index(modality, doomed)
-            self._dirty.add(modality)
-        if save:
-            self.flush()
+        with self.lock.holding(self.write_timeout):
+            deleted = self.store.delete_items(ids)
+            for modality, doomed in _by_modality(deleted.items()).items():
+                self._remove_from_index(modality, doomed)
+                self._dirty.add(modality)
+            if save:
+                self.flush()
         return deleted
 
     # -- reads ---------------------------------------------------------------------------------------
@@ -273,22 +267,28 @@ class Catalogue:
     def get_item(self, item_id: int) -> ItemRecord | None:
         return self.store.get_item(item_id)
 
-    def media_path(self, item: ItemRecord) -> Path | None:
+    def media_path(self, item: ItemRecord, extra_roots: Iterable[Path] = ()) -> Path | None:
+        """The item's file, if it exists and lies inside the data directory, a root ingestion
+        read from, or one of `extra_roots` (settings); None otherwise."""
         p = Path(item.path) if item.path is not None and item.modality != "text" else None
-        return p if p is not None and p.is_file() else None
+        roots = [self.data_dir, *media_roots(self.store), *extra_roots]
+        return p if p is not None and p.is_file() and inside(p, roots) else None
 
-    def info(self) -> dict[str, Any]:
-        space = self.space
-        db_file = self.data_dir / "catalogue.db"
-        return {
-            "data_dir": str(self.data_dir),
-            "db": self.store.engine.url.render_as_string(hide_password=True),
-            "db_bytes": db_file.stat().st_size if db_file.exists() else None,
-            "space": None if space is None else space.as_dict(),
-            "counts": self.counts(),
-            "indexes": self.files.summary(),
-            "skipped_files": self.store.error_count(),
-        }
+    def add_media_roots(self, roots: Iterable[Path]) -> None:
+        add_media_roots(self.store, roots)
+
+    def verify_indexes(self) -> list[str]:
+        """Load (verify, repair) every modality's index against the store; the repairs made.
+        Every writer runs this first, so a finished command leaves consistent files."""
+        if self.space is not None:
+            for modality in map(str, ALL_MODALITIES):
+                self.index(modality)
+        return list(self.repairs)
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the files lag the store in a way only a writer can fix (e.g. a full disk)."""
+        return self.files.degraded
 
 
 def _by_modality(pairs: Iterable[tuple[int, str]]) -> dict[str, list[int]]:

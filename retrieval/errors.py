@@ -36,3 +36,12 @@ class SpaceMismatchError(CrossmediaError):
 
 class CatalogueError(CrossmediaError):
     """The data directory is missing, locked or inconsistent."""
+
+
+class CatalogueBusyError(CatalogueError):
+    """Another process holds the catalogue's write lock (it is indexing or serving uploads)."""
+
+
+class StorageFullError(CrossmediaError):
+    """The disk (or database) holding the catalogue is full; nothing of the failed write was
+    committed."""

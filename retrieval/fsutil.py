@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -10,7 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from retrieval.errors import CatalogueError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -57,7 +55,8 @@ def sha256_file(path: Path) -> str:
 
 
 def remove_stale_temps(folder: Path) -> int:
-    """Delete temp files an interrupted atomic write left behind."""
+    """Delete temp files an interrupted atomic write left behind. Only the holder of the data
+    directory's write lock may call this: anyone else could delete a live writer's temp file."""
     n = 0
     if folder.is_dir():
         for p in folder.glob(".*.tmp"):
@@ -66,29 +65,11 @@ def remove_stale_temps(folder: Path) -> int:
     return n
 
 
-class WriteLock:
-    """The exclusive writer lock of a data directory (`.write.lock`, flock); re-entrant within
-    one holder. A second writer gets a CatalogueError that says what to do."""
+def is_disk_full(exc: BaseException) -> bool:
+    """An OSError or a database error that means the disk (or quota) is full."""
+    import errno
 
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        if self._fd is not None:
-            return
-        fd = os.open(self.data_dir / ".write.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(fd)
-            raise CatalogueError(
-                f"Another process is writing to {self.data_dir}. Wait for it to finish (or stop "
-                "it); the catalogue stays consistent either way."
-            ) from exc
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return "no space left" in text or "disk is full" in text or "disk full" in text

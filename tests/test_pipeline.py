@@ -17,6 +17,7 @@ from PIL import Image
 from indexer.pipeline import Ingestor, IngestReport
 from indexer.sources import ManifestSource
 from retrieval.catalogue import Catalogue
+from retrieval.catalogue_check import describe
 from retrieval.errors import CatalogueError, SpaceMismatchError
 from retrieval.index import FaissIndex
 from retrieval.media.image import decode_image
@@ -95,7 +96,7 @@ def test_each_failure_has_a_specific_reason(scenario: dict[str, Any]) -> None:
     with open_cat(scenario["data_dir"]) as cat:
         assert cat.store.error_count() == 4
         assert {where for _, where, _ in cat.store.errors()} == set(failed)
-        info = cat.info()
+        info = describe(cat)
     assert info["skipped_files"] == 4
     assert info["counts"] == {"image": N_GOOD, "text": N_GOOD * CAPTIONS}
     assert info["indexes"]["image"]["count"] == N_GOOD
@@ -377,7 +378,7 @@ def test_trained_index_type_on_a_new_catalogue(
             "image": expect,
             "text": expect,
         }
-        assert cat.info()["indexes"]["image"]["factory"] == expect
+        assert describe(cat)["indexes"]["image"]["factory"] == expect
         images = list(cat.store.iter_items("image"))
         queries = [Query(image=decode_image(Path(r.path))) for r in images]  # type: ignore[arg-type]
         results = SearchService(cat, tiny_encoder).search_many(queries, target="image", k=1)

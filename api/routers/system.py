@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import RuntimeDep, MetricsDep, ReadAccess, SettingsDep
 from api.errors import ApiError
 from api.schemas import Health, Ready, Stats, error_responses
+from retrieval.catalogue_check import describe
 
 router = APIRouter(tags=["system"])
 
@@ -43,7 +44,7 @@ async def healthz() -> Health:
 async def readyz(request: Request) -> Ready:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:
-        raise ApiError(503, "The runtime is not loaded yet.", "not_ready")
+        raise ApiError(503, "The server is still loading the catalogue and models; retry shortly.", "not_ready")
     counts = await run_in_threadpool(runtime.catalogue.counts)
     return Ready(counts=counts)
 
@@ -55,7 +56,7 @@ async def readyz(request: Request) -> Ready:
     responses=error_responses(401, 403, 429),
 )
 async def stats(principal: ReadAccess, runtime: RuntimeDep, settings: SettingsDep) -> Stats:
-    info: dict[str, Any] = await run_in_threadpool(runtime.catalogue.info)
+    info: dict[str, Any] = await run_in_threadpool(describe, runtime.catalogue)
     # Server paths and DB URLs are operator details, not something API clients need.
     public = {k: v for k, v in info.items() if k not in ("data_dir", "db", "counts")}
     return Stats(

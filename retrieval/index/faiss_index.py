@@ -102,6 +102,15 @@ class FaissIndex(VectorIndex):
         idmap: Any = faiss.downcast_index(self._index)
         return np.sort(faiss.vector_to_array(idmap.id_map).astype(np.int64))
 
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of `ids` (N, dim); exact for Flat storage, approximate for PQ/SQ."""
+        import faiss
+
+        idmap: Any = faiss.downcast_index(self._index)
+        where = {int(e): i for i, e in enumerate(faiss.vector_to_array(idmap.id_map))}
+        keys = np.array([where[int(i)] for i in ids], dtype=np.int64)
+        return faiss.downcast_index(idmap.index).reconstruct_batch(keys)
+
     def to_bytes(self) -> bytes:
         import faiss
 

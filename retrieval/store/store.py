@@ -11,9 +11,12 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import create_engine, delete, event, func, or_, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from retrieval.errors import StorageFullError
+from retrieval.fsutil import is_disk_full
 from retrieval.store.models import Base, IngestError, Item, Link, Meta, Segment, TokenSet, Vector
 from retrieval.store.records import ItemRecord, NewItem, WriteResult
 
@@ -72,7 +75,21 @@ class Store:
                     out[key] = h
         return out
 
-    def write_batch(
+    def write_batch(self, items: Sequence[NewItem], links: Iterable[tuple[str, str, str]] = (),
+                    errors: Iterable[tuple[str, str | None, str]] = ()) -> WriteResult:
+        """`_write_batch`, with a full disk reported as StorageFullError (nothing committed)."""
+        try:
+            return self._write_batch(items, links, errors)
+        except (OperationalError, OSError) as exc:
+            if is_disk_full(exc):
+                raise StorageFullError(
+                    f"The disk holding the catalogue's database is full ({self.engine.url.database}"
+                    "): nothing of this batch was stored. Free some space and run the same "
+                    "command again."
+                ) from exc
+            raise
+
+    def _write_batch(
         self,
         items: Sequence[NewItem],
         links: Iterable[tuple[str, str, str]] = (),
