@@ -175,3 +175,18 @@ def test_one_hour_file_windowed_in_bounded_memory(tmp_path: Path) -> None:
     assert peak < 20_000_000  # a few windows, not the 115 MB file at 16 kHz float32
     with pytest.raises(MediaTooLargeError, match="stream limit"):
         next(iter_audio_windows(path, max_bytes=10**9, max_seconds=1800))
+
+
+@pytest.mark.parametrize("source", ["bytes", "path"])
+def test_garbage_mp3_message_does_not_say_missing(tmp_path: Path, source: str) -> None:
+    """Finding 10: libsndfile calls an undecodable (but present) MP3 "File does not exist"."""
+    rng = np.random.default_rng(13)
+    data = b"\xff\xfb\x90\x00" + rng.bytes(4001)  # an MPEG frame sync, then noise
+    path = tmp_path / "garbage.mp3"
+    path.write_bytes(data)
+    with pytest.raises(UnsupportedMediaError) as info:
+        decode_audio(data if source == "bytes" else path)
+    message = str(info.value)
+    assert "not a decodable audio file (corrupt, truncated or an unsupported codec)" in message
+    assert "(libsndfile: File does not exist" in message  # the original, kept in parentheses
+    assert not message.startswith("Cannot decode audio bytes (File does not exist")

@@ -196,9 +196,24 @@ def _open(data: AudioSource, max_bytes: int) -> soundfile.SoundFile:
         return sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise UnsupportedMediaError(
-            f"Cannot decode {name} as audio ({getattr(exc, 'error_string', exc)}). Supported: WAV, FLAC, OGG (Vorbis/Opus), "
-            "MP3. Convert it, e.g. `ffmpeg -i in.xyz out.flac`."
+            f"Cannot decode {name} as audio: {libsndfile_reason(exc)}. Supported: WAV, FLAC, "
+            "OGG (Vorbis/Opus), MP3. Convert it, e.g. `ffmpeg -i in.xyz out.flac`."
         ) from exc
+
+
+# libsndfile says these about bytes it cannot parse, whatever the file's real state ("does not
+# exist" for a garbage MP3 that plainly exists).
+_MISLEADING = ("does not exist", "not a regular file", "format not recognised", "unknown format",
+               "unsupported", "unspecified internal error", "malformed")
+
+
+def libsndfile_reason(exc: BaseException) -> str:
+    """libsndfile's message, rewritten where it misdescribes undecodable bytes."""
+    original = str(getattr(exc, "error_string", None) or exc).strip()
+    if any(m in original.lower() for m in _MISLEADING):
+        return ("not a decodable audio file (corrupt, truncated or an unsupported codec) "
+                f"(libsndfile: {original})")
+    return original
 
 
 def _read(f: soundfile.SoundFile, frames: int) -> np.ndarray:
