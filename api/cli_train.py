@@ -19,13 +19,17 @@ import typer
 
 CacheDir = Annotated[
     Path | None,
-    typer.Option(help="Cache root (tower features, checkpoints: a rerun resumes) "
-                 "(default: $CROSSMEDIA_CACHE_DIR or the user cache directory)."),
+    typer.Option(
+        help="Cache root (tower features, checkpoints: a rerun resumes) "
+        "(default: $CROSSMEDIA_CACHE_DIR or the user cache directory)."
+    ),
 ]
 DataRoot = Annotated[
     Path | None,
-    typer.Option(help="Folder holding the training sets (<name>/items.jsonl) "
-                 "(default: $CROSSMEDIA_TRAIN_DATA or ../shared/data beside the checkout)."),
+    typer.Option(
+        help="Folder holding the training sets (<name>/items.jsonl) "
+        "(default: $CROSSMEDIA_TRAIN_DATA or ../shared/data beside the checkout)."
+    ),
 ]
 
 
@@ -40,9 +44,16 @@ class TextSide(StrEnum):
 
 
 def align(
-    manifest: Annotated[list[Path], typer.Option(
-        "--manifest", help="items.jsonl with images and captions or labels; repeat for several sets.")],
-    out: Annotated[Path, typer.Option(help="Where the heads (.safetensors) go; MODEL_CARD.md beside it.")],
+    manifest: Annotated[
+        list[Path],
+        typer.Option(
+            "--manifest",
+            help="items.jsonl with images and captions or labels; repeat for several sets.",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Where the heads (.safetensors) go; MODEL_CARD.md beside it.")
+    ],
     epochs: Annotated[int, typer.Option(min=1)] = 20,
     seed: int = 0,
     dim: Annotated[int, typer.Option(min=8)] = 256,
@@ -56,8 +67,9 @@ def align(
 
     if out.suffix != ".safetensors":
         raise typer.BadParameter(f"--out must end in .safetensors (got {out}).")
-    head = HeadConfig(dim=dim, lr=lr, weight_decay=weight_decay, dropout=dropout, epochs=epochs,
-                      seed=seed)
+    head = HeadConfig(
+        dim=dim, lr=lr, weight_decay=weight_decay, dropout=dropout, epochs=epochs, seed=seed
+    )
     report = run_align(AlignConfig(manifests=manifest, out=out, head=head, cache_dir=cache_dir))
     typer.echo(
         f"wrote {report.out} (best epoch {report.best_epoch}); "
@@ -68,37 +80,65 @@ def align(
 
 def align_audio(
     out: Annotated[Path, typer.Option(help="Where the audio head (.safetensors) and its card go.")],
-    features: Annotated[AudioFeatures, typer.Option(
-        help="whisper (the starter's tower) or mfcc (baseline).")] = AudioFeatures.whisper,
+    features: Annotated[
+        AudioFeatures, typer.Option(help="whisper (the starter's tower) or mfcc (baseline).")
+    ] = AudioFeatures.whisper,
     epochs: Annotated[int, typer.Option(min=1)] = 40,
     seed: int = 0,
-    text: Annotated[TextSide, typer.Option(
-        help="Locked text side: the starter's space, or raw MiniLM (baseline).")] = TextSide.starter,
+    text: Annotated[
+        TextSide,
+        typer.Option(help="Locked text side: the starter's space, or raw MiniLM (baseline)."),
+    ] = TextSide.starter,
     data_root: DataRoot = None,
-    cache: Annotated[Path | None, typer.Option(
-        help="Audio feature cache, built here when missing (default: <cache root>/audio).")] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="Audio feature cache, built here when missing (default: <cache root>/audio)."
+        ),
+    ] = None,
 ) -> None:
     """Bind the audio tower to the starter's locked text space (animal sounds, Tux Paint, FSDD)."""
     from indexer.align_audio import AlignAudioConfig, AudioTrainConfig, run_align_audio
 
-    cfg = AlignAudioConfig(out=out, data_root=data_root, cache=cache, text=str(text),
-                           features=str(features), train=AudioTrainConfig(epochs=epochs, seed=seed))
+    cfg = AlignAudioConfig(
+        out=out,
+        data_root=data_root,
+        cache=cache,
+        text=str(text),
+        features=str(features),
+        train=AudioTrainConfig(epochs=epochs, seed=seed),
+    )
     typer.echo(json.dumps(run_align_audio(cfg), indent=1))
 
 
 def train_reranker(
-    out: Annotated[Path, typer.Option(help="Artifact path (.safetensors); .json and .md cards beside it.")],
+    out: Annotated[
+        Path, typer.Option(help="Artifact path (.safetensors); .json and .md cards beside it.")
+    ],
     data_root: DataRoot = None,
     epochs: Annotated[int, typer.Option(min=1)] = 3,
     seed: int = 0,
-    oof_folds: Annotated[int, typer.Option(help="K > 1: train features out-of-fold from K fold heads.")] = 0,
+    oof_folds: Annotated[
+        int, typer.Option(help="K > 1: train features out-of-fold from K fold heads.")
+    ] = 0,
     token_noise: float = 0.0625,
     cos_offset: float = 0.0,
-    hub_folds: Annotated[int, typer.Option(help="Fold heads for choosing the query-bank stage (0: none).")] = 4,
-    stage1_from: Annotated[Path | None, typer.Option(
-        help="Take the cross-attention model and alpha from this artifact instead of training.")] = None,
-    use_global: Annotated[bool, typer.Option(
-        "--use-global", help="Let the model read the items' vectors (token row 0) besides local tokens.")] = False,
+    hub_folds: Annotated[
+        int, typer.Option(help="Fold heads for choosing the query-bank stage (0: none).")
+    ] = 4,
+    stage1_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Take the cross-attention model and alpha from this artifact instead of training."
+        ),
+    ] = None,
+    use_global: Annotated[
+        bool,
+        typer.Option(
+            "--use-global",
+            help="Let the model read the items' vectors (token row 0) besides local tokens.",
+        ),
+    ] = False,
     cache_dir: CacheDir = None,
 ) -> None:
     """Train the re-ranker on the train splits: the cross-attention model (first-stage hard
@@ -106,14 +146,29 @@ def train_reranker(
     from indexer.train_reranker import TrainRerankerConfig, run_train_reranker
     from retrieval.rerank.model import RerankerConfig
 
-    cfg = TrainRerankerConfig(out=out, data_root=data_root, epochs=epochs, seed=seed,
-                              cos_offset=cos_offset, token_noise=token_noise, oof_folds=oof_folds,
-                              hub_folds=hub_folds, stage1_from=stage1_from,
-                              model=RerankerConfig(use_global=use_global), cache_dir=cache_dir)
+    cfg = TrainRerankerConfig(
+        out=out,
+        data_root=data_root,
+        epochs=epochs,
+        seed=seed,
+        cos_offset=cos_offset,
+        token_noise=token_noise,
+        oof_folds=oof_folds,
+        hub_folds=hub_folds,
+        stage1_from=stage1_from,
+        model=RerankerConfig(use_global=use_global),
+        cache_dir=cache_dir,
+    )
     card = run_train_reranker(cfg)
-    typer.echo(json.dumps({"stage 1": card["selection"],
-                           "stage 2": {k: v for k, v in card.get("hub", {}).items() if k != "grid"}},
-                          indent=2))
+    typer.echo(
+        json.dumps(
+            {
+                "stage 1": card["selection"],
+                "stage 2": {k: v for k, v in card.get("hub", {}).items() if k != "grid"},
+            },
+            indent=2,
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -55,17 +55,26 @@ def throughput(root: Path | None, n_clips: int = 24) -> list[dict]:
         for name in ("animal_sounds", "fsdd"):
             clips = [decode_audio(it.path, allow_silence=True) for it in items[name]]
             seconds = sum(c.seconds for c in clips)
-            for what, fn in (("encoder", tower.token_features), ("encoder+transcribe",
-                             lambda c, t=tower: (t.token_features(c), t.transcribe(c)))):
+            for what, fn in (
+                ("encoder", tower.token_features),
+                ("encoder+transcribe", lambda c, t=tower: (t.token_features(c), t.transcribe(c))),
+            ):
                 if what != "encoder" and compute_type != "int8":
                     continue
                 cpu, wall = time.process_time(), time.perf_counter()
                 fn(clips)
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-                rows.append({"data": name, "compute_type": compute_type, "path": what,
-                             "clips": len(clips), "audio_s": round(seconds, 1),
-                             "audio_s_per_cpu_s": round(seconds / cpu, 2),
-                             "audio_s_per_wall_s": round(seconds / wall, 2)})
+                rows.append(
+                    {
+                        "data": name,
+                        "compute_type": compute_type,
+                        "path": what,
+                        "clips": len(clips),
+                        "audio_s": round(seconds, 1),
+                        "audio_s_per_cpu_s": round(seconds / cpu, 2),
+                        "audio_s_per_wall_s": round(seconds / wall, 2),
+                    }
+                )
     return rows
 
 
@@ -75,26 +84,43 @@ def recall(cache: Path, root: Path | None) -> tuple[list[dict], dict]:
     text_fn, space_key = locked_text(text_kind)
     if space_key != art.space_key:
         raise SystemExit(f"Head trained against {art.space_key}, text side is {space_key}.")
-    mfcc_head, _ = train("mfcc", text_fn, cache, AudioTrainConfig(**art.extra.get("align", {})), root)
+    mfcc_head, _ = train(
+        "mfcc", text_fn, cache, AudioTrainConfig(**art.extra.get("align", {})), root
+    )
     fusion = FusionConfig(**art.fusion)
     rng = np.random.default_rng(0)
     rows = []
+
     def add(data: str, systems: dict, tv: np.ndarray, index: np.ndarray) -> None:
         for system, vecs in systems.items():
             for direction, m in both_directions(vecs, tv, index).items():
-                rows.append({"data": data, "system": system, "direction": direction,
-                             **{k: round(v, 4) if isinstance(v, float) else v
-                                for k, v in m.items()}})
+                rows.append(
+                    {
+                        "data": data,
+                        "system": system,
+                        "direction": direction,
+                        **{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()},
+                    }
+                )
 
     for name, its in split_items("test", root).items():
         ids = [it.id for it in its]
         texts, index = text_gallery([it.text for it in its])
         tv = text_fn(texts)
-        add(name, {
-            "random": l2_normalize(rng.standard_normal((len(its), tv.shape[1]))),
-            "mfcc-stats + head": embed_head(mfcc_head, tokens(load_cached(cache, name, "mfcc", ids))),
-            "whisper + head": embed_head(art.head, tokens(load_cached(cache, name, "whisper", ids))),
-        }, tv, index)
+        add(
+            name,
+            {
+                "random": l2_normalize(rng.standard_normal((len(its), tv.shape[1]))),
+                "mfcc-stats + head": embed_head(
+                    mfcc_head, tokens(load_cached(cache, name, "mfcc", ids))
+                ),
+                "whisper + head": embed_head(
+                    art.head, tokens(load_cached(cache, name, "whisper", ids))
+                ),
+            },
+            tv,
+            index,
+        )
         # Transcripts exist for a fixed sample (transcribe_sample): compare on that sample.
         sub = [it for it in its if transcribe_sample(it)]
         ids = [it.id for it in sub]
@@ -103,40 +129,71 @@ def recall(cache: Path, root: Path | None) -> tuple[list[dict], dict]:
         acoustic = embed_head(art.head, tokens(load_cached(cache, name, "whisper", ids)))
         tr = load_transcripts(cache, name, ids)
         spoken = spoken_vectors(text_fn, tr)
-        add(f"{name} (transcribed sample)", {
-            "whisper + head": acoustic,
-            "whisper + head + transcript": fused_vectors(acoustic, tr, spoken, fusion),
-        }, tv, index)
+        add(
+            f"{name} (transcribed sample)",
+            {
+                "whisper + head": acoustic,
+                "whisper + head + transcript": fused_vectors(acoustic, tr, spoken, fusion),
+            },
+            tv,
+            index,
+        )
     p = phrase_data(cache, "test", root)
     texts, index = text_gallery(p["texts"])
     tv, tr = text_fn(texts), p["transcripts"]
     spoken = spoken_vectors(text_fn, tr)
     acoustic = embed_head(art.head, p["tokens"])
-    add("fsdd_phrases (4 digits)", {
-        "random": l2_normalize(rng.standard_normal((len(tr), tv.shape[1]))),
-        "whisper + head": acoustic,
-        "transcript text only": spoken,
-        "whisper + head + transcript": fused_vectors(acoustic, tr, spoken, fusion),
-    }, tv, index)
-    return rows, {"text_side": text_kind, "space_key": space_key, "fusion": asdict(fusion),
-                  "head_version": art.version}
+    add(
+        "fsdd_phrases (4 digits)",
+        {
+            "random": l2_normalize(rng.standard_normal((len(tr), tv.shape[1]))),
+            "whisper + head": acoustic,
+            "transcript text only": spoken,
+            "whisper + head + transcript": fused_vectors(acoustic, tr, spoken, fusion),
+        },
+        tv,
+        index,
+    )
+    return rows, {
+        "text_side": text_kind,
+        "space_key": space_key,
+        "fusion": asdict(fusion),
+        "head_version": art.version,
+    }
 
 
 def markdown(thr: Sequence[dict], rec: Sequence[dict], meta: dict) -> str:
-    out = ["## Audio", "", f"Reproduce: `{COMMAND}`", "",
-           f"Text side: {meta['text_side']} (`{meta['space_key']}`), head `{meta['head_version']}`,"
-           f" fusion {meta['fusion']}. Test splits from `retrieval.splits`; CPU, 2 shared cores.",
-           "", "### Throughput (seconds of audio per second)", "",
-           "| data | compute | path | clips | audio s | audio s / CPU s | audio s / wall s |",
-           "|---|---|---|---|---|---|---|"]
-    out += [f"| {r['data']} | {r['compute_type']} | {r['path']} | {r['clips']} | {r['audio_s']} | "
-            f"{r['audio_s_per_cpu_s']} | {r['audio_s_per_wall_s']} |" for r in thr]
-    out += ["", "### Recall on TEST splits", "",
-            "| data | system | direction | R@1 | R@5 | R@10 | mAP@10 | queries | gallery | chance R@1 |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    out += [f"| {r['data']} | {r['system']} | {r['direction']} | {r['R@1']:.3f} | {r['R@5']:.3f} | "
-            f"{r['R@10']:.3f} | {r['mAP@10']:.3f} | {r['queries']} | {r['gallery']} | "
-            f"{r['chance_R@1']:.3f} |" for r in rec]
+    out = [
+        "## Audio",
+        "",
+        f"Reproduce: `{COMMAND}`",
+        "",
+        f"Text side: {meta['text_side']} (`{meta['space_key']}`), head `{meta['head_version']}`,"
+        f" fusion {meta['fusion']}. Test splits from `retrieval.splits`; CPU, 2 shared cores.",
+        "",
+        "### Throughput (seconds of audio per second)",
+        "",
+        "| data | compute | path | clips | audio s | audio s / CPU s | audio s / wall s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    out += [
+        f"| {r['data']} | {r['compute_type']} | {r['path']} | {r['clips']} | {r['audio_s']} | "
+        f"{r['audio_s_per_cpu_s']} | {r['audio_s_per_wall_s']} |"
+        for r in thr
+    ]
+    out += [
+        "",
+        "### Recall on TEST splits",
+        "",
+        "| data | system | direction | R@1 | R@5 | R@10 | mAP@10 | queries | gallery | chance R@1 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    out += [
+        f"| {r['data']} | {r['system']} | {r['direction']} | {r['R@1']:.3f} | {r['R@5']:.3f} | "
+        f"{r['R@10']:.3f} | {r['mAP@10']:.3f} | {r['queries']} | {r['gallery']} | "
+        f"{r['chance_R@1']:.3f} |"
+        for r in rec
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -154,8 +211,12 @@ def write_section(path: Path, section: str) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", type=Path, default=None, help="default: <user cache>/audio")
-    ap.add_argument("--data-root", type=Path, default=None,
-                    help="default: $CROSSMEDIA_TRAIN_DATA or ../shared/data beside the checkout")
+    ap.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="default: $CROSSMEDIA_TRAIN_DATA or ../shared/data beside the checkout",
+    )
     ap.add_argument("--skip-throughput", action="store_true")
     args = ap.parse_args(argv)
     import torch
@@ -168,8 +229,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     thr = [] if args.skip_throughput else throughput(args.data_root)
     rec, meta = recall(cache, args.data_root)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "audio.json").write_text(json.dumps(
-        {"throughput": thr, "recall": rec, "meta": meta, "datasets": list(DATASETS)}, indent=1))
+    (RESULTS / "audio.json").write_text(
+        json.dumps(
+            {"throughput": thr, "recall": rec, "meta": meta, "datasets": list(DATASETS)}, indent=1
+        )
+    )
     section = markdown(thr, rec, meta)
     write_section(Path(__file__).parent / "RESULTS.md", section)
     print(section)

@@ -68,8 +68,10 @@ def embed_all(encoder, images, texts) -> dict[str, tuple[np.ndarray, np.ndarray]
     # Guard: the shortcut above must equal the public encoder path.
     np.testing.assert_allclose(encoder.encode_images(images[:4]), starter_img[:4], atol=1e-4)
     with torch.inference_mode():  # the bridge's text side: pooled MiniLM, no head
-        pooled = [encoder.towers.pooled_text(s, m).float().numpy()
-                  for s, m in encoder.towers.iter_text_states(texts, 64)]
+        pooled = [
+            encoder.towers.pooled_text(s, m).float().numpy()
+            for s, m in encoder.towers.iter_text_states(texts, 64)
+        ]
     rng = np.random.default_rng(0)
     return {
         "random": (

@@ -30,7 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure_latency(reranker: Any, pt: Any, depth: int, n_queries: int, k: int = 10) -> dict[str, float]:
+def measure_latency(
+    reranker: Any, pt: Any, depth: int, n_queries: int, k: int = 10
+) -> dict[str, float]:
     """Per-query time of the re-rank stage as the search service runs it (token sets and vectors
     fetched from SQLite, then `reranker.rerank`), in ms."""
     from retrieval.results import Candidates, Hit, RerankQuery
@@ -40,23 +42,47 @@ def measure_latency(reranker: Any, pt: Any, depth: int, n_queries: int, k: int =
     task = pt.task
     with tempfile.TemporaryDirectory(prefix="rerank-bench-") as tmp:
         store = Store(f"sqlite:///{tmp}/bench.db")
-        items = [NewItem(key=f"g{i}", modality=task.g_mod, content_hash=str(i), vector=task.g_vecs[i],
-                         tokens=task.g_tokens[i]) for i in range(len(task.g_vecs))]
+        items = [
+            NewItem(
+                key=f"g{i}",
+                modality=task.g_mod,
+                content_hash=str(i),
+                vector=task.g_vecs[i],
+                tokens=task.g_tokens[i],
+            )
+            for i in range(len(task.g_vecs))
+        ]
         ids = list(store.write_batch(items).added.values())
         times = []
         for q in range(min(n_queries, len(task.q_vecs))):
             cand = pt.order[q, :depth]
-            hits = [Hit(id=ids[c], modality=task.g_mod, score=float(pt.cos[q, c]),
-                        first_stage_score=float(pt.cos[q, c])) for c in cand]
+            hits = [
+                Hit(
+                    id=ids[c],
+                    modality=task.g_mod,
+                    score=float(pt.cos[q, c]),
+                    first_stage_score=float(pt.cos[q, c]),
+                )
+                for c in cand
+            ]
             t0 = time.perf_counter()
             hit_ids = [h.id for h in hits]
-            candidates = Candidates(hits=hits, tokens=store.token_sets(hit_ids),
-                                    vectors=store.vectors_for(hit_ids, len(task.q_vecs[q])))
-            reranker.rerank(RerankQuery(task.q_vecs[q], task.q_mod, task.q_tokens[q]), candidates, k)
+            candidates = Candidates(
+                hits=hits,
+                tokens=store.token_sets(hit_ids),
+                vectors=store.vectors_for(hit_ids, len(task.q_vecs[q])),
+            )
+            reranker.rerank(
+                RerankQuery(task.q_vecs[q], task.q_mod, task.q_tokens[q]), candidates, k
+            )
             times.append((time.perf_counter() - t0) * 1e3)
         store.close()
-    return {"median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95)),
-            "queries": len(times), "task": task.name}
+    return {
+        "median_ms": float(np.median(times)),
+        "p95_ms": float(np.percentile(times, 95)),
+        "queries": len(times),
+        "task": task.name,
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -72,11 +98,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     encoder = create_encoder("starter", device="cpu")
     reranker = reranker_for_space(encoder)
     if reranker is None:
-        raise SystemExit("No re-ranker is shipped for the starter space; train one with crossmedia train-reranker.")
+        raise SystemExit(
+            "No re-ranker is shipped for the starter space; train one with crossmedia train-reranker."
+        )
     root = data_root(args.data)
     manifests = {name: root / name / "items.jsonl" for name in args.sets}
     features = FeatureCache(cache_dir("features", args.cache_dir))
-    pts = load_split_tasks(encoder.towers, features, manifests, ("test",), reranker.cfg.max_tokens)["test"]
+    pts = load_split_tasks(encoder.towers, features, manifests, ("test",), reranker.cfg.max_tokens)[
+        "test"
+    ]
     tasks: dict[str, Any] = {}
     scale = float(encoder.model.logit_scale.exp())
     for depth in args.depths:
@@ -103,23 +133,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for depth in args.depths:  # both variants back to back, so they share the machine's state
         latency[str(depth)] = measure_latency(reranker, lat_pt, depth, args.latency_queries)
         if reranker.bank is not None:
-            latency[f"{depth} (stage 1 only)"] = measure_latency(stage1_only, lat_pt, depth,
-                                                                 args.latency_queries)
+            latency[f"{depth} (stage 1 only)"] = measure_latency(
+                stage1_only, lat_pt, depth, args.latency_queries
+            )
     storage = {}
     for pt in pts:
         for mod, sets in ((pt.task.q_mod, pt.task.q_tokens), (pt.task.g_mod, pt.task.g_tokens)):
             s = storage.setdefault(mod, {"bytes": [], "tokens": []})
             s["bytes"] += [x.nbytes for x in sets]
             s["tokens"] += [len(x) for x in sets]
-    storage = {m: {"mean_bytes": float(np.mean(v["bytes"])), "max_bytes": int(np.max(v["bytes"])),
-                   "mean_tokens": float(np.mean(v["tokens"])), "max_tokens": int(np.max(v["tokens"])),
-                   "vector_bytes": encoder.dim * 4} for m, v in storage.items()}
+    storage = {
+        m: {
+            "mean_bytes": float(np.mean(v["bytes"])),
+            "max_bytes": int(np.max(v["bytes"])),
+            "mean_tokens": float(np.mean(v["tokens"])),
+            "max_tokens": int(np.max(v["tokens"])),
+            "vector_bytes": encoder.dim * 4,
+        }
+        for m, v in storage.items()
+    }
     return {
-        "reranker": reranker.version, "space": reranker.space_key, "alpha": reranker.alpha,
-        "bank": None if reranker.bank is None else {"k": reranker.bank.k, "beta": reranker.bank.beta,
-                                                    "window": reranker.bank.window},
-        "split": "test", "depths": args.depths, "fixed_alphas": args.fixed_alphas, "logit_scale": scale, "k": 10, "tasks": tasks, "latency": latency,
-        "storage": storage, "threads": args.threads, "load_average": round(os.getloadavg()[0], 2),
+        "reranker": reranker.version,
+        "space": reranker.space_key,
+        "alpha": reranker.alpha,
+        "bank": None
+        if reranker.bank is None
+        else {"k": reranker.bank.k, "beta": reranker.bank.beta, "window": reranker.bank.window},
+        "split": "test",
+        "depths": args.depths,
+        "fixed_alphas": args.fixed_alphas,
+        "logit_scale": scale,
+        "k": 10,
+        "tasks": tasks,
+        "latency": latency,
+        "storage": storage,
+        "threads": args.threads,
+        "load_average": round(os.getloadavg()[0], 2),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "command": "python -m benchmarks.rerank_bench " + " ".join(sys.argv[1:]),
     }
@@ -143,39 +192,70 @@ def markdown(result: dict[str, Any]) -> str:
             rows.append((f"re-ranked @{d}", r[f"depth={d}"]))
         if "bank only" in r:
             rows.append(("stage 2 (bank) alone", r["bank only"]))
-        rows += [(f"ablation @{max(depths)}, alpha={x:g}/scale", r[f"fixed alpha={x:g}/scale"])
-                 for x in result["fixed_alphas"]]
+        rows += [
+            (f"ablation @{max(depths)}, alpha={x:g}/scale", r[f"fixed alpha={x:g}/scale"])
+            for x in result["fixed_alphas"]
+        ]
         for j, (stage, m) in enumerate(rows):
-            head = f"| {name} | {f['gallery']} | {f['queries']} | {f['chance_R@1']:.3f}" if j == 0 else "| | | |"
+            head = (
+                f"| {name} | {f['gallery']} | {f['queries']} | {f['chance_R@1']:.3f}"
+                if j == 0
+                else "| | | |"
+            )
             delta = "" if j == 0 else f" ({m['R@1'] - f['R@1']:+.3f})"
-            lines.append(f"{head} | {stage} | {m['R@1']:.3f}{delta} | {m['R@5']:.3f} | {m['R@10']:.3f} | "
-                         f"{m['mAP@10']:.3f} |")
-    lines += ["", f"Added latency per query (the service's rerank stage: token and vector fetch from SQLite, "
-              f"one batched forward, the bank correction), {result['threads']} torch thread(s), "
-              f"load average {result.get('load_average', '?')}:", "",
-              "| depth | median ms | p95 ms | queries | task |", "|---:|---:|---:|---:|---|"]
+            lines.append(
+                f"{head} | {stage} | {m['R@1']:.3f}{delta} | {m['R@5']:.3f} | {m['R@10']:.3f} | "
+                f"{m['mAP@10']:.3f} |"
+            )
+    lines += [
+        "",
+        f"Added latency per query (the service's rerank stage: token and vector fetch from SQLite, "
+        f"one batched forward, the bank correction), {result['threads']} torch thread(s), "
+        f"load average {result.get('load_average', '?')}:",
+        "",
+        "| depth | median ms | p95 ms | queries | task |",
+        "|---:|---:|---:|---:|---|",
+    ]
     for d, lat in result["latency"].items():
-        lines.append(f"| {d} | {lat['median_ms']:.1f} | {lat['p95_ms']:.1f} | {lat['queries']} | {lat['task']} |")
-    lines += ["", "| modality | mean token bytes | max token bytes | mean tokens | vector bytes |",
-              "|---|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {d} | {lat['median_ms']:.1f} | {lat['p95_ms']:.1f} | {lat['queries']} | {lat['task']} |"
+        )
+    lines += [
+        "",
+        "| modality | mean token bytes | max token bytes | mean tokens | vector bytes |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for m, s in result["storage"].items():
-        lines.append(f"| {m} | {s['mean_bytes']:.0f} | {s['max_bytes']} | {s['mean_tokens']:.1f} | {s['vector_bytes']} |")
+        lines.append(
+            f"| {m} | {s['mean_bytes']:.0f} | {s['max_bytes']} | {s['mean_tokens']:.1f} | {s['vector_bytes']} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=None,
-                   help="default: $CROSSMEDIA_TRAIN_DATA or ../shared/data beside the checkout")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="default: $CROSSMEDIA_TRAIN_DATA or ../shared/data beside the checkout",
+    )
     p.add_argument("--cache-dir", type=Path, default=None, help="default: the user cache directory")
     p.add_argument("--sets", nargs="+", default=["coco_mini", "tuxpaint", "cifar10"])
     p.add_argument("--depths", nargs="+", type=int, default=[20, 50])
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--fixed-alphas", nargs="*", type=float, default=[1.0, 3.0],
-                   help="extra ablation rows at these alpha x logit_scale (not selected, never tuned)")
+    p.add_argument(
+        "--fixed-alphas",
+        nargs="*",
+        type=float,
+        default=[1.0, 3.0],
+        help="extra ablation rows at these alpha x logit_scale (not selected, never tuned)",
+    )
     p.add_argument("--latency-task", default="coco_mini/text_to_image")
     p.add_argument("--latency-queries", type=int, default=200)
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "rerank_ablation.json")
+    p.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "rerank_ablation.json"
+    )
     args = p.parse_args()
     result = run(args)
     print(markdown(result))

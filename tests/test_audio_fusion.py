@@ -22,7 +22,10 @@ def test_speech_gate() -> None:
 
 def test_fuse_only_where_speech() -> None:
     rng = np.random.default_rng(11)
-    acoustic, spoken = l2_normalize(rng.standard_normal((7, 5))), l2_normalize(rng.standard_normal((7, 5)))
+    acoustic, spoken = (
+        l2_normalize(rng.standard_normal((7, 5))),
+        l2_normalize(rng.standard_normal((7, 5))),
+    )
     weights = np.array([0.75, 0, 0.75, 0, 0, 1.0, 0])
     speech = weights > 0
     out = fuse(acoustic, spoken, weights)

@@ -37,7 +37,9 @@ def slaney_mel_oracle(samples: np.ndarray, n_frames: int) -> np.ndarray:
     def hz_to_mel(f: np.ndarray) -> np.ndarray:
         f = np.asarray(f, np.float64)
         lin = f / (200.0 / 3)
-        return np.where(f >= 1000, 15 + np.log(np.maximum(f, 1e-9) / 1000) / (np.log(6.4) / 27), lin)
+        return np.where(
+            f >= 1000, 15 + np.log(np.maximum(f, 1e-9) / 1000) / (np.log(6.4) / 27), lin
+        )
 
     def mel_to_hz(m: np.ndarray) -> np.ndarray:
         return np.where(m >= 15, 1000 * np.exp((np.log(6.4) / 27) * (m - 15)), m * 200.0 / 3)
@@ -74,8 +76,9 @@ def test_head_normalised_and_artifact_round_trip(tmp_path: Path) -> None:
     x = torch.randn(5, 7, 17)
     y = head(x)
     assert y.shape == (5, 13) and torch.allclose(y.norm(dim=-1), torch.ones(5), atol=1e-5)
-    art = AudioHeadArtifact(head, "space|v|13", "test-v0", {"n_tokens": 7},
-                            {"transcript_weight": 0.5}, {"seed": 0})
+    art = AudioHeadArtifact(
+        head, "space|v|13", "test-v0", {"n_tokens": 7}, {"transcript_weight": 0.5}, {"seed": 0}
+    )
     save_audio_head(art, tmp_path / "h.safetensors")
     back = load_audio_head(tmp_path / "h.safetensors")
     assert back.space_key == "space|v|13" and back.fusion == {"transcript_weight": 0.5}
@@ -174,12 +177,18 @@ def test_starter_encoder_audio_to_text() -> None:
     from retrieval.splits import split_of
 
     enc = create_encoder("starter", device="cpu")
-    names = [next(f"{d}_jackson_{k}" for k in range(50) if split_of(f"fsdd-{d}_jackson_{k}") == "test")
-             for d in (1, 5, 9)]  # held-out clips only
+    names = [
+        next(f"{d}_jackson_{k}" for k in range(50) if split_of(f"fsdd-{d}_jackson_{k}") == "test")
+        for d in (1, 5, 9)
+    ]  # held-out clips only
     clips = [decode_audio(DATA / "fsdd" / "audio" / f"{n}.flac") for n in names]
     audio = enc.encode_audio(clips)
     assert audio.shape == (3, enc.dim)
     assert np.allclose(np.linalg.norm(audio, axis=1), 1.0, atol=1e-5)
-    sim = audio @ enc.encode_texts(["zero", "one", "two", "three", "four", "five", "six", "seven",
-                                    "eight", "nine"]).T
+    sim = (
+        audio
+        @ enc.encode_texts(
+            ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+        ).T
+    )
     assert [int(i) for i in sim.argmax(axis=1)] == [1, 5, 9]

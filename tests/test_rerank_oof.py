@@ -54,7 +54,9 @@ def test_fold_tasks_partition_train_items() -> None:
     items = [PairItem(i, "toy", Path(f"{i}.png"), (f"text {j % 17}",)) for j, i in enumerate(ids)]
     texts = [f"text {t}" for t in range(17)]
     pairs = [(j, j % 17) for j in range(len(ids))]
-    raw = RawFeatures(items, texts, pairs, np.zeros((61, 1, 1)), np.zeros((17, 1, 1)), np.zeros((17, 1)))
+    raw = RawFeatures(
+        items, texts, pairs, np.zeros((61, 1, 1)), np.zeros((17, 1, 1)), np.zeros((17, 1))
+    )
     vec = rng.standard_normal((61, 8)).astype(np.float32)
     tv = rng.standard_normal((17, 8)).astype(np.float32)
     feats = SpaceFeatures(vec, [v[None] for v in vec], tv, [v[None] for v in tv])
@@ -110,9 +112,13 @@ def test_heads_loaded_swaps_and_restores() -> None:
     model = _Starterish()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = np.random.default_rng(11)
-    heads = {"media_weight": rng.standard_normal((7, 11)), "media_bias": rng.standard_normal(7),
-             "text_weight": rng.standard_normal((7, 5)), "bridge_gate": np.array(0.3),
-             "logit_scale": np.array(4.0)}
+    heads = {
+        "media_weight": rng.standard_normal((7, 11)),
+        "media_bias": rng.standard_normal(7),
+        "text_weight": rng.standard_normal((7, 5)),
+        "bridge_gate": np.array(0.3),
+        "logit_scale": np.array(4.0),
+    }
     with heads_loaded(model, heads) as m:
         assert np.allclose(m.visual.tower.head.proj.weight.detach().numpy(), heads["media_weight"])
         assert np.allclose(m.visual.bridge_proj.weight.detach().numpy(), heads["text_weight"])

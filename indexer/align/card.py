@@ -82,7 +82,18 @@ def write_model_card(
     test: dict[str, dict],
     history: list[dict],
 ) -> None:
-    lines = [f"# Starter model heads: `{version}`", "", _ABOUT, "", "## Reproduce", "", "```", command, "```", ""]
+    lines = [
+        f"# Starter model heads: `{version}`",
+        "",
+        _ABOUT,
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+    ]
     lines += _data_lines(manifests, counts)
     lines += [
         "",

@@ -33,8 +33,11 @@ class AlignConfig:
     def command(self) -> str:
         """The command line that reproduces this run (written into the artifact and its card)."""
         parts = ["crossmedia align"] + [f"--manifest {shlex.quote(str(p))}" for p in self.manifests]
-        parts += [f"--out {shlex.quote(str(self.out))}", f"--epochs {self.head.epochs}",
-                  f"--seed {self.head.seed}"]
+        parts += [
+            f"--out {shlex.quote(str(self.out))}",
+            f"--epochs {self.head.epochs}",
+            f"--seed {self.head.seed}",
+        ]
         default = HeadConfig()
         for f in fields(HeadConfig):
             if f.name in ("dim", "lr", "weight_decay", "dropout"):
@@ -54,7 +57,9 @@ class AlignReport:
     counts: dict[str, dict[str, int]]  # per data set: media rows per split
 
 
-def gather(manifests: Sequence[Path], features: FeatureCache) -> tuple[AlignData, dict[str, dict[str, int]]]:
+def gather(
+    manifests: Sequence[Path], features: FeatureCache
+) -> tuple[AlignData, dict[str, dict[str, int]]]:
     """Concatenate the manifests' cached features into one AlignData (texts deduplicated)."""
     media, split, group, pairs, text_rows = [], [], [], [], []
     text_index: dict[str, int] = {}
@@ -97,8 +102,9 @@ def run_align(cfg: AlignConfig) -> AlignReport:
         raise ValueError(
             f"--out must end in .safetensors (got {out}), e.g. --out starter-heads-v2.safetensors"
         )
-    features = FeatureCache(cache_dir("features", cfg.cache_dir), device=cfg.device,
-                            progress=cfg.progress)
+    features = FeatureCache(
+        cache_dir("features", cfg.cache_dir), device=cfg.device, progress=cfg.progress
+    )
     data, counts = gather(cfg.manifests, features)
     head = replace(cfg.head, bridge_dim=data.text.shape[1])
     result = train_heads(data, head, cache_dir("checkpoints", cfg.cache_dir), progress=cfg.progress)
@@ -116,11 +122,26 @@ def run_align(cfg: AlignConfig) -> AlignReport:
         "command": command,
     }
     write_heads_artifact(out, result.heads, features.class_text, meta)
-    write_model_card(out.parent / "MODEL_CARD.md", version=out.stem, command=command, cfg=head,
-                     counts=counts, manifests=cfg.manifests, best_epoch=result.best_epoch,
-                     val=val, test=test, history=result.history)
-    return AlignReport(out=out, head_version=out.stem, best_epoch=result.best_epoch, val=val,
-                       test=test, counts=counts)
+    write_model_card(
+        out.parent / "MODEL_CARD.md",
+        version=out.stem,
+        command=command,
+        cfg=head,
+        counts=counts,
+        manifests=cfg.manifests,
+        best_epoch=result.best_epoch,
+        val=val,
+        test=test,
+        history=result.history,
+    )
+    return AlignReport(
+        out=out,
+        head_version=out.stem,
+        best_epoch=result.best_epoch,
+        val=val,
+        test=test,
+        counts=counts,
+    )
 
 
 def write_heads_artifact(

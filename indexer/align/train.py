@@ -127,7 +127,11 @@ def train_heads(
     """
     torch.manual_seed(cfg.seed)
     run = _Run.build(data, cfg, text_weight)
-    ckpt = Path(checkpoint_dir) / f"heads-{_run_key(data, cfg, text_weight)}.pt" if checkpoint_dir else None
+    ckpt = (
+        Path(checkpoint_dir) / f"heads-{_run_key(data, cfg, text_weight)}.pt"
+        if checkpoint_dir
+        else None
+    )
     state = {
         "epoch": 0,
         "best_score": -1.0,
@@ -152,7 +156,9 @@ def train_heads(
         score = val["mean"]["score"] if val else -float(np.mean(losses))
         state["history"].append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val": score})
         if score > state["best_score"]:
-            state.update(best_score=score, best_epoch=epoch + 1, best=run.model.export(), best_val=val)
+            state.update(
+                best_score=score, best_epoch=epoch + 1, best=run.model.export(), best_val=val
+            )
         state["epoch"] = epoch + 1
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", val=f"{score:.3f}", best=state["best_epoch"])
         if ckpt is not None:
@@ -195,7 +201,9 @@ class _Run:
             raise ValueError("No training pairs: every media row is in val/test. Add more data.")
         model = ContrastiveHeads(media.shape[1], text.shape[1], cfg)
         if text_weight is not None:
-            model.text.weight.data.copy_(torch.from_numpy(np.asarray(text_weight, dtype=np.float32)))
+            model.text.weight.data.copy_(
+                torch.from_numpy(np.asarray(text_weight, dtype=np.float32))
+            )
             model.text.weight.requires_grad_(False)
         own = media[torch.from_numpy(train_rows)][:, : media.shape[1] - cfg.bridge_dim]
         model.mu.copy_(own.mean(0))

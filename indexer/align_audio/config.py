@@ -24,9 +24,13 @@ class AlignAudioConfig:
         return Path(self.cache) if self.cache is not None else cache_dir("audio")
 
     def command(self) -> str:
-        parts = ["crossmedia align-audio", f"--out {shlex.quote(str(self.out))}",
-                 f"--features {self.features}", f"--epochs {self.train.epochs}",
-                 f"--seed {self.train.seed}"]
+        parts = [
+            "crossmedia align-audio",
+            f"--out {shlex.quote(str(self.out))}",
+            f"--features {self.features}",
+            f"--epochs {self.train.epochs}",
+            f"--seed {self.train.seed}",
+        ]
         if self.text != "starter":
             parts.append(f"--text {self.text}")
         return " ".join(parts)

@@ -111,8 +111,12 @@ def load_cached(cache: Path, dataset: str, kind: str, ids: Sequence[str]) -> np.
     return data["values"][[row[i] for i in ids]]
 
 
-def build_cache(cache: Path, datasets: Sequence[str] = DATASETS,
-                transcribe_splits: Sequence[str] = ("val", "test"), root: Path | None = None) -> None:
+def build_cache(
+    cache: Path,
+    datasets: Sequence[str] = DATASETS,
+    transcribe_splits: Sequence[str] = ("val", "test"),
+    root: Path | None = None,
+) -> None:
     """Compute what `cache` lacks: per set, Whisper tokens and MFCC stats of every clip, then
     transcripts of the sampled clips of `transcribe_splits`. Present files are kept as they are."""
     from tqdm import tqdm
@@ -125,27 +129,41 @@ def build_cache(cache: Path, datasets: Sequence[str] = DATASETS,
     for name in datasets:
         items = load_items(name, root)
         ids = np.array([it.id for it in items])
-        if cache_path(cache, name, "whisper").is_file() and cache_path(cache, name, "mfcc").is_file():
+        if (
+            cache_path(cache, name, "whisper").is_file()
+            and cache_path(cache, name, "mfcc").is_file()
+        ):
             continue
         clips = _decode(items, name)
-        feats = [tower.token_features(clips[s : s + 64])
-                 for s in tqdm(range(0, len(clips), 64), desc=f"whisper {name}")]
+        feats = [
+            tower.token_features(clips[s : s + 64])
+            for s in tqdm(range(0, len(clips), 64), desc=f"whisper {name}")
+        ]
         np.savez(cache_path(cache, name, "whisper"), ids=ids, values=np.concatenate(feats))
-        np.savez(cache_path(cache, name, "mfcc"), ids=ids,
-                 values=np.stack([mfcc_stats(c.samples) for c in clips]))
+        np.savez(
+            cache_path(cache, name, "mfcc"),
+            ids=ids,
+            values=np.stack([mfcc_stats(c.samples) for c in clips]),
+        )
     for name in datasets:
         if cache_path(cache, name, "transcripts").is_file():
             continue
-        items = [it for it in load_items(name, root)
-                 if it.split in transcribe_splits and transcribe_sample(it)]
+        items = [
+            it
+            for it in load_items(name, root)
+            if it.split in transcribe_splits and transcribe_sample(it)
+        ]
         clips = _decode(items, name)
         rows = []
         for s in tqdm(range(0, len(clips), 16), desc=f"transcribe {name}"):
             rows += tower.transcribe_detailed(clips[s : s + 16])
-        np.savez(cache_path(cache, name, "transcripts"), ids=np.array([it.id for it in items]),
-                 values=np.array([r.text for r in rows]),
-                 no_speech=np.array([r.no_speech_prob for r in rows], np.float32),
-                 logprob=np.array([r.avg_logprob for r in rows], np.float32))
+        np.savez(
+            cache_path(cache, name, "transcripts"),
+            ids=np.array([it.id for it in items]),
+            values=np.array([r.text for r in rows]),
+            no_speech=np.array([r.no_speech_prob for r in rows], np.float32),
+            logprob=np.array([r.avg_logprob for r in rows], np.float32),
+        )
 
 
 def _decode(items: Sequence[AudioItem], name: str) -> list:
@@ -153,5 +171,7 @@ def _decode(items: Sequence[AudioItem], name: str) -> list:
 
     from retrieval.media.audio import decode_audio
 
-    return [decode_audio(it.path, max_seconds=30.0, allow_silence=True)
-            for it in tqdm(items, desc=f"decode {name}")]
+    return [
+        decode_audio(it.path, max_seconds=30.0, allow_silence=True)
+        for it in tqdm(items, desc=f"decode {name}")
+    ]

@@ -60,8 +60,9 @@ def spoken_vectors(text_fn: TextFn, transcripts: Sequence[Transcript]) -> np.nda
     return text_fn([normalize_transcript(t.text) or " " for t in transcripts])
 
 
-def fit_fusion(head: AudioHead, text_fn: TextFn, cache: Path, phrases: bool = True,
-               root: Path | None = None) -> tuple[FusionConfig, dict]:
+def fit_fusion(
+    head: AudioHead, text_fn: TextFn, cache: Path, phrases: bool = True, root: Path | None = None
+) -> tuple[FusionConfig, dict]:
     """Grid search on the validation split: mean over data sets of (a2t R@1 + t2a mAP@10) / 2."""
     sets = []
     for name, all_its in split_items("val", root).items():
@@ -76,8 +77,9 @@ def fit_fusion(head: AudioHead, text_fn: TextFn, cache: Path, phrases: bool = Tr
         p = phrase_data(cache, "val", root)
         texts, index = text_gallery(p["texts"])
         tr = p["transcripts"]
-        sets.append((embed_head(head, p["tokens"]), tr, spoken_vectors(text_fn, tr),
-                     text_fn(texts), index))
+        sets.append(
+            (embed_head(head, p["tokens"]), tr, spoken_vectors(text_fn, tr), text_fn(texts), index)
+        )
     best: tuple[float, FusionConfig] = (-1.0, FusionConfig())
     grid = itertools.product(
         (0.0, 0.25, 0.5, 0.75, 1.0),  # one-word transcripts
@@ -86,8 +88,9 @@ def fit_fusion(head: AudioHead, text_fn: TextFn, cache: Path, phrases: bool = Tr
         (-0.75, -1.0, -100.0),
     )
     for w, wp, ns, lp in grid:
-        fusion = FusionConfig(transcript_weight=w, phrase_weight=wp, max_no_speech_prob=ns,
-                              min_avg_logprob=lp)
+        fusion = FusionConfig(
+            transcript_weight=w, phrase_weight=wp, max_no_speech_prob=ns, min_avg_logprob=lp
+        )
         s = np.mean(
             [
                 _score(both_directions(fused_vectors(a, tr, sp, fusion), tv, ix))

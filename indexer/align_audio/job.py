@@ -57,9 +57,7 @@ def _minilm() -> TextFn:
     return encode
 
 
-def eval_sets(
-    items: dict[str, list], text_fn: TextFn, cache: Path, kind: str
-) -> list[ValSet]:
+def eval_sets(items: dict[str, list], text_fn: TextFn, cache: Path, kind: str) -> list[ValSet]:
     out = []
     for name, its in items.items():
         texts, index = text_gallery([it.text for it in its])
@@ -68,8 +66,9 @@ def eval_sets(
     return out
 
 
-def train(kind: str, text_fn: TextFn, cache: Path, config: AudioTrainConfig,
-          root: Path | None = None) -> tuple[AudioHead, dict]:
+def train(
+    kind: str, text_fn: TextFn, cache: Path, config: AudioTrainConfig, root: Path | None = None
+) -> tuple[AudioHead, dict]:
     train_items = [it for its in split_items("train", root).values() for it in its]
     keys, index = text_gallery(["\n".join(it.train_texts) for it in train_items])
     targets = l2_normalize(np.stack([text_fn(k.split("\n")).mean(0) for k in keys]))
@@ -99,8 +98,11 @@ def run_align_audio(cfg: AlignAudioConfig) -> dict[str, Any]:
         text_fn, space_key = locked_text(cfg.text)
         head, info = train(cfg.features, text_fn, cache, cfg.train, cfg.data_root)
         whisper = cfg.features == "whisper"
-        fusion, finfo = (fit_fusion(head, text_fn, cache, root=cfg.data_root) if whisper
-                         else (FusionConfig(), {}))
+        fusion, finfo = (
+            fit_fusion(head, text_fn, cache, root=cfg.data_root)
+            if whisper
+            else (FusionConfig(), {})
+        )
     finally:
         torch.set_num_threads(threads)
     tower = asdict(WhisperTowerConfig()) if whisper else {"features": "mfcc"}
@@ -117,7 +119,9 @@ def run_align_audio(cfg: AlignAudioConfig) -> dict[str, Any]:
     }
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_audio_head(AudioHeadArtifact(head, space_key, HEAD_VERSION, tower, asdict(fusion), extra), out)
+    save_audio_head(
+        AudioHeadArtifact(head, space_key, HEAD_VERSION, tower, asdict(fusion), extra), out
+    )
     if whisper:
         out.with_suffix(".md").write_text(model_card(cfg, space_key, fusion, extra))
     return {"out": str(out), "fusion": asdict(fusion), **extra}

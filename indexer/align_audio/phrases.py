@@ -22,7 +22,9 @@ WORDS_PER_PHRASE = 4
 
 
 def phrases(split: str, seed: int = 0, root: Path | None = None) -> list[tuple[str, Audio, str]]:
-    items = sorted((it for it in load_items("fsdd", root) if it.split == split), key=lambda it: it.id)
+    items = sorted(
+        (it for it in load_items("fsdd", root) if it.split == split), key=lambda it: it.id
+    )
     by_speaker: dict[str, list] = {}
     for it in items:
         by_speaker.setdefault(it.id.split("_")[1], []).append(it)
@@ -41,7 +43,9 @@ def phrases(split: str, seed: int = 0, root: Path | None = None) -> list[tuple[s
     return out
 
 
-def phrase_vectors(cache: Path, split: str, tower_fn, transcribe_fn, root: Path | None = None) -> dict:
+def phrase_vectors(
+    cache: Path, split: str, tower_fn, transcribe_fn, root: Path | None = None
+) -> dict:
     """Cached (tokens, transcripts) of the phrases of one split."""
     from retrieval.encoders.audio_whisper import Transcript
 
@@ -51,11 +55,21 @@ def phrase_vectors(cache: Path, split: str, tower_fn, transcribe_fn, root: Path 
         clips = [a for _, a, _ in rows]
         tokens = np.concatenate([tower_fn(clips[s : s + 32]) for s in range(0, len(clips), 32)])
         tr = [t for s in range(0, len(clips), 16) for t in transcribe_fn(clips[s : s + 16])]
-        np.savez(path, ids=np.array([r[0] for r in rows]), texts=np.array([r[2] for r in rows]),
-                 tokens=tokens, transcripts=np.array([t.text for t in tr]),
-                 no_speech=np.array([t.no_speech_prob for t in tr], np.float32),
-                 logprob=np.array([t.avg_logprob for t in tr], np.float32))
+        np.savez(
+            path,
+            ids=np.array([r[0] for r in rows]),
+            texts=np.array([r[2] for r in rows]),
+            tokens=tokens,
+            transcripts=np.array([t.text for t in tr]),
+            no_speech=np.array([t.no_speech_prob for t in tr], np.float32),
+            logprob=np.array([t.avg_logprob for t in tr], np.float32),
+        )
     d = np.load(path, allow_pickle=False)
-    return {"texts": d["texts"].tolist(), "tokens": d["tokens"],
-            "transcripts": [Transcript(str(a), float(b), float(c)) for a, b, c in
-                            zip(d["transcripts"], d["no_speech"], d["logprob"], strict=True)]}
+    return {
+        "texts": d["texts"].tolist(),
+        "tokens": d["tokens"],
+        "transcripts": [
+            Transcript(str(a), float(b), float(c))
+            for a, b, c in zip(d["transcripts"], d["no_speech"], d["logprob"], strict=True)
+        ],
+    }

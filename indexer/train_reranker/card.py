@@ -22,15 +22,30 @@ def finish(job: Job, model: CrossReranker, alpha: float, card: dict[str, Any]) -
     reranker = CrossAttentionReranker(model, job.encoder.space.key(), alpha, out.stem)
     tasks = job.tasks(("train", "val") if cfg.hub_folds else ("val",), model.cfg.max_tokens)
     if cfg.hub_folds:
-        card["hub"] = fit_hub_stage(reranker, job.encoder.towers, job.features, job.checkpoints,
-                                    job.manifests, cfg.depth, tasks, cfg.hub_folds, cfg.progress)
+        card["hub"] = fit_hub_stage(
+            reranker,
+            job.encoder.towers,
+            job.features,
+            job.checkpoints,
+            job.manifests,
+            cfg.depth,
+            tasks,
+            cfg.hub_folds,
+            cfg.progress,
+        )
     card["val"] = evaluate(tasks["val"], match_fn(model), cfg.depth, [alpha], bank=reranker.bank)
     card["version"] = out.stem
     card["command"] = cfg.command()
     card["seconds_total"] = round(time.time() - job.t_start, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
-    reranker.save(out, {"depth": str(cfg.depth), "selected_epoch": str(card["selection"]["epoch"]),
-                        "train_data": ",".join(cfg.sets)})
+    reranker.save(
+        out,
+        {
+            "depth": str(cfg.depth),
+            "selected_epoch": str(card["selection"]["epoch"]),
+            "train_data": ",".join(cfg.sets),
+        },
+    )
     out.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     out.with_suffix(".md").write_text(card_markdown(card))
     return card
@@ -40,7 +55,8 @@ def card_markdown(card: dict[str, Any]) -> str:
     sel = card["selection"]
     hub = card.get("hub")
     lines = [
-        f"# {card['version']}: re-ranker for the starter space", "",
+        f"# {card['version']}: re-ranker for the starter space",
+        "",
         f"- space: `{card['space']}` (refused for any other)",
         f"- command: `{card['command']}`",
         f"- data: {', '.join(f'`{v}`' for v in card['data'].values())}",
@@ -49,30 +65,46 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- training: {card['training']}",
     ]
     if "stage1_from" in card:
-        lines.append(f"- stage 1 taken as it is from `{card['stage1_from']}` (training record above is its own)")
+        lines.append(
+            f"- stage 1 taken as it is from `{card['stage1_from']}` (training record above is its own)"
+        )
     lines.append(
         f"- stage 1: score = cosine + alpha x match, alpha = {sel['alpha']:.5f} "
         f"({sel['alpha_x_scale']:g} / logit_scale), chosen with epoch {sel['epoch']} by mean "
-        f"validation R@1 gain at depth {sel['depth']} ({sel['val_mean_R@1_gain']:+.4f})")
+        f"validation R@1 gain at depth {sel['depth']} ({sel['val_mean_R@1_gain']:+.4f})"
+    )
     if hub:
         lines.append(
             f"- stage 2: the top {hub['window']} reordered by score - beta x hub, hub = mean of the "
             f"{hub['k']} largest cosines to a bank of train-split query vectors ({hub['bank_rows']}); "
             f"k = {hub['k']}, beta = {hub['beta']:g} chosen on {hub['selected_on']} "
-            f"({hub['oof_folds']} folds), mean R@1 gain there {hub['selection_mean_R@1_gain']:+.4f}")
+            f"({hub['oof_folds']} folds), mean R@1 gain there {hub['selection_mean_R@1_gain']:+.4f}"
+        )
         key = f"k={hub['k']},beta={hub['beta']:g}"
-        lines += ["", f"## Stage 2 selection data, at the chosen {key}", "",
-                  "| task (folds + val pooled) | queries | R@1 stage 1 | R@1 both stages | R@10 |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"## Stage 2 selection data, at the chosen {key}",
+            "",
+            "| task (folds + val pooled) | queries | R@1 stage 1 | R@1 both stages | R@10 |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for task, r in hub["grid"][key].items():
-            lines.append(f"| {task} | {r['queries']} | {r['R@1 stage 1']:.3f} | {r['R@1']:.3f} | {r['R@10']:.3f} |")
-    lines += ["", "## Validation (depth {})".format(sel["depth"]), "",
-              "| task | first R@1 | stage 1 R@1 | re-ranked R@1 | first R@10 | re-ranked R@10 | queries | gallery |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            lines.append(
+                f"| {task} | {r['queries']} | {r['R@1 stage 1']:.3f} | {r['R@1']:.3f} | {r['R@10']:.3f} |"
+            )
+    lines += [
+        "",
+        "## Validation (depth {})".format(sel["depth"]),
+        "",
+        "| task | first R@1 | stage 1 R@1 | re-ranked R@1 | first R@10 | re-ranked R@10 | queries | gallery |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for task, res in card["val"].items():
         f = res["first_stage"]
         final = next(v for k, v in res.items() if k != "first_stage" and not k.endswith("stage 1"))
         s1 = next((v for k, v in res.items() if k.endswith("stage 1")), final)
-        lines.append(f"| {task} | {f['R@1']:.3f} | {s1['R@1']:.3f} | {final['R@1']:.3f} | {f['R@10']:.3f} | "
-                     f"{final['R@10']:.3f} | {f['queries']} | {f['gallery']} |")
+        lines.append(
+            f"| {task} | {f['R@1']:.3f} | {s1['R@1']:.3f} | {final['R@1']:.3f} | {f['R@10']:.3f} | "
+            f"{final['R@10']:.3f} | {f['queries']} | {f['gallery']} |"
+        )
     return "\n".join(lines) + "\n"

@@ -14,7 +14,9 @@ DEFAULT_SETS = ("coco_mini", "tuxpaint", "cifar10")
 @dataclass
 class TrainRerankerConfig:
     out: Path  # the artifact (.safetensors); its .json and .md cards are written beside it
-    data_root: Path | None = None  # folder of the sets; None: $CROSSMEDIA_TRAIN_DATA or ../shared/data
+    data_root: Path | None = (
+        None  # folder of the sets; None: $CROSSMEDIA_TRAIN_DATA or ../shared/data
+    )
     sets: tuple[str, ...] = DEFAULT_SETS
     epochs: int = 3
     train_depth: int = 16  # first-stage hard negatives per training query
@@ -41,8 +43,19 @@ class TrainRerankerConfig:
         parts = ["crossmedia train-reranker", f"--out {shlex.quote(str(self.out))}"]
         default = TrainRerankerConfig(out=self.out)
         for f in fields(self):
-            if f.name in ("out", "model", "cache_dir", "progress", "sets", "train_depth", "in_batch",
-                          "depth", "batch_queries", "lr", "weight_decay"):
+            if f.name in (
+                "out",
+                "model",
+                "cache_dir",
+                "progress",
+                "sets",
+                "train_depth",
+                "in_batch",
+                "depth",
+                "batch_queries",
+                "lr",
+                "weight_decay",
+            ):
                 continue
             value = getattr(self, f.name)
             if value != getattr(default, f.name):

@@ -35,11 +35,16 @@ def project(raw: ManifestFeatures, towers: StarterTowers) -> SpaceFeatures:
         iv, it = image_token_set(towers, torch.from_numpy(raw.regions).float())
         tv, tt = [], []
         for s in range(0, len(raw.texts), 256):
-            v, t = text_token_set(towers, torch.from_numpy(raw.states[s : s + 256]).float(),
-                                  torch.from_numpy(raw.mask[s : s + 256]).long())
+            v, t = text_token_set(
+                towers,
+                torch.from_numpy(raw.states[s : s + 256]).float(),
+                torch.from_numpy(raw.mask[s : s + 256]).long(),
+            )
             tv.append(v)
             tt.extend(t)
     return SpaceFeatures(
-        image_vecs=iv.numpy().astype(np.float32), image_tokens=[to_store(x) for x in it],
-        text_vecs=torch.cat(tv).numpy().astype(np.float32), text_tokens=[to_store(x) for x in tt],
+        image_vecs=iv.numpy().astype(np.float32),
+        image_tokens=[to_store(x) for x in it],
+        text_vecs=torch.cat(tv).numpy().astype(np.float32),
+        text_tokens=[to_store(x) for x in tt],
     )

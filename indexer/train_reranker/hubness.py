@@ -61,8 +61,13 @@ def _train_fold(item_id: str, k: int, fold: int, inside: bool) -> bool:
     return split_of(item_id) == "train" and (fold_of(item_id, k) == fold) == inside
 
 
-def oof_scored(towers: StarterTowers, features: FeatureCache, manifests: dict[str, Path],
-               heads: list[dict[str, np.ndarray]], max_tokens: int) -> list[Scored]:
+def oof_scored(
+    towers: StarterTowers,
+    features: FeatureCache,
+    manifests: dict[str, Path],
+    heads: list[dict[str, np.ndarray]],
+    max_tokens: int,
+) -> list[Scored]:
     """Per fold: fold f's tasks through heads f, with the bank of every set's other folds."""
     k = len(heads)
     per_fold: list[tuple[list[PaddedTask], list[PaddedTask]]] = [([], []) for _ in heads]
@@ -73,13 +78,21 @@ def oof_scored(towers: StarterTowers, features: FeatureCache, manifests: dict[st
                 feats = project(raw, towers)
             for inside, dest in ((True, per_fold[f][0]), (False, per_fold[f][1])):
                 member = partial(_train_fold, k=k, fold=f, inside=inside)
-                dest.extend(PaddedTask(t, max_tokens) for t in build_tasks(name, raw, feats, "", member))
+                dest.extend(
+                    PaddedTask(t, max_tokens) for t in build_tasks(name, raw, feats, "", member)
+                )
     return [(pt, bank_vectors(others)) for tasks, others in per_fold for pt in tasks]
 
 
-def select_hub(scored: Sequence[Scored], model: Any, alpha: float, depth: int,
-               ks: Sequence[int] = HUB_KS, betas: Sequence[float] = HUB_BETAS,
-               progress: bool = True) -> dict[str, Any]:
+def select_hub(
+    scored: Sequence[Scored],
+    model: Any,
+    alpha: float,
+    depth: int,
+    ks: Sequence[int] = HUB_KS,
+    betas: Sequence[float] = HUB_BETAS,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Grid-search (k, beta) on `scored` tasks behind stage 1 (`model`, `alpha`).
 
     Returns {"k", "beta", "gain", "grid": {"k=..,beta=..": {task: {"R@1", "R@1 stage 1", ...}}}}.
@@ -102,11 +115,18 @@ def select_hub(scored: Sequence[Scored], model: Any, alpha: float, depth: int,
                 h = hits[pt.task.name]
                 h[0].append(base_hit)
                 h[1].append(np.array([x[0] in r for x, r in zip(hub, rel, strict=True)]))
-                h[2].append(np.array([bool(set(x[:10]) & r) for x, r in zip(hub, rel, strict=True)]))
-            row = {name: {"R@1 stage 1": float(np.concatenate(h[0]).mean()),
-                          "R@1": float(np.concatenate(h[1]).mean()),
-                          "R@10": float(np.concatenate(h[2]).mean()),
-                          "queries": int(sum(len(x) for x in h[0]))} for name, h in sorted(hits.items())}
+                h[2].append(
+                    np.array([bool(set(x[:10]) & r) for x, r in zip(hub, rel, strict=True)])
+                )
+            row = {
+                name: {
+                    "R@1 stage 1": float(np.concatenate(h[0]).mean()),
+                    "R@1": float(np.concatenate(h[1]).mean()),
+                    "R@10": float(np.concatenate(h[2]).mean()),
+                    "queries": int(sum(len(x) for x in h[0])),
+                }
+                for name, h in sorted(hits.items())
+            }
             gain = float(np.mean([r["R@1"] - r["R@1 stage 1"] for r in row.values()]))
             grid[f"k={k},beta={beta:g}"] = row
             if gain > best["gain"] + 1e-9:
@@ -114,21 +134,35 @@ def select_hub(scored: Sequence[Scored], model: Any, alpha: float, depth: int,
     return {**best, "window": WINDOW, "grid": grid}
 
 
-def fit_hub_stage(reranker: Any, towers: StarterTowers, features: FeatureCache, checkpoints: Path,
-                  manifests: dict[str, Path], depth: int, tasks: dict[str, list[PaddedTask]],
-                  oof_folds: int = 4, progress: bool = True) -> dict[str, Any]:
+def fit_hub_stage(
+    reranker: Any,
+    towers: StarterTowers,
+    features: FeatureCache,
+    checkpoints: Path,
+    manifests: dict[str, Path],
+    depth: int,
+    tasks: dict[str, list[PaddedTask]],
+    oof_folds: int = 4,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Give `reranker` its bank and the (k, beta) chosen on out-of-fold + validation data; returns
     the card section. `tasks` are the "train" and "val" splits through the shipped heads (the
     bank is the train queries). Test splits are never read."""
     shipped = bank_vectors(tasks["train"])
-    heads = fold_heads(list(manifests.values()), features, checkpoints, oof_folds, seed=0,
-                       progress=progress)
+    heads = fold_heads(
+        list(manifests.values()), features, checkpoints, oof_folds, seed=0, progress=progress
+    )
     scored = oof_scored(towers, features, manifests, heads, reranker.cfg.max_tokens)
     scored += [(pt, shipped) for pt in tasks["val"]]
     sel = select_hub(scored, reranker.model, reranker.alpha, depth, progress=progress)
     reranker.bank = QueryBank(shipped, k=sel["k"], beta=sel["beta"], window=sel["window"])
-    return {"k": sel["k"], "beta": sel["beta"], "window": sel["window"],
-            "selection_mean_R@1_gain": sel["gain"], "oof_folds": oof_folds,
-            "bank_rows": {m: int(len(v)) for m, v in shipped.items()},
-            "selected_on": "out-of-fold train folds + val (pooled per data set and direction)",
-            "grid": sel["grid"]}
+    return {
+        "k": sel["k"],
+        "beta": sel["beta"],
+        "window": sel["window"],
+        "selection_mean_R@1_gain": sel["gain"],
+        "oof_folds": oof_folds,
+        "bank_rows": {m: int(len(v)) for m, v in shipped.items()},
+        "selected_on": "out-of-fold train folds + val (pooled per data set and direction)",
+        "grid": sel["grid"],
+    }

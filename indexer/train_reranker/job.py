@@ -24,7 +24,12 @@ class Job:
     manifests: dict[str, Path]  # data set -> items.jsonl
     t_start: float
 
-    def tasks(self, splits: tuple[str, ...], max_tokens: int,
-              oof_heads: list[dict[str, np.ndarray]] | None = None) -> dict[str, list[PaddedTask]]:
-        return load_split_tasks(self.encoder.towers, self.features, self.manifests, splits,
-                                max_tokens, oof_heads)
+    def tasks(
+        self,
+        splits: tuple[str, ...],
+        max_tokens: int,
+        oof_heads: list[dict[str, np.ndarray]] | None = None,
+    ) -> dict[str, list[PaddedTask]]:
+        return load_split_tasks(
+            self.encoder.towers, self.features, self.manifests, splits, max_tokens, oof_heads
+        )

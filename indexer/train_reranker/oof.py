@@ -49,12 +49,21 @@ def fold_of(item_id: str, k: int) -> int:
 
 def holdout_splits(item_ids: Sequence[str], splits: Sequence[str], k: int, fold: int) -> list[str]:
     """`splits` with the train items of `fold` relabelled HOLDOUT (val/test untouched)."""
-    return [HOLDOUT if s == "train" and fold_of(i, k) == fold else s
-            for i, s in zip(item_ids, splits, strict=True)]
+    return [
+        HOLDOUT if s == "train" and fold_of(i, k) == fold else s
+        for i, s in zip(item_ids, splits, strict=True)
+    ]
 
 
-def fold_heads(manifests: Sequence[Path], features: FeatureCache, checkpoint_dir: Path, k: int,
-               seed: int = 0, epochs: int = 20, progress: bool = True) -> list[dict[str, np.ndarray]]:
+def fold_heads(
+    manifests: Sequence[Path],
+    features: FeatureCache,
+    checkpoint_dir: Path,
+    k: int,
+    seed: int = 0,
+    epochs: int = 20,
+    progress: bool = True,
+) -> list[dict[str, np.ndarray]]:
     """K exported heads (see ContrastiveHeads.export), fold f's trained without fold f.
 
     Same data, config and validation epoch selection as starter-heads-v1 (`crossmedia align`);
@@ -68,8 +77,9 @@ def fold_heads(manifests: Sequence[Path], features: FeatureCache, checkpoint_dir
     out = []
     for f in range(k):
         split = holdout_splits(ids, data.split, k, f)
-        fold_data = AlignData(media=data.media, text=data.text, pairs=data.pairs, split=split,
-                              group=data.group)
+        fold_data = AlignData(
+            media=data.media, text=data.text, pairs=data.pairs, split=split, group=data.group
+        )
         result = train_heads(fold_data, cfg, Path(checkpoint_dir), progress=progress)
         out.append(result.heads)
     return out

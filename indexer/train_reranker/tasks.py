@@ -48,8 +48,13 @@ class Task:
         return self.q_vecs @ self.g_vecs.T  # (Q, G)
 
 
-def build_tasks(dataset: str, raw: ManifestFeatures, feats: SpaceFeatures, split: str,
-                member: Callable[[str], bool] | None = None) -> list[Task]:
+def build_tasks(
+    dataset: str,
+    raw: ManifestFeatures,
+    feats: SpaceFeatures,
+    split: str,
+    member: Callable[[str], bool] | None = None,
+) -> list[Task]:
     """Both directions on the items of `split`, or on the items whose id `member` accepts."""
     member = member or (lambda item_id: split_of(item_id) == split)
     img_rows = [i for i, it in enumerate(raw.items) if member(it.item_id)]
@@ -70,8 +75,16 @@ def build_tasks(dataset: str, raw: ManifestFeatures, feats: SpaceFeatures, split
     keep_i = [j for j, r in enumerate(i2t_rel) if r]
     return [
         Task(f"{dataset}/text_to_image", tv, tt, "text", iv, it, "image", t2i_rel),
-        Task(f"{dataset}/image_to_text", iv[keep_i], [it[j] for j in keep_i], "image", tv, tt, "text",
-             [i2t_rel[j] for j in keep_i]),
+        Task(
+            f"{dataset}/image_to_text",
+            iv[keep_i],
+            [it[j] for j in keep_i],
+            "image",
+            tv,
+            tt,
+            "text",
+            [i2t_rel[j] for j in keep_i],
+        ),
     ]
 
 
@@ -86,7 +99,9 @@ class PaddedTask:
         self.order = np.argsort(-self.cos, axis=1, kind="stable")  # (Q, G) first-stage ranking
 
 
-MatchFn = Callable[[PaddedTask, np.ndarray, np.ndarray], np.ndarray]  # (task, q rows, cand (B, C)) -> (B, C)
+MatchFn = Callable[
+    [PaddedTask, np.ndarray, np.ndarray], np.ndarray
+]  # (task, q rows, cand (B, C)) -> (B, C)
 
 
 def match_fn(model, batch: int = 2048) -> MatchFn:  # noqa: ANN001 - CrossReranker
@@ -107,9 +122,11 @@ def match_fn(model, batch: int = 2048) -> MatchFn:  # noqa: ANN001 - CrossRerank
                 qi, gi = q_idx[s : s + batch], g_idx[s : s + batch]
                 n = len(qi)
                 out[s : s + n] = model(
-                    torch.from_numpy(pt.q_x[qi]), torch.from_numpy(pt.q_keep[qi]),
+                    torch.from_numpy(pt.q_x[qi]),
+                    torch.from_numpy(pt.q_keep[qi]),
                     torch.full((n,), qm, dtype=torch.long),
-                    torch.from_numpy(pt.g_x[gi]), torch.from_numpy(pt.g_keep[gi]),
+                    torch.from_numpy(pt.g_x[gi]),
+                    torch.from_numpy(pt.g_keep[gi]),
                     torch.full((n,), gm, dtype=torch.long),
                 ).numpy()
         return out.reshape(b, c)
@@ -135,8 +152,14 @@ def metrics(ranked: Sequence[Sequence[int]], task: Task) -> dict[str, float]:
     return out
 
 
-def reranked_lists(pt: PaddedTask, cands: np.ndarray, logits: np.ndarray, alpha: float,
-                   bank: QueryBank | None = None, k: int = max(KS)) -> list[list[int]]:
+def reranked_lists(
+    pt: PaddedTask,
+    cands: np.ndarray,
+    logits: np.ndarray,
+    alpha: float,
+    bank: QueryBank | None = None,
+    k: int = max(KS),
+) -> list[list[int]]:
     """Gallery rows per query after stage 1 (cosine + alpha * match) and, with `bank`, stage 2
     (the hubness correction of the top max(k, window)), exactly as the search service does."""
     cos = np.take_along_axis(pt.cos, cands, axis=1)
@@ -150,8 +173,13 @@ def reranked_lists(pt: PaddedTask, cands: np.ndarray, logits: np.ndarray, alpha:
     return [r[bank.correct(s, hub[r], k)].tolist() for r, s in zip(rows, scores, strict=True)]
 
 
-def evaluate(pts: Sequence[PaddedTask], match: MatchFn, depth: int, alphas: Sequence[float],
-             bank: QueryBank | None = None) -> dict[str, dict[str, dict[str, float]]]:
+def evaluate(
+    pts: Sequence[PaddedTask],
+    match: MatchFn,
+    depth: int,
+    alphas: Sequence[float],
+    bank: QueryBank | None = None,
+) -> dict[str, dict[str, dict[str, float]]]:
     """{task: {"first_stage": metrics, "alpha=<a>": metrics, ...}} (one forward per task).
 
     With `bank`, "alpha=<a>" is both stages and "alpha=<a> stage 1" the cross-attention alone.
@@ -168,10 +196,14 @@ def evaluate(pts: Sequence[PaddedTask], match: MatchFn, depth: int, alphas: Sequ
     return out
 
 
-def load_split_tasks(towers: StarterTowers, features: FeatureCache, manifests: dict[str, Path],
-                     splits: tuple[str, ...], max_tokens: int,
-                     oof_heads: list[dict[str, np.ndarray]] | None = None
-                     ) -> dict[str, list[PaddedTask]]:
+def load_split_tasks(
+    towers: StarterTowers,
+    features: FeatureCache,
+    manifests: dict[str, Path],
+    splits: tuple[str, ...],
+    max_tokens: int,
+    oof_heads: list[dict[str, np.ndarray]] | None = None,
+) -> dict[str, list[PaddedTask]]:
     """{split: [PaddedTask]} for every data set (`manifests`: name -> items.jsonl), from the
     shared feature cache through the heads loaded in `towers`.
 
@@ -187,18 +219,27 @@ def load_split_tasks(towers: StarterTowers, features: FeatureCache, manifests: d
             if split == "train" and oof_heads:
                 out[split].extend(oof_tasks(towers, name, raw, oof_heads, max_tokens))
             else:
-                out[split].extend(PaddedTask(t, max_tokens) for t in build_tasks(name, raw, feats, split))
+                out[split].extend(
+                    PaddedTask(t, max_tokens) for t in build_tasks(name, raw, feats, split)
+                )
     return out
 
 
-def oof_tasks(towers: StarterTowers, name: str, raw: ManifestFeatures,
-              heads: list[dict[str, np.ndarray]], max_tokens: int) -> list[PaddedTask]:
+def oof_tasks(
+    towers: StarterTowers,
+    name: str,
+    raw: ManifestFeatures,
+    heads: list[dict[str, np.ndarray]],
+    max_tokens: int,
+) -> list[PaddedTask]:
     out = []
     for f, h in enumerate(heads):
         with heads_loaded(towers.model, h):
             feats = project(raw, towers)
         member = partial(in_fold, k=len(heads), fold=f)
-        out.extend(PaddedTask(t, max_tokens) for t in build_tasks(name, raw, feats, "train", member))
+        out.extend(
+            PaddedTask(t, max_tokens) for t in build_tasks(name, raw, feats, "train", member)
+        )
     return out
 
 

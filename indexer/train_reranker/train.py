@@ -69,8 +69,14 @@ def run_train_reranker(cfg: TrainRerankerConfig) -> dict[str, Any]:
     t_start = time.time()
     root = data_root(cfg.data_root)
     encoder = create_encoder("starter", device="cpu")
-    job = Job(cfg, encoder, FeatureCache(cache_dir("features", cfg.cache_dir), progress=cfg.progress),
-              cache_dir("checkpoints", cfg.cache_dir), cfg.manifests(root), t_start)
+    job = Job(
+        cfg,
+        encoder,
+        FeatureCache(cache_dir("features", cfg.cache_dir), progress=cfg.progress),
+        cache_dir("checkpoints", cfg.cache_dir),
+        cfg.manifests(root),
+        t_start,
+    )
     if cfg.stage1_from is not None:
         base = load_reranker(Path(cfg.stage1_from), encoder.space.key())
         card = json.loads(Path(cfg.stage1_from).with_suffix(".json").read_text())
@@ -89,8 +95,14 @@ def train_stage1(job: Job) -> tuple[CrossReranker, float, dict[str, Any]]:
     rng = np.random.default_rng(cfg.seed)
     oof_heads = None
     if cfg.oof_folds:
-        oof_heads = fold_heads(list(job.manifests.values()), job.features, job.checkpoints,
-                               cfg.oof_folds, seed=0, progress=cfg.progress)
+        oof_heads = fold_heads(
+            list(job.manifests.values()),
+            job.features,
+            job.checkpoints,
+            cfg.oof_folds,
+            seed=0,
+            progress=cfg.progress,
+        )
     tasks = job.tasks(("train", "val"), cfg.model.max_tokens, oof_heads)
     scale = float(job.encoder.model.logit_scale.exp())
     model = CrossReranker(cfg.model)
@@ -98,30 +110,67 @@ def train_stage1(job: Job) -> tuple[CrossReranker, float, dict[str, Any]]:
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()
-    card = {
-        "version": Path(cfg.out).stem,
-        "space": job.encoder.space.key(),
-        "data": {name: str(path) for name, path in job.manifests.items()},
-        "split": ("trained on train, selected on val (retrieval.splits); test never read"
-                  + (f"; train features out-of-fold from {cfg.oof_folds} fold heads "
-                     "(indexer.train_reranker.oof)" if cfg.oof_folds else "")),
-        "train_first_stage": first_stage_summary(tasks["train"]),
-        "config": asdict(cfg.model),
-        "training": {"epochs": cfg.epochs, "train_depth": cfg.train_depth, "in_batch": cfg.in_batch,
-                     "batch_queries": cfg.batch_queries, "lr": cfg.lr,
-                     "weight_decay": cfg.weight_decay, "seed": cfg.seed, "logit_scale": scale,
-                     "cos_offset": cfg.cos_offset, "token_noise": cfg.token_noise,
-                     "oof_folds": cfg.oof_folds, "seconds": round(time.time() - job.t_start, 1)},
-        "selection": {"depth": cfg.depth, "alpha": best["alpha"],
-                      "alpha_x_scale": best["alpha"] * scale, "epoch": best["epoch"],
-                      "val_mean_R@1_gain": best["gain"], "val_first_stage": base_val},
-        "history": history,
-    }
+    card = _stage1_card(job, tasks, scale, best, history, base_val)
     return model, best["alpha"], card
 
 
-def _fit(cfg: TrainRerankerConfig, model: CrossReranker, tasks: dict[str, list[PaddedTask]],
-         scale: float, rng: np.random.Generator) -> tuple[dict[str, Any], list[dict[str, Any]], dict]:
+def _stage1_card(
+    job: Job,
+    tasks: dict[str, list[PaddedTask]],
+    scale: float,
+    best: dict[str, Any],
+    history: list[dict[str, Any]],
+    base_val: dict[str, float],
+) -> dict[str, Any]:
+    cfg = job.cfg
+    return {
+        "version": Path(cfg.out).stem,
+        "space": job.encoder.space.key(),
+        "data": {name: str(path) for name, path in job.manifests.items()},
+        "split": (
+            "trained on train, selected on val (retrieval.splits); test never read"
+            + (
+                f"; train features out-of-fold from {cfg.oof_folds} fold heads "
+                "(indexer.train_reranker.oof)"
+                if cfg.oof_folds
+                else ""
+            )
+        ),
+        "train_first_stage": first_stage_summary(tasks["train"]),
+        "config": asdict(cfg.model),
+        "training": {
+            "epochs": cfg.epochs,
+            "train_depth": cfg.train_depth,
+            "in_batch": cfg.in_batch,
+            "batch_queries": cfg.batch_queries,
+            "lr": cfg.lr,
+            "weight_decay": cfg.weight_decay,
+            "seed": cfg.seed,
+            "logit_scale": scale,
+            "cos_offset": cfg.cos_offset,
+            "token_noise": cfg.token_noise,
+            "oof_folds": cfg.oof_folds,
+            "seconds": round(time.time() - job.t_start, 1),
+        },
+        "selection": {
+            "depth": cfg.depth,
+            "alpha": best["alpha"],
+            "alpha_x_scale": best["alpha"] * scale,
+            "epoch": best["epoch"],
+            "val_mean_R@1_gain": best["gain"],
+            "val_first_stage": base_val,
+        },
+        "history": history,
+    }
+
+
+def _fit(
+    cfg: TrainRerankerConfig,
+    model: CrossReranker,
+    tasks: dict[str, list[PaddedTask]],
+    scale: float,
+    rng: np.random.Generator,
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict]:
     """Epochs of list-wise training; after each, every alpha is scored on val. Returns the best
     (epoch, alpha, weights) whose mean R@10 is not below the first stage's, the history, and
     the first stage's val summary."""
@@ -131,33 +180,81 @@ def _fit(cfg: TrainRerankerConfig, model: CrossReranker, tasks: dict[str, list[P
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * len(batches(tasks["train"], cfg.batch_queries, rng))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        opt,
+        lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)),
+    )
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"gain": 0.0, "epoch": 0, "alpha": 0.0, "state": None}
-    base_val = summary(evaluate(tasks["val"], match_fn(model.eval()), cfg.depth, [0.0]), "first_stage")
+    base_val = summary(
+        evaluate(tasks["val"], match_fn(model.eval()), cfg.depth, [0.0]), "first_stage"
+    )
     bar = tqdm(total=total, desc="train-reranker", disable=not cfg.progress)
     for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        losses = []
-        for ti, rows in batches(tasks["train"], cfg.batch_queries, rng):
-            loss = step_loss(model, tasks["train"][ti], rows, cfg.train_depth, cfg.in_batch,
-                             cfg.cos_offset * scale, cfg.token_noise, rng)
-            optimiser_step(opt, loss, sched, clip_norm=1.0)
-            losses.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses[-20:]):.3f}")
+        losses = _train_epoch(cfg, model, opt, sched, tasks["train"], scale, rng, bar, epoch)
         val = evaluate(tasks["val"], match_fn(model.eval()), cfg.depth, alphas)
         row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses))}
-        for a in alphas:
-            s = summary(val, f"alpha={a:g}")
-            row[f"alpha={a * scale:g}/scale"] = s
-            gain = s["R@1"] - base_val["R@1"]
-            if gain > best["gain"] + 1e-9 and s["R@10"] >= base_val["R@10"] - 1e-9:
-                best = {"gain": gain, "epoch": epoch, "alpha": a,
-                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        best = _select(val, alphas, scale, base_val, best, epoch, model, row)
         history.append(row)
-        bar.write(f"epoch {epoch}: loss {row['loss']:.4f}, val mean R@1 first stage "
-                  f"{base_val['R@1']:.4f}, best so far +{best['gain']:.4f} "
-                  f"(epoch {best['epoch']}, alpha x scale {best['alpha'] * scale:g})")
+        bar.write(
+            f"epoch {epoch}: loss {row['loss']:.4f}, val mean R@1 first stage "
+            f"{base_val['R@1']:.4f}, best so far +{best['gain']:.4f} "
+            f"(epoch {best['epoch']}, alpha x scale {best['alpha'] * scale:g})"
+        )
     bar.close()
     return best, history, base_val
+
+
+def _train_epoch(
+    cfg: TrainRerankerConfig,
+    model: CrossReranker,
+    opt: Any,
+    sched: Any,
+    train: list[PaddedTask],
+    scale: float,
+    rng: np.random.Generator,
+    bar: Any,
+    epoch: int,
+) -> list[float]:
+    model.train()
+    losses = []
+    for ti, rows in batches(train, cfg.batch_queries, rng):
+        loss = step_loss(
+            model,
+            train[ti],
+            rows,
+            cfg.train_depth,
+            cfg.in_batch,
+            cfg.cos_offset * scale,
+            cfg.token_noise,
+            rng,
+        )
+        optimiser_step(opt, loss, sched, clip_norm=1.0)
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses[-20:]):.3f}")
+    return losses
+
+
+def _select(
+    val: dict,
+    alphas: list[float],
+    scale: float,
+    base_val: dict[str, float],
+    best: dict[str, Any],
+    epoch: int,
+    model: CrossReranker,
+    row: dict[str, Any],
+) -> dict[str, Any]:
+    """Score every alpha of this epoch into `row`; the new best when one beats `best`."""
+    for a in alphas:
+        s = summary(val, f"alpha={a:g}")
+        row[f"alpha={a * scale:g}/scale"] = s
+        gain = s["R@1"] - base_val["R@1"]
+        if gain > best["gain"] + 1e-9 and s["R@10"] >= base_val["R@10"] - 1e-9:
+            best = {
+                "gain": gain,
+                "epoch": epoch,
+                "alpha": a,
+                "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            }
+    return best

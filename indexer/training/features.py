@@ -129,17 +129,33 @@ class FeatureCache:
         path = self.path(manifest)
         d = cached_npz(path, lambda: self._compute(items, table.texts))
         if list(d["ids"]) != [it.item_id for it in items] or list(d["texts"]) != table.texts:
-            raise RuntimeError(f"Feature cache {path} does not match its manifest; delete it and rerun.")
-        return ManifestFeatures(items, table.texts, table.pairs, d["regions"], d["states"], d["mask"],
-                                d["head_inputs"], d["pooled_text"])
+            raise RuntimeError(
+                f"Feature cache {path} does not match its manifest; delete it and rerun."
+            )
+        return ManifestFeatures(
+            items,
+            table.texts,
+            table.pairs,
+            d["regions"],
+            d["states"],
+            d["mask"],
+            d["head_inputs"],
+            d["pooled_text"],
+        )
 
     def _compute(self, items: list[PairItem], texts: list[str]) -> dict[str, np.ndarray]:
         head_inputs, regions = self.image_features([it.image for it in items])
         states, mask, _ = self.text_features(texts, STATES_BATCH, self.progress)
         pooled = self.text_features(texts, POOLED_BATCH, self.progress)[2]
-        return {"ids": np.array([it.item_id for it in items]), "texts": np.array(texts),
-                "head_inputs": head_inputs, "regions": regions, "pooled_text": pooled,
-                "states": states, "mask": mask}
+        return {
+            "ids": np.array([it.item_id for it in items]),
+            "texts": np.array(texts),
+            "head_inputs": head_inputs,
+            "regions": regions,
+            "pooled_text": pooled,
+            "states": states,
+            "mask": mask,
+        }
 
     def image_features(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
         """One trunk pass per batch -> head inputs (N, 1280 + 384) float32, regions (N, 14, 1280)
@@ -157,8 +173,9 @@ class FeatureCache:
                 regions.append(image_regions(fmap).half().numpy())
         return np.concatenate(inputs), np.concatenate(regions)
 
-    def text_features(self, texts: list[str], batch_size: int, progress: bool
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def text_features(
+        self, texts: list[str], batch_size: int, progress: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One MiniLM pass -> states (M, T, 384) float16, mask (M, T) int8 (T = the
         longest text), pooled (M, 384) float32."""
         import torch
@@ -178,5 +195,7 @@ class FeatureCache:
             states[row : row + len(s), : s.shape[1]] = s
             mask[row : row + len(s), : m.shape[1]] = m
             row += len(s)
-        pooled = np.concatenate([c[2] for c in chunks]) if chunks else np.zeros((0, width), np.float32)
+        pooled = (
+            np.concatenate([c[2] for c in chunks]) if chunks else np.zeros((0, width), np.float32)
+        )
         return states, mask, pooled

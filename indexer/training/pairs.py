@@ -33,7 +33,9 @@ def manifest_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def item_texts(captions: list[str], label: object, label_prompt: str = LABEL_PROMPT) -> tuple[str, ...]:
+def item_texts(
+    captions: list[str], label: object, label_prompt: str = LABEL_PROMPT
+) -> tuple[str, ...]:
     if captions:
         return tuple(captions)
     if label:
