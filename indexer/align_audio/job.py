@@ -23,6 +23,7 @@ from indexer.align_audio.data import DATASETS, build_cache, load_cached
 from indexer.align_audio.eval import text_gallery
 from indexer.align_audio.fusion import TextFn, fit_fusion, split_items, tokens
 from indexer.align_audio.train import AudioTrainConfig, ValSet, train_audio_head
+from indexer.training.paths import data_root
 from retrieval.encoders.audio_head import AudioHead, AudioHeadArtifact, save_audio_head
 from retrieval.encoders.audio_starter import HEAD_VERSION, FusionConfig
 from retrieval.encoders.audio_whisper import WhisperTowerConfig
@@ -89,6 +90,7 @@ def run_align_audio(cfg: AlignAudioConfig) -> dict[str, Any]:
     """Build the missing features, train, fit fusion, write `cfg.out` (+ card); returns the record."""
     import torch
 
+    data_root(cfg.data_root)  # a missing data folder fails here, before any model loads
     cache = cfg.cache_path()
     build_cache(cache, DATASETS, cfg.transcribe_splits, cfg.data_root)
     threads = torch.get_num_threads()
