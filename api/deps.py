@@ -10,9 +10,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.runtime import Runtime
 from api.errors import ApiError
 from api.metrics import Metrics
+from api.runtime import Runtime
 from api.security import Principal, require_scope
 from api.settings import Settings
 

@@ -14,18 +14,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from retrieval.encoders.base import UnsupportedModalityError
 from retrieval.errors import (
+    CatalogueBusyError,
     CatalogueError,
     CrossmediaError,
     MediaError,
     MediaTooLargeError,
     ModelUnavailableError,
     SpaceMismatchError,
+    StorageFullError,
     UnknownModelError,
     UnsupportedMediaError,
 )
+from retrieval.fsutil import is_disk_full
 
 log = logging.getLogger("crossmedia.api")
 
@@ -45,7 +49,11 @@ _STATUS_CODES = {
     500: "internal_error",
     503: "unavailable",
     504: "timeout",
+    507: "storage_full",
 }
+
+# Another process (`crossmedia index`) holds the catalogue's write lock: worth a retry soon.
+BUSY_RETRY_AFTER_S = 2
 
 # Most specific first: the first isinstance match wins.
 _ENGINE_ERRORS: list[tuple[type[Exception], int, str]] = [
@@ -56,7 +64,9 @@ _ENGINE_ERRORS: list[tuple[type[Exception], int, str]] = [
     (SpaceMismatchError, 409, "space_mismatch"),
     (UnknownModelError, 400, "unknown_model"),
     (ModelUnavailableError, 503, "model_unavailable"),
+    (CatalogueBusyError, 503, "catalogue_busy"),
     (CatalogueError, 503, "catalogue_unavailable"),
+    (StorageFullError, 507, "storage_full"),
 ]
 
 
@@ -109,12 +119,28 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) or "Invalid request."
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    routes = request.app.router.routes
+    allowed = [
+        m for m in _METHODS
+        if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)
+    ]
+    return ", ".join(allowed)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = getattr(exc, "code", None)
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            # Starlette lists only the first route that matched the path (GET of
+            # /v1/items/{id}); name every method any route offers there.
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
         return error_response(exc.status_code, message, code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -126,4 +152,21 @@ def install_error_handlers(app: FastAPI) -> None:
         status, code = engine_error_status(exc)
         if status >= 500:
             log.error("engine error on %s: %s", request.url.path, exc)
-        return error_response(status, str(exc) or exc.__class__.__name__, code)
+        headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)} if code == "catalogue_busy" else None
+        return error_response(status, str(exc) or exc.__class__.__name__, code, headers)
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        if not is_disk_full(exc):
+            raise exc  # on to the 500 handler below
+        # e.g. an index file save after the store took the write
+        log.error("disk full on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            507, f"The disk holding the catalogue is full ({exc}). Free some space and retry.",
+            "storage_full",
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "Internal server error; see the server log.", "internal_error")

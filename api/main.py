@@ -8,17 +8,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from api.runtime import Runtime
-from api.errors import error_response, install_error_handlers
+from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware, TimeoutMiddleware
 from api.metrics import Metrics, MetricsMiddleware
+from api.openapi import install_schema_limits
 from api.routers import items, search, system
+from api.runtime import Runtime
 from api.security import build_security_state
 from api.settings import Settings
 
@@ -70,11 +71,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.state.keyring, app.state.rate_limiter = build_security_state(settings)
 
     install_error_handlers(app)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "Internal server error; see the server log.", "internal_error")
+    install_schema_limits(app, settings)
 
     app.include_router(search.router)
     app.include_router(items.router)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from api.settings import Settings
-from retrieval.media.decode import MediaLimits
 from retrieval.errors import MediaTooLargeError, UnsupportedMediaError
+from retrieval.media.decode import MediaLimits
 from retrieval.media.image import ImageLimits, decode_image
 from retrieval.media.sniff import sniff
 from retrieval.modality import Modality

@@ -23,21 +23,39 @@ log = logging.getLogger("crossmedia.api")
 class ReadWriteLock:
     """Many concurrent searches, or one writer (upload/delete) that changes the indexes.
 
-    Writers are preferred so a stream of searches cannot starve an upload forever.
+    Phase-fair: a reader that arrives while a writer holds or awaits the lock waits for the end of
+    that writer; when a writer releases, every reader waiting then is let in before the next
+    writer (who waits for them to finish). So a reader waits for at most one writer, a writer
+    waits for at most one batch of readers per writer ahead of it (writers go in arrival order),
+    and neither side can starve the other.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._waiting_writers = 0
+        self._readers = 0  # active readers
+        self._writer = False  # a writer is active
+        self._blocked_readers = 0  # readers waiting for the current writer phase to end
+        self._phase = 0  # +1 each time a writer releases and admits the blocked readers
+        self._tickets = 0  # writers that have arrived
+        self._serving = 0  # the ticket whose turn it is
+
+    @property
+    def waiting(self) -> tuple[int, int]:
+        """(readers, writers) waiting now; for tests and diagnostics."""
+        with self._cond:
+            writers = self._tickets - self._serving - (1 if self._writer else 0)
+            return self._blocked_readers, writers
 
     @contextmanager
     def read(self) -> Iterator[None]:
         with self._cond:
-            while self._writer or self._waiting_writers:
-                self._cond.wait()
-            self._readers += 1
+            if self._writer or self._tickets != self._serving:
+                phase = self._phase
+                self._blocked_readers += 1
+                while self._phase == phase:  # the releasing writer counts us in
+                    self._cond.wait()
+            else:
+                self._readers += 1
         try:
             yield
         finally:
@@ -49,16 +67,20 @@ class ReadWriteLock:
     @contextmanager
     def write(self) -> Iterator[None]:
         with self._cond:
-            self._waiting_writers += 1
-            while self._writer or self._readers:
+            ticket = self._tickets
+            self._tickets += 1
+            while self._serving != ticket or self._writer or self._readers:
                 self._cond.wait()
-            self._waiting_writers -= 1
             self._writer = True
         try:
             yield
         finally:
             with self._cond:
                 self._writer = False
+                self._serving += 1
+                self._readers += self._blocked_readers  # admitted before the next writer
+                self._blocked_readers = 0
+                self._phase += 1
                 self._cond.notify_all()
 
 
@@ -94,6 +116,14 @@ class Runtime:
             raise
         log.info("catalogue %s opened: %s", settings.data_dir, catalogue.counts())
         return cls(catalogue=catalogue, encoder=encoder, search=search, ingestor=ingestor)
+
+    @contextmanager
+    def writing(self, timeout_s: float) -> Iterator[None]:
+        """Exclusive access for one write: the catalogue's write lock first (waiting up to
+        `timeout_s` for another process, CatalogueBusyError after; searches go on meanwhile),
+        then the in-process lock that holds searches off while the indexes change."""
+        with self.catalogue.lock.holding(timeout_s), self.lock.write():
+            yield
 
     def close(self) -> None:
         with self.lock.write():

@@ -7,12 +7,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.errors import ErrorResponse
+from retrieval.limits import MAX_TEXT_CHARS
 
 Target = Literal["any", "image", "text", "audio"]
 ModalityName = Literal["image", "text", "audio"]
 AttrValue = str | int | float | bool
 
 MAX_K_SCHEMA = 1000  # hard schema bound; the server's max_k setting (default 100) is stricter
+SEARCH_FORM_MAX_FIELDS = 10  # text fields of a multipart search; more is a 400
 
 
 class SearchRequest(BaseModel):
@@ -54,6 +56,9 @@ SEARCH_MULTIPART_SCHEMA: dict[str, Any] = {
         "rerank": {"type": "boolean"},
         "filters": {"type": "string", "description": 'JSON object, e.g. {"label": "dog"}.'},
     },
+    # Exactly one query: an image, an audio clip or a text (any two together are a 422).
+    "oneOf": [{"required": ["image"]}, {"required": ["audio"]}, {"required": ["text"]}],
+    "maxProperties": SEARCH_FORM_MAX_FIELDS,
 }
 
 
@@ -64,8 +69,9 @@ UPLOAD_MULTIPART_SCHEMA: dict[str, Any] = {
         "file": {"type": "string", "format": "binary", "description": "The image or audio file."},
         "captions": {
             "type": "array",
-            "items": {"type": "string"},
-            "description": 'Caption texts: repeat the field, or send one JSON list ["a", "b"].',
+            "items": {"type": "string", "maxLength": MAX_TEXT_CHARS},
+            "description": 'Caption texts: repeat the field, or send one JSON list ["a", "b"]. '
+            "Repeated texts are stored once.",
         },
         "attrs": {
             "type": "string",
@@ -194,8 +200,23 @@ class Health(BaseModel):
 
 
 class Ready(BaseModel):
-    status: Literal["ready"] = "ready"
+    status: Literal["ready", "degraded"] = Field(
+        "ready",
+        description='"degraded": searches work, but the index files lag the store in a way only '
+        "a writer can fix (e.g. a repair could not be saved on a full disk); see `reason`.",
+    )
     counts: dict[str, int]
+    reason: str | None = None
+
+
+def json_error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`error_responses` for an operation whose success is not JSON: FastAPI would document a
+    model-only entry in the operation's own media type, but errors are always JSON."""
+    ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    return {
+        s: {"description": entry["description"], "content": {"application/json": {"schema": ref}}}
+        for s, entry in error_responses(*statuses).items()
+    }
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -211,7 +232,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         416: "Range not satisfiable.",
         422: "Invalid parameters or media.",
         429: "Rate limit exceeded; see Retry-After.",
-        503: "Model or catalogue unavailable.",
+        503: "Model or catalogue unavailable, or another process is writing to the catalogue "
+        "(then with Retry-After).",
         504: "Request timed out.",
+        507: "The disk holding the catalogue is full; nothing was stored.",
     }
     return {s: {"model": ErrorResponse, "description": text.get(s, "Error.")} for s in statuses}

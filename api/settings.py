@@ -94,6 +94,17 @@ class Settings(BaseSettings):
         description='"auto": the re-ranker shipped for the model (if any); "none"; or a name.',
     )
     create_catalogue: bool = True
+    media_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders (os.pathsep-separated) whose files /v1/items/{id}/media may serve, "
+        "besides the data directory and the folders ingestion recorded.",
+    )
+    write_lock_timeout_s: float = Field(
+        5.0,
+        ge=0,
+        description="How long an upload or delete waits for another process (e.g. `crossmedia "
+        "index`) to release the catalogue's write lock before answering 503 + Retry-After.",
+    )
     torch_threads: int | None = Field(
         1,
         ge=1,
@@ -120,9 +131,21 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(2000, gt=0)
     max_captions: int = Field(20, ge=0)
     request_timeout_s: float = Field(30.0, gt=0)
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A connection whose request headers are not complete in this "
+        "time is closed (slow-header clients)."
+    )
+    keep_alive_s: float = Field(5.0, gt=0, description="Idle keep-alive connections close after.")
     rate_limit_per_minute: float = Field(600.0, ge=0, description="0 disables rate limiting")
     rate_limit_burst: int = Field(60, ge=1)
     thumb_sizes: tuple[int, int] = (16, 1024)
+
+    @field_validator("media_roots", mode="before")
+    @classmethod
+    def _parse_roots(cls, value: Any) -> list[Path]:
+        if isinstance(value, str):
+            return [Path(p) for p in value.split(os.pathsep) if p.strip()]
+        return [Path(p) for p in value or []]
 
     @field_validator("api_keys", mode="before")
     @classmethod

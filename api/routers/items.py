@@ -16,12 +16,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
-from api.deps import RuntimeDep, ReadAccess, SettingsDep, WriteAccess
+from api.deps import ReadAccess, RuntimeDep, SettingsDep, WriteAccess
 from api.errors import ApiError
 from api.forms import multipart_body, read_form
 from api.media import check_upload
-from indexer.uploads import add_upload
 from api.schemas import UPLOAD_MULTIPART_SCHEMA, Deleted, Item, error_responses
+from indexer.uploads import commit_upload, prepare_upload
+from retrieval.limits import MAX_TEXT_CHARS
 from retrieval.media.image import thumbnail
 from retrieval.store import ItemRecord
 
@@ -82,6 +83,12 @@ def _parse_captions(values: list[str], limit: int) -> list[str]:
         elif stripped:
             captions.append(stripped)
     captions = [c.strip() for c in captions if c.strip()]
+    if any(len(c) > MAX_TEXT_CHARS for c in captions):
+        raise ApiError(
+            422,
+            f"A caption is longer than {MAX_TEXT_CHARS} characters (the ingestion limit).",
+            "caption_too_long",
+        )
     if len(captions) > limit:
         raise ApiError(
             422,
@@ -123,7 +130,7 @@ def _safe_filename(name: str | None) -> str:
         "Uploading the same bytes again returns the existing item."
     ),
     openapi_extra=multipart_body(UPLOAD_MULTIPART_SCHEMA),
-    responses=error_responses(400, 401, 403, 409, 413, 415, 422, 429, 503, 504),
+    responses=error_responses(400, 401, 403, 409, 413, 415, 422, 429, 503, 504, 507),
 )
 async def upload_item(
     request: Request,
@@ -132,23 +139,29 @@ async def upload_item(
     settings: SettingsDep,
     response: Response,
 ) -> Item:
-    form = await read_form(request, max_files=1, max_fields=2 * settings.max_captions + 10)
+    form = await read_form(request, max_files=3, max_fields=2 * settings.max_captions + 10)
     file = form.get("file")
-    if not isinstance(file, UploadFile):
-        raise ApiError(422, "The form needs a 'file' field with the media file.", "missing_file")
-    captions = [v for v in form.getlist("captions") if isinstance(v, str)]
+    if not isinstance(file, UploadFile) or len(form.getlist("file")) != 1:
+        raise ApiError(422, "The form needs one 'file' field with the media file.", "missing_file")
+    captions = form.getlist("captions")
     attrs = form.get("attrs")
-    caption_list = _parse_captions(captions, settings.max_captions)
-    attr_dict = _parse_attrs(attrs if isinstance(attrs, str) else None)
+    if not all(isinstance(v, str) for v in captions):
+        raise ApiError(422, "captions: send text fields, not files.", "invalid_captions")
+    if attrs is not None and not isinstance(attrs, str):
+        raise ApiError(422, "attrs: send a text field, not a file.", "invalid_attrs")
+    caption_list = _parse_captions([str(v) for v in captions], settings.max_captions)
+    attr_dict = _parse_attrs(attrs)
     data = await file.read()
     filename = _safe_filename(file.filename)
     check_upload(data, filename)
 
     def ingest() -> ItemRecord:
-        with runtime.lock.write():
-            return add_upload(runtime.ingestor, 
-                data, filename, captions=caption_list, attrs=attr_dict
-            )
+        # Decode and embed alongside searches; only the store + index write excludes them.
+        prepared = prepare_upload(
+            runtime.ingestor, data, filename, captions=caption_list, attrs=attr_dict
+        )
+        with runtime.writing(settings.write_lock_timeout_s):
+            return commit_upload(runtime.ingestor, prepared)
 
     rec = await run_in_threadpool(ingest)
     response.headers["Location"] = f"/v1/items/{rec.id}"
@@ -169,11 +182,13 @@ async def get_item(item_id: ItemId, principal: ReadAccess, runtime: RuntimeDep) 
     "/{item_id}",
     response_model=Deleted,
     summary="Delete an item (and captions that describe only it) from the store and indexes",
-    responses=error_responses(401, 403, 404, 422, 429),
+    responses=error_responses(401, 403, 404, 422, 429, 503, 507),
 )
-async def delete_item(item_id: ItemId, principal: WriteAccess, runtime: RuntimeDep) -> Deleted:
+async def delete_item(
+    item_id: ItemId, principal: WriteAccess, runtime: RuntimeDep, settings: SettingsDep
+) -> Deleted:
     def delete() -> bool:
-        with runtime.lock.write():
+        with runtime.writing(settings.write_lock_timeout_s):
             return runtime.catalogue.delete_item(item_id)
 
     if not await run_in_threadpool(delete):
@@ -231,7 +246,7 @@ async def get_media(
     ] = None,
 ) -> Response:
     rec = await run_in_threadpool(_get, runtime, item_id)
-    path: FsPath | None = runtime.catalogue.media_path(rec)
+    path: FsPath | None = runtime.catalogue.media_path(rec, extra_roots=settings.media_roots)
     if path is None:
         raise ApiError(404, f"Item {item_id} ({rec.modality}) has no media file.", "no_media")
     if thumb is not None:

@@ -12,12 +12,13 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.deps import RuntimeDep, ReadAccess, SettingsDep
-from api.runtime import Runtime
+from api.deps import ReadAccess, RuntimeDep, SettingsDep
 from api.errors import ApiError
 from api.forms import read_form
 from api.media import load_query_audio, load_query_image
+from api.runtime import Runtime
 from api.schemas import (
+    SEARCH_FORM_MAX_FIELDS,
     SEARCH_MULTIPART_SCHEMA,
     Hit,
     QueryEcho,
@@ -147,7 +148,7 @@ async def _from_json(request: Request, settings: Settings) -> tuple[SearchReques
 
 
 async def _from_form(request: Request, settings: Settings) -> tuple[SearchRequest, Query]:
-    form = await read_form(request, max_files=2, max_fields=10)
+    form = await read_form(request, max_files=2, max_fields=SEARCH_FORM_MAX_FIELDS)
     fields: dict[str, Any] = {}
     for name in ("target", "k", "rerank"):
         value = form.get(name)

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import RuntimeDep, MetricsDep, ReadAccess, SettingsDep
+from api.deps import MetricsDep, ReadAccess, RuntimeDep, SettingsDep
 from api.errors import ApiError
-from api.schemas import Health, Ready, Stats, error_responses
+from api.schemas import Health, Ready, Stats, error_responses, json_error_responses
 from retrieval.catalogue_check import describe
 
 router = APIRouter(tags=["system"])
@@ -38,7 +38,8 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Ready,
-    summary="Readiness: catalogue open and models loaded",
+    summary="Readiness: catalogue open and models loaded (status `degraded` with a reason when "
+    "index repairs could not be saved, e.g. on a full disk; searches still work)",
     responses=error_responses(503),
 )
 async def readyz(request: Request) -> Ready:
@@ -46,7 +47,10 @@ async def readyz(request: Request) -> Ready:
     if runtime is None:
         raise ApiError(503, "The server is still loading the catalogue and models; retry shortly.", "not_ready")
     counts = await run_in_threadpool(runtime.catalogue.counts)
-    return Ready(counts=counts)
+    # Still 200: searches work from memory, so taking the server out of rotation would only
+    # lose reads; monitoring reads `status` (and /v1/stats `info.degraded`).
+    reason = runtime.catalogue.degraded
+    return Ready(status="degraded" if reason else "ready", counts=counts, reason=reason)
 
 
 @router.get(
@@ -74,7 +78,7 @@ async def stats(principal: ReadAccess, runtime: RuntimeDep, settings: SettingsDe
     summary="Prometheus metrics (text exposition format)",
     responses={
         200: {"content": {"text/plain": {"example": 'crossmedia_items{modality="image"} 239\n'}}},
-        **error_responses(401, 403, 429),
+        **json_error_responses(401, 403, 429),
     },
 )
 async def metrics(
