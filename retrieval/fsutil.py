@@ -73,3 +73,14 @@ def is_disk_full(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return "no space left" in text or "disk is full" in text or "disk full" in text
+
+
+def low_on_space(folder: Path, margin: int = 1 << 20) -> bool:
+    """Less than `margin` bytes free where `folder` lives (a vague 'disk I/O error' then most
+    likely means a full disk)."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free < margin
+    except OSError:
+        return False

@@ -66,8 +66,11 @@ class WriteLock:
             os.close(fd)
             return False
         self._fd, self._owner, self._depth = fd, threading.get_ident(), 1
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        try:  # the holder's pid, for the message a second writer gets; not needed on a full disk
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError:
+            pass
         for folder in (self.data_dir / "index", self.data_dir):
             remove_stale_temps(folder)
         return True

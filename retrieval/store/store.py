@@ -7,49 +7,46 @@ links, so a crash leaves either the whole batch or none of it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from pathlib import Path
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from retrieval.errors import StorageFullError
-from retrieval.fsutil import is_disk_full
+from retrieval.fsutil import is_disk_full, low_on_space
+from retrieval.store.connect import make_engine, read_only_sqlite_engine
 from retrieval.store.models import Base, IngestError, Item, Link, Meta, Segment, TokenSet, Vector
 from retrieval.store.records import ItemRecord, NewItem, WriteResult
 
 SCHEMA_VERSION = "1"
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    # NORMAL is durable against a killed process in WAL mode (only power loss can drop the
-    # last commits); FULL would fsync every commit for no gain against kill -9.
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
-
-
-def make_engine(url: str) -> Engine:
-    engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
-
-
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
+        self.read_only: str | None = None  # why the store could only be opened for reading
+        try:
+            self.engine = make_engine(url)
+            Base.metadata.create_all(self.engine)
+            self._session = sessionmaker(self.engine, expire_on_commit=False)
+            with self._session.begin() as s:
+                if s.get(Meta, "schema_version") is None:
+                    s.add(Meta(key="schema_version", value=SCHEMA_VERSION))
+        except OperationalError as exc:
+            self._open_read_only(exc)
+
+    def _open_read_only(self, exc: OperationalError) -> None:
+        """A full disk stops SQLite from opening a WAL database normally (it must create its
+        shared-memory file): open it immutable and read-only, so searches keep working."""
+        path = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if not path or not Path(path).is_file() or not low_on_space(Path(path).parent):
+            raise exc
+        self.engine.dispose()
+        self.read_only = f"the disk holding {path} is full: the catalogue is open for reading only"
+        self.engine = read_only_sqlite_engine(Path(path))
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        with self._session.begin() as s:
-            if s.get(Meta, "schema_version") is None:
-                s.add(Meta(key="schema_version", value=SCHEMA_VERSION))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -81,7 +78,7 @@ class Store:
         try:
             return self._write_batch(items, links, errors)
         except (OperationalError, OSError) as exc:
-            if is_disk_full(exc):
+            if is_disk_full(exc) or self.read_only:
                 raise StorageFullError(
                     f"The disk holding the catalogue's database is full ({self.engine.url.database}"
                     "): nothing of this batch was stored. Free some space and run the same "
