@@ -6,36 +6,65 @@ links, so a crash leaves either the whole batch or none of it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from retrieval.errors import StorageFullError
 from retrieval.fsutil import is_disk_full, low_on_space
 from retrieval.store.connect import make_engine, read_only_sqlite_engine
+from retrieval.store.lexical import ALL_FIELDS, Lexical, body_of
 from retrieval.store.models import Base, IngestError, Item, Link, Meta, Segment, TokenSet, Vector
-from retrieval.store.records import ItemRecord, NewItem, WriteResult
+from retrieval.store.reads import StoreReads
+from retrieval.store.records import NewItem, WriteResult
 
 SCHEMA_VERSION = "1"
 
 
-class Store:
+class Store(StoreReads):
     def __init__(self, url: str) -> None:
         self.url = url
         self.read_only: str | None = None  # why the store could only be opened for reading
         try:
             self.engine = make_engine(url)
+            self.lexical = Lexical(self.engine)
             Base.metadata.create_all(self.engine)
             self._session = sessionmaker(self.engine, expire_on_commit=False)
             with self._session.begin() as s:
                 if s.get(Meta, "schema_version") is None:
                     s.add(Meta(key="schema_version", value=SCHEMA_VERSION))
+                if self.lexical.create(s.connection()):
+                    self._backfill_lexical(s)
         except OperationalError as exc:
             self._open_read_only(exc)
+            self.lexical = Lexical(self.engine)
+
+    @property
+    def lexical_fields(self) -> tuple[str, ...]:
+        """What media items are found by in the lexical channel (see lexical.body_of)."""
+        raw = self.get_meta("lexical_fields")
+        return tuple(json.loads(raw)) if raw else ALL_FIELDS
+
+    def set_lexical_fields(self, fields: Sequence[str]) -> None:
+        """Choose the fields before the first write (the bench indexes text and transcripts only)."""
+        self.set_meta("lexical_fields", json.dumps(list(fields)))
+
+    def _backfill_lexical(self, s: Session) -> None:
+        """A catalogue made before the lexical channel existed gets its entries once."""
+        fields = self.lexical_fields_in(s)
+        rows = s.execute(select(Item.id, Item.modality, Item.text, Item.path, Item.attrs)).all()
+        self.lexical.add(s.connection(), ((r[0], body_of(r[1], r[2], r[3], r[4] or {}, fields))
+                                          for r in rows))
+
+    @staticmethod
+    def lexical_fields_in(s: Session) -> tuple[str, ...]:
+        row = s.get(Meta, "lexical_fields")
+        return tuple(json.loads(row.value)) if row else ALL_FIELDS
 
     def _open_read_only(self, exc: OperationalError) -> None:
         """A full disk stops SQLite from opening a WAL database normally (it must create its
@@ -101,6 +130,8 @@ class Store:
         modalities: dict[int, str] = {}
         removed: dict[int, str] = {}
         with self._session.begin() as s:
+            fields = self.lexical_fields_in(s)
+            bodies: list[tuple[int, str]] = []
             keys = [it.key for it in items]
             old = {
                 row.key: row
@@ -118,6 +149,8 @@ class Store:
                 row = _insert_item(s, it)
                 added[it.key] = row.id
                 modalities[row.id] = it.modality
+                bodies.append((row.id, body_of(it.modality, it.text, it.path, it.attrs, fields)))
+            self.lexical.add(s.connection(), bodies)
             link_list = list(links)
             if link_list:
                 need = sorted({k for a, b, _ in link_list for k in (a, b)})
@@ -145,130 +178,6 @@ class Store:
             if rows:
                 s.execute(delete(Item).where(Item.id.in_(list(rows))))
         return rows
-
-    # -- reads ---------------------------------------------------------------------------------
-    def counts(self) -> dict[str, int]:
-        with self._session() as s:
-            return dict(s.execute(select(Item.modality, func.count()).group_by(Item.modality)).all())
-
-    def ids(self, modality: str) -> np.ndarray:
-        """Sorted ids of the items of `modality` that have a vector."""
-        with self._session() as s:
-            rows = s.scalars(
-                select(Item.id).join(Vector, Vector.item_id == Item.id)
-                .where(Item.modality == modality).order_by(Item.id)
-            ).all()
-        return np.asarray(rows, dtype=np.int64)
-
-    def iter_vectors(self, modality: str, dim: int, chunk: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids, vectors) in id order, `chunk` rows at a time, so a rebuild has bounded memory."""
-        last = -1
-        while True:
-            with self._session() as s:
-                rows = s.execute(
-                    select(Vector.item_id, Vector.data).join(Item, Item.id == Vector.item_id)
-                    .where(Item.modality == modality, Vector.item_id > last)
-                    .order_by(Vector.item_id).limit(chunk)
-                ).all()
-            if not rows:
-                return
-            ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
-            yield ids, vecs
-            last = int(ids[-1])
-
-    def vectors_for(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
-        with self._session() as s:
-            rows = s.execute(select(Vector.item_id, Vector.data).where(Vector.item_id.in_(list(ids)))).all()
-        return {r[0]: np.frombuffer(r[1], dtype=np.float32).reshape(dim) for r in rows}
-
-    def token_sets(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
-        with self._session() as s:
-            rows = s.scalars(select(TokenSet).where(TokenSet.item_id.in_(list(ids)))).all()
-        return {
-            r.item_id: np.frombuffer(r.data, dtype=np.float16).reshape(r.n_tokens, r.dim) for r in rows
-        }
-
-    def segments(self, item_id: int, dim: int) -> list[tuple[float, float, np.ndarray]]:
-        with self._session() as s:
-            rows = s.scalars(select(Segment).where(Segment.item_id == item_id).order_by(Segment.idx)).all()
-        return [(r.offset_s, r.duration_s, np.frombuffer(r.data, dtype=np.float32).reshape(dim)) for r in rows]
-
-    def get_items(self, ids: Sequence[int]) -> dict[int, ItemRecord]:
-        ids = [int(i) for i in ids]
-        if not ids:
-            return {}
-        with self._session() as s:
-            rows = s.scalars(select(Item).where(Item.id.in_(ids))).all()
-            links = s.execute(
-                select(Link.media_id, Link.text_id)
-                .where(or_(Link.media_id.in_(ids), Link.text_id.in_(ids)))
-                .order_by(Link.media_id, Link.text_id)
-            ).all()
-        out = {r.id: _record(r) for r in rows}
-        for media_id, text_id in links:
-            if media_id in out:
-                out[media_id].linked.append(text_id)
-            if text_id in out:
-                out[text_id].linked.append(media_id)
-        return out
-
-    def get_item(self, item_id: int) -> ItemRecord | None:
-        return self.get_items([item_id]).get(int(item_id))
-
-    def keys_with_prefix(self, prefix: str) -> dict[str, int]:
-        """key -> id for every key that starts with `prefix` (a range scan on the key index)."""
-        # Byte-order comparison: SQLite's default; PostgreSQL needs "C" (locale collations can
-        # sort the upper bound anywhere).
-        key = Item.key.collate("C") if self.engine.dialect.name == "postgresql" else Item.key
-        with self._session() as s:
-            rows = s.execute(select(Item.key, Item.id).where(
-                key >= prefix, key < prefix + "\U0010ffff")).all()
-        return {k: i for k, i in rows if k.startswith(prefix)}
-
-    def get_by_key(self, key: str) -> ItemRecord | None:
-        with self._session() as s:
-            item_id = s.scalar(select(Item.id).where(Item.key == key))
-        return None if item_id is None else self.get_item(item_id)
-
-    def iter_items(self, modality: str | None = None, chunk: int = 5000) -> Iterator[ItemRecord]:
-        last = -1
-        while True:
-            with self._session() as s:
-                q = select(Item.id).where(Item.id > last).order_by(Item.id).limit(chunk)
-                if modality:
-                    q = q.where(Item.modality == modality)
-                ids = s.scalars(q).all()
-            if not ids:
-                return
-            recs = self.get_items(ids)
-            yield from (recs[i] for i in ids)
-            last = ids[-1]
-
-    def errors(self, limit: int = 100) -> list[tuple[str, str | None, str]]:
-        with self._session() as s:
-            rows = s.execute(
-                select(IngestError.key, IngestError.path, IngestError.reason)
-                .order_by(IngestError.id.desc()).limit(limit)
-            ).all()
-        return [tuple(r) for r in rows]  # type: ignore[misc]
-
-    def error_count(self) -> int:
-        with self._session() as s:
-            return int(s.scalar(select(func.count()).select_from(IngestError)) or 0)
-
-    def clear_errors(self, keys: Sequence[str]) -> None:
-        with self._session.begin() as s:
-            s.execute(delete(IngestError).where(IngestError.key.in_(list(keys))))
-
-
-def _record(r: Item) -> ItemRecord:
-    return ItemRecord(
-        id=r.id, key=r.key, modality=r.modality, path=r.path, content_hash=r.content_hash,
-        mime=r.mime, size_bytes=r.size_bytes, width=r.width, height=r.height,
-        duration=r.duration, text=r.text, attrs=dict(r.attrs or {}), source=r.source,
-    )
-
 
 def _insert_item(s: Session, it: NewItem) -> Item:
     """One item row with its vector, token set and segments (inside the caller's transaction)."""
