@@ -46,19 +46,28 @@ def serve(
         raise SystemExit(f"crossmedia serve: invalid settings: {messages}") from exc
     # The lifespan logs the open-on-loopback warning, for every entry point.
     configure_process(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        proxy_headers=False,
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.run(create_app(settings), **uvicorn_options(settings), log_level=log_level)
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How `serve` runs uvicorn: bind address, slow-client timeouts (header deadline and
+    keep-alive), no proxy headers."""
+    from api.http_protocol import with_header_timeout
+
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "http": with_header_timeout(settings.header_timeout_s),
+        "timeout_keep_alive": settings.keep_alive_s,
+        "proxy_headers": False,
+        "timeout_graceful_shutdown": 10,
+    }
 
 
 def app_from_env() -> Any:
     """An app built from CROSSMEDIA_* settings, for `uvicorn --factory api.server:app_from_env`
-    (e.g. several worker processes behind one port)."""
+    (e.g. several worker processes behind one port). Pass uvicorn the slow-client timeouts that
+    `serve` sets: `--http api.http_protocol:HeaderTimeoutH11 --timeout-keep-alive 5`."""
     from api.main import create_app
 
     settings = load_settings()

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from api.runtime import Runtime
 from api.media import media_limits
+from api.runtime import Runtime
 from api.settings import Settings
 from indexer.pipeline import Ingestor
 from indexer.uploads import add_upload
@@ -115,7 +115,7 @@ def build_engine(
     )
     entries = coco_entries(n)
     for i, entry in enumerate(entries):
-        rec = add_upload(engine.ingestor, 
+        rec = add_upload(engine.ingestor,
             coco_bytes(entry),
             Path(entry["image"]).name,
             captions=entry["captions"][:2],
@@ -125,7 +125,7 @@ def build_engine(
         entry["caption_ids"] = list(rec.linked)
     clips = fsdd_entries(n_audio) if FSDD.is_dir() and n_audio else []
     for clip in clips:
-        rec = add_upload(engine.ingestor, 
+        rec = add_upload(engine.ingestor,
             (FSDD / clip["audio"]).read_bytes(),
             Path(clip["audio"]).name,
             captions=[f"someone says {clip['label']}"],
@@ -138,15 +138,18 @@ def build_engine(
 
 
 class LiveServer:
-    """uvicorn in a background thread on a free loopback port (for browser and socket tests)."""
+    """uvicorn in a background thread on a free loopback port (for browser and socket tests);
+    `options` go to `uvicorn.Config`."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, **options: Any) -> None:
         import uvicorn
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", **options
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

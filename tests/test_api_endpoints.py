@@ -12,8 +12,8 @@ from api_support import COCO, FSDD, coco_bytes, needs_coco, shared_engine, test_
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from api.runtime import Runtime
 from api.main import create_app
+from api.runtime import Runtime
 
 pytestmark = needs_coco
 

@@ -27,8 +27,8 @@ from api_support import (
 from fastapi.testclient import TestClient
 
 from api.deps import get_runtime
-from api.runtime import Runtime
 from api.main import create_app
+from api.runtime import Runtime
 
 pytestmark = needs_coco
 

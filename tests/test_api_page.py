@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from api_support import COCO, LiveServer, needs_coco, shared_engine, test_settings
 
-from api.runtime import Runtime
 from api.main import create_app
+from api.runtime import Runtime
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -19,8 +19,8 @@ from api_support import (
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from api.runtime import Runtime
 from api.main import create_app
+from api.runtime import Runtime
 from api.server import serve
 from api.settings import Settings, parse_api_keys
 
