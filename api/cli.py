@@ -58,6 +58,9 @@ def index(
         help="FAISS factory string for new indexes, e.g. Flat, IVF1024,Flat, HNSW32.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=1024)] = 32,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    allow_outside: Annotated[list[Path] | None, typer.Option(
+        "--allow-outside", help="Also index media under this folder (repeatable); by default only "
+        "files inside the manifest's folder or the indexed folder.")] = None,
 ) -> None:
     """Add a folder or manifest to the catalogue (incremental and idempotent)."""
     from indexer.pipeline import Ingestor
@@ -65,7 +68,7 @@ def index(
     from retrieval.catalogue import Catalogue
     from retrieval.encoders import create_encoder
 
-    src = open_source(source)
+    src = open_source(source, allow_outside or None)
     with Catalogue.open(_data_dir(data_dir)) as cat:
         cat.lock_for_writing()  # before the model loads: the command started first wins
         if index_factory:

@@ -3,6 +3,7 @@ of media paths to a source's roots (`media_roots`, `confine`)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.errors import CrossmediaError
+from retrieval.limits import MAX_KEY_CHARS
 from retrieval.media.decode import MediaRef
 
 MEDIA_ROOTS_ENV = "CROSSMEDIA_MEDIA_ROOTS"
@@ -62,3 +64,27 @@ def confine(path: Path, roots: list[Path], what: str, shown: str) -> Path:
             "--allow-outside DIR (or set $CROSSMEDIA_MEDIA_ROOTS) to index files from DIR."
         )
     return resolved
+
+
+def check_limits(e: Entry, keys: list[str], max_text_chars: int) -> None:
+    """Refuse an entry whose stored `keys` do not fit the store; cut captions and text longer
+    than `max_text_chars`, with a warning each."""
+    longest = max(keys, key=len, default="")
+    if len(longest) > MAX_KEY_CHARS:
+        e.error = (f"id of {len(e.key)} characters is too long: the stored keys (with suffixes "
+                   f"like '#caption3') must fit {MAX_KEY_CHARS} characters")
+        return
+    for i, cap in enumerate(e.captions):
+        if len(cap) > max_text_chars:
+            e.captions[i] = cap[:max_text_chars]
+            e.warnings.append(f"caption {i} truncated from {len(cap)} to {max_text_chars} characters")
+    if e.text is not None and len(e.text) > max_text_chars:
+        e.warnings.append(f"text truncated from {len(e.text)} to {max_text_chars} characters")
+        e.text = e.text[:max_text_chars]
+
+
+def error_key(key: str) -> str:
+    """A key that fits the errors table: an overlong id is cut and marked with its hash."""
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    return f"{key[:MAX_KEY_CHARS - 80]}...sha256:{hashlib.sha256(key.encode()).hexdigest()}"

@@ -18,10 +18,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from retrieval.media.decode import DecodedMedia, MediaLimits, decode_media
+from indexer.entries import check_limits, error_key
 from indexer.sources import Entry, FolderSource, ManifestSource
 from retrieval.catalogue import Catalogue
 from retrieval.encoders.base import Encoder
+from retrieval.errors import MediaError
+from retrieval.media.decode import DecodedMedia, MediaLimits, decode_media
+from retrieval.media.files import read_regular_file
 from retrieval.modality import Modality
 from retrieval.store import NewItem
 
@@ -36,6 +39,7 @@ class IngestReport:
     replaced: int = 0
     removed_captions: int = 0  # captions an entry no longer has
     failed: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (where, message): indexed, changed
     seconds: dict[str, float] = field(default_factory=lambda: {
         "read": 0.0, "decode": 0.0, "encode": 0.0, "write": 0.0})
     entries: int = 0
@@ -46,6 +50,7 @@ class IngestReport:
             "unchanged": self.unchanged, "replaced": self.replaced,
             "removed_captions": self.removed_captions,
             "failed": [{"where": w, "reason": r} for w, r in self.failed],
+            "warnings": [{"where": w, "message": m} for w, m in self.warnings],
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
@@ -90,6 +95,7 @@ class Ingestor:
         self.catalogue.flush()
         self.catalogue.upgrade_fallback_indexes()
         report.seconds["write"] += time.perf_counter() - t
+        report.warnings.extend(getattr(source, "notes", ()))
         self.catalogue.unlock()
         return report
 
@@ -133,13 +139,16 @@ class Ingestor:
         for e in batch:
             # A second entry with the same key would fail the batch's insert (same batch) or
             # replace the first entry on every run (later batch): the first one wins.
+            if not e.error:
+                check_limits(e, _keys(e), self.limits.max_text_chars)
+                report.warnings.extend((e.where, w) for w in e.warnings)
             if not e.error and e.key in self._seen:
                 e.error = f"duplicate id {e.key!r}: already used at {self._seen[e.key]}"
             elif not e.error:
                 self._seen[e.key] = e.where
             if e.error:
                 report.failed.append((e.where, e.error))
-                errors.append((e.key, e.where, e.error))
+                errors.append((error_key(e.key), e.where, e.error))
             else:
                 todo.append(e)
         return todo
@@ -195,13 +204,12 @@ class Ingestor:
                 return (f"{ref.path.name}: model {self.encoder.space.model!r} has no {ref.modality} "
                         "tower; index this catalogue with a model that has one (e.g. --model starter)")
             try:
-                data = ref.path.read_bytes() if ref.path.stat().st_size <= self.limits.max_bytes(ref.modality) \
-                    else None
+                data = read_regular_file(ref.path, self.limits.max_bytes(ref.modality),
+                                         what=str(ref.modality), setting=self.limits.setting(ref.modality))
+            except MediaError as exc:
+                return str(exc)
             except OSError as exc:
                 return f"{ref.modality} file unreadable: {exc.strerror or exc} ({ref.path})"
-            if data is None:
-                return (f"{ref.path.name}: file is larger than the {ref.modality} limit of "
-                        f"{self.limits.max_bytes(ref.modality)} bytes")
             h = hashlib.sha256(data).hexdigest()
             if stored.get(key) == h:
                 out.append((key, DecodedMedia.unchanged(ref), h))

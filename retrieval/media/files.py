@@ -21,7 +21,7 @@ _KINDS = [
     (stat.S_ISDIR, "directory"),
     (stat.S_ISCHR, "character device"),
     (stat.S_ISBLK, "block device"),
-    (stat.S_ISFIFO, "FIFO (named pipe)"),
+    (stat.S_ISFIFO, "FIFO"),
     (stat.S_ISSOCK, "socket"),
 ]
 
