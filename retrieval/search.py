@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from retrieval.errors import CrossmediaError
+from retrieval.filters import compile_filter
 from retrieval.modality import ALL_MODALITIES, Modality
 from retrieval.results import Candidates, Hit, Query, Reranker, RerankQuery, SearchResult
 
 if TYPE_CHECKING:
     from retrieval.catalogue import Catalogue
+    from retrieval.index import VectorIndex
     from retrieval.encoders.base import Encoder
 
 __all__ = ["TARGETS", "Hit", "Query", "SearchResult", "SearchService"]
@@ -64,11 +66,11 @@ class SearchService:
         return out, tokens
 
     def search(self, query: Query, *, target: str = "any", k: int = 10,
-               rerank: bool | None = None, filters: dict[str, Any] | None = None) -> SearchResult:
+               rerank: bool | None = None, filters: Mapping[str, Any] | None = None) -> SearchResult:
         return self.search_many([query], target=target, k=k, rerank=rerank, filters=filters)[0]
 
     def search_many(self, queries: Sequence[Query], *, target: str = "any", k: int = 10,
-                    rerank: bool | None = None, filters: dict[str, Any] | None = None) -> list[SearchResult]:
+                    rerank: bool | None = None, filters: Mapping[str, Any] | None = None) -> list[SearchResult]:
         if target not in TARGETS:
             raise CrossmediaError(f"Unknown target {target!r}. Use one of {list(TARGETS)}.")
         if not 1 <= k <= self.max_k:
@@ -115,7 +117,7 @@ class SearchService:
         return k * self.overfetch
 
     def rerank_vectors(self, query_ids: Sequence[int], vectors: np.ndarray, *, target: str = "any",
-                       k: int = 10, filters: dict[str, Any] | None = None
+                       k: int = 10, filters: Mapping[str, Any] | None = None
                        ) -> list[list[tuple[int, float, str]]]:
         """Re-ranked search for queries that are catalogue items (their token sets are stored):
         [(id, score, modality)] per query; the first stage when no re-ranker is set."""
@@ -132,35 +134,25 @@ class SearchService:
         return out
 
     def search_vectors(self, vectors: np.ndarray, *, target: str = "any", k: int = 10,
-                       filters: dict[str, Any] | None = None) -> list[list[tuple[int, float, str]]]:
-        """First-stage search for a batch of query vectors: [(id, score, modality)] per query."""
+                       filters: Mapping[str, Any] | None = None) -> list[list[tuple[int, float, str]]]:
+        """First-stage search for a batch of query vectors: [(id, score, modality)] per query.
+        With `filters`, the top k among the items that satisfy them (exact for exact indexes)."""
         modalities = [str(m) for m in ALL_MODALITIES] if target == "any" else [target]
+        condition = compile_filter(filters) if filters else None
         merged: list[list[tuple[int, float, str]]] = [[] for _ in range(len(vectors))]
         for modality in modalities:
             index = self.catalogue.index(modality)
             if index.count() == 0:
                 continue
-            fetch = k
-            while True:
-                scores, ids = index.search(vectors, min(fetch, index.count()))
-                rows = [
-                    [(int(i), float(s), modality) for s, i in zip(sr, ir, strict=True) if i >= 0]
-                    for sr, ir in zip(scores, ids, strict=True)
-                ]
-                if filters:
-                    rows = [self._filter(r, filters) for r in rows]
-                short = any(len(r) < k for r in rows)
-                if not filters or not short or fetch >= index.count():
-                    break
-                fetch *= 4
-            for q, r in enumerate(rows):
-                merged[q].extend(r[:k])
+            if condition is None:
+                scores, ids = index.search(vectors, min(k, index.count()))
+            else:
+                allowed = self.catalogue.store.filter_ids(condition, modality)
+                scores, ids = filtered_search(index, vectors, k, allowed)
+            for q, (sr, ir) in enumerate(zip(scores, ids, strict=True)):
+                merged[q].extend((int(i), float(s), modality) for s, i in zip(sr, ir, strict=True)
+                                 if i >= 0)
         return [sorted(m, key=lambda t: (-t[1], t[0]))[:k] for m in merged]
-
-    def _filter(self, rows: list[tuple[int, float, str]], filters: dict[str, Any]) -> list[tuple[int, float, str]]:
-        items = self.catalogue.store.get_items([r[0] for r in rows])
-        return [r for r in rows if r[0] in items and all(
-            items[r[0]].attrs.get(key) == value for key, value in filters.items())]
 
     def _hydrate(self, cands: list[tuple[int, float, str]], qvec: np.ndarray,
                  first_stage: dict[int, float] | None = None) -> list[Hit]:
@@ -185,3 +177,31 @@ class SearchService:
         sims = [float(vec @ qvec) for _, _, vec in segs]
         best = int(np.argmax(sims))
         return {"offset_s": segs[best][0], "duration_s": segs[best][1], "score": sims[best]}
+
+
+PREFILTER_FRACTION = 0.2  # filters letting through at most this share of an index pre-filter
+
+
+def filtered_search(index: VectorIndex, vectors: np.ndarray, k: int, allowed: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Top k among `allowed` ids. A selective filter becomes an ID selector inside the index
+    (pre-filter); a broad one a post-filter with adaptive over-fetch, doubling until every query
+    has k allowed hits or the whole index was read."""
+    n = index.count()
+    if len(allowed) == 0:
+        return np.zeros((len(vectors), 0), np.float32), np.zeros((len(vectors), 0), np.int64)
+    if len(allowed) <= PREFILTER_FRACTION * n:
+        return index.search(vectors, min(k, len(allowed)), among=allowed)
+    fetch = min(n, max(2 * k, int(np.ceil(k * n / len(allowed) * 1.5))))
+    while True:
+        scores, ids = index.search(vectors, fetch)
+        ok = np.isin(ids, allowed)
+        if fetch >= n or bool((ok.sum(axis=1) >= min(k, len(allowed))).all()):
+            break
+        fetch = min(n, fetch * 2)
+    out_s = np.full((len(vectors), k), -np.inf, np.float32)
+    out_i = np.full((len(vectors), k), -1, np.int64)
+    for q in range(len(vectors)):
+        keep = np.flatnonzero(ok[q])[:k]
+        out_s[q, : len(keep)], out_i[q, : len(keep)] = scores[q, keep], ids[q, keep]
+    return out_s, out_i

@@ -219,11 +219,13 @@ def store_pg_database() -> Iterator[str]:
 @pytest.fixture
 def pg_fresh_url(store_pg_database: str) -> str:
     """The run's PostgreSQL database with every catalogue table dropped: a fresh schema."""
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine, text
 
     from retrieval.store.models import Base
 
     engine = create_engine(store_pg_database)
+    with engine.begin() as conn:  # the lexical table is created by hand (not in the metadata)
+        conn.execute(text("DROP TABLE IF EXISTS lexical CASCADE"))
     Base.metadata.drop_all(engine)
     engine.dispose()
     return store_pg_database

@@ -24,19 +24,22 @@ class ExactIndex(VectorIndex):
         self._ids = np.concatenate([self._ids, ids])
         self._vecs = np.concatenate([self._vecs, vectors])
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, among: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         n_q = len(queries)
         scores = np.full((n_q, k), -np.inf, dtype=np.float32)
         ids = np.full((n_q, k), -1, dtype=np.int64)
-        if len(self._ids) == 0 or k <= 0:
+        keep = np.ones(len(self._ids), bool) if among is None else np.isin(self._ids, among)
+        own_ids, vecs = self._ids[keep], self._vecs[keep]
+        if len(own_ids) == 0 or k <= 0:
             return scores, ids
-        sims = queries @ self._vecs.T  # (Q, N)
+        sims = queries @ vecs.T  # (Q, N)
         kk = min(k, sims.shape[1])
         # Ties are broken by id so the oracle is deterministic.
-        order = np.lexsort((np.broadcast_to(self._ids, sims.shape), -sims), axis=1)[:, :kk]
+        order = np.lexsort((np.broadcast_to(own_ids, sims.shape), -sims), axis=1)[:, :kk]
         scores[:, :kk] = np.take_along_axis(sims, order, axis=1)
-        ids[:, :kk] = self._ids[order]
+        ids[:, :kk] = own_ids[order]
         return scores, ids
 
     def remove(self, ids: np.ndarray) -> int:

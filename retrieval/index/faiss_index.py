@@ -60,18 +60,38 @@ class FaissIndex(VectorIndex):
         self._index.add_with_ids(vectors, ids)
         self._gpu_index = None
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, among: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        if self.count() == 0 or k <= 0:
+        if self.count() == 0 or k <= 0 or (among is not None and len(among) == 0):
             return (
                 np.full((len(queries), max(k, 0)), -np.inf, dtype=np.float32),
                 np.full((len(queries), max(k, 0)), -1, dtype=np.int64),
             )
         self._apply_search_params()
-        index = self._searcher()
-        scores, ids = index.search(queries, k)
+        if among is not None:
+            scores, ids = self._search_among(queries, k, np.ascontiguousarray(among, np.int64))
+        else:
+            scores, ids = self._searcher().search(queries, k)
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
         return scores, ids.astype(np.int64)
+
+    def _search_among(self, queries: np.ndarray, k: int, among: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """A pre-filtered search on the CPU index: FAISS skips every id not in `among` (the
+        ID map translates the selector to the inner index's positions)."""
+        import faiss
+
+        sel = faiss.IDSelectorBatch(among)
+        inner: Any = faiss.downcast_index(faiss.downcast_index(self._index).index)
+        ivf = faiss.try_extract_index_ivf(inner)
+        if ivf is not None:
+            params: Any = faiss.SearchParametersIVF(sel=sel, nprobe=ivf.nprobe)
+        elif hasattr(inner, "hnsw"):
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=inner.hnsw.efSearch)
+        else:
+            params = faiss.SearchParameters(sel=sel)
+        return self._index.search(queries, k, params=params)
 
     def remove(self, ids: np.ndarray) -> int:
         import faiss

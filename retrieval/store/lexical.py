@@ -27,6 +27,12 @@ ALL_FIELDS = ("text", "name", "attrs")
 _INTERNAL_ATTRS = {"caption_of", "duplicate_of"}
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_WORDS = 64
+# Function words carry no evidence; dropping them from queries keeps both back ends alike
+# (PostgreSQL's English configuration drops them; FTS5 has no stop list).
+STOP_WORDS = frozenset(
+    "a an and are as at be but by for from has have he her his i in into is it its of on or "
+    "our she so that the their them there these they this to was we were what when where which "
+    "who will with you your".split())
 
 
 def body_of(modality: str, text_: str | None, path: str | None, attrs: dict[str, Any],
@@ -43,11 +49,11 @@ def body_of(modality: str, text_: str | None, path: str | None, attrs: dict[str,
 
 
 def query_words(query: str) -> list[str]:
-    """The words of a query (letters and digits), lower-cased, first MAX_QUERY_WORDS distinct."""
-    seen: dict[str, None] = {}
-    for w in _WORD.findall(query.lower()):
-        seen.setdefault(w, None)
-    return list(seen)[:MAX_QUERY_WORDS]
+    """The words of a query (letters and digits), lower-cased, without stop words (unless it
+    has nothing else), first MAX_QUERY_WORDS distinct."""
+    words = list(dict.fromkeys(_WORD.findall(query.lower())))
+    content = [w for w in words if w not in STOP_WORDS]
+    return (content or words)[:MAX_QUERY_WORDS]
 
 
 class Lexical:

@@ -4,7 +4,7 @@ channel. Mixed into `Store` (store.py), which owns the engine, the session facto
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import delete, func, or_, select
@@ -138,6 +138,16 @@ class StoreReads:
         with self._session.begin() as s:
             s.execute(delete(IngestError).where(IngestError.key.in_(list(keys))))
 
+
+    def filter_ids(self, condition: Any, modality: str) -> np.ndarray:
+        """Sorted ids of `modality` items with a vector that satisfy the SQL `condition`
+        (see retrieval/filters.py)."""
+        with self._session() as s:
+            rows = s.scalars(
+                select(Item.id).join(Vector, Vector.item_id == Item.id)
+                .where(Item.modality == modality, condition).order_by(Item.id)
+            ).all()
+        return np.asarray(rows, dtype=np.int64)
 
     def lexical_search(self, query: str, k: int, modalities: Sequence[str] | None = None,
                        ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
