@@ -131,7 +131,7 @@ def not_media_reason(path: Path, head: bytes) -> str:
         sample = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
         content = "text" if "\x00" not in sample else "binary data"
     except UnicodeDecodeError:
-        content = "unrecognised binary data"
+        content = "binary data"
     suffix = path.suffix.lower()
     if suffix in _IMAGE_SUFFIXES:
         return f"named {suffix} but the content is {content}, not an image"

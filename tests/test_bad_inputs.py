@@ -11,7 +11,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bad_inputs import ROOT_READS_ANYTHING, WithAudio, build_corpus, corpus_outcomes, outcomes
+from bad_inputs import (
+    ROOT_READS_ANYTHING,
+    WithAudio,
+    build_corpus,
+    corpus_outcomes,
+    media_bytes,
+    outcomes,
+)
 from typer.testing import CliRunner
 
 from api.cli import app
@@ -120,3 +127,75 @@ def test_corpus_outcomes_summary(tmp_path: Path, tiny_encoder: Any,
     assert len(rows) >= 40
     assert ("unreadable file (chmod 000)" in {r["input"] for r in rows}) != ROOT_READS_ANYTHING
     (tmp_path / "bad_inputs.json").write_text(json.dumps(rows, indent=1))
+
+
+def _cli_index(source: Path, data_dir: Path, encoder: Any, *extra: str) -> Any:
+    import retrieval.encoders as encoders
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CROSSMEDIA_DB_URL", raising=False)
+        mp.delenv("CROSSMEDIA_MEDIA_ROOTS", raising=False)
+        mp.setattr(encoders, "create_encoder", lambda name, device=None: encoder)
+        return CliRunner().invoke(app, ["index", str(source), "--data-dir", str(data_dir),
+                                        "--model", "tiny-test", "--json", *extra])
+
+
+def test_one_bad_manifest_line_does_not_abort_the_run(tmp_path: Path, tiny_encoder: Any) -> None:
+    """Finding 4: a non-UTF-8 line and a symlink loop used to end the run with rc 1."""
+    (tmp_path / "good.jpg").write_bytes(media_bytes()["good.jpg"])
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    manifest = tmp_path / "items.jsonl"
+    manifest.write_bytes(b'{"id": "latin", "caption": "caf\xe9"}\n'
+                         b'{"id": "loop", "image": "loop.jpg"}\n'
+                         b'{"id": "good", "image": "good.jpg", "caption": "noise"}\n')
+    result = _cli_index(manifest, tmp_path / "data", tiny_encoder)
+    assert result.exit_code == 0, (result.output, result.exception)
+    report = json.loads(result.stdout)
+    assert report["added"] == {"image": 1, "text": 1}
+    reasons = {f["where"]: f["reason"] for f in report["failed"]}
+    assert "not UTF-8 (byte 0xe9" in reasons["items.jsonl:1"]
+    assert "symlink loop" in reasons["items.jsonl:2"]
+
+
+def test_paths_outside_the_manifest_folder_need_allow_outside(
+    tmp_path: Path, tiny_encoder: Any
+) -> None:
+    """Finding 3a: an absolute or ../ path to an image elsewhere used to be indexed."""
+    home, elsewhere = tmp_path / "set", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "secret.jpg").write_bytes(media_bytes()["good.jpg"])
+    manifest = home / "items.jsonl"
+    manifest.write_text(json.dumps({"id": "abs", "image": str(elsewhere / "secret.jpg")}) + "\n"
+                        + json.dumps({"id": "up", "image": "../elsewhere/secret.jpg"}) + "\n")
+    result = _cli_index(manifest, tmp_path / "data", tiny_encoder)
+    assert result.exit_code == 0, (result.output, result.exception)
+    report = json.loads(result.stdout)
+    assert report["added"] == {} and len(report["failed"]) == 2
+    assert all("--allow-outside" in f["reason"] for f in report["failed"])
+    result = _cli_index(manifest, tmp_path / "data2", tiny_encoder, "--allow-outside", str(elsewhere))
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert json.loads(result.stdout)["added"] == {"image": 2}
+
+
+def test_huge_captions_texts_and_ids_are_limited(tmp_path: Path, tiny_encoder: Any) -> None:
+    """Finding 8: captions and texts are cut to MAX_TEXT_CHARS with a warning; an id too long
+    for the key column is refused, not passed to the store."""
+    manifest = tmp_path / "items.jsonl"
+    manifest.write_text("".join(json.dumps(o) + "\n" for o in (
+        {"id": "cap", "captions": ["ok", "c" * (MAX_TEXT_CHARS + 7)]},
+        {"id": "txt", "text": "t" * (MAX_TEXT_CHARS * 3)},
+        {"id": "i" * 1100, "caption": "x"},
+    )))
+    result = _cli_index(manifest, tmp_path / "data", tiny_encoder)
+    assert result.exit_code == 0, (result.output, result.exception)
+    report = json.loads(result.stdout)
+    assert report["added"] == {"text": 3}
+    assert report["warnings"] == [
+        {"where": "items.jsonl:1",
+         "message": f"caption 1 truncated from {MAX_TEXT_CHARS + 7} to {MAX_TEXT_CHARS} characters"},
+        {"where": "items.jsonl:2",
+         "message": f"text truncated from {MAX_TEXT_CHARS * 3} to {MAX_TEXT_CHARS} characters"},
+    ]
+    assert [f["where"] for f in report["failed"]] == ["items.jsonl:3"]
+    assert "too long" in report["failed"][0]["reason"]

@@ -288,3 +288,19 @@ def test_bad_csv_lines_are_skipped_not_fatal(tmp_path: Path) -> None:
     assert [k for _, k, _ in got] == ["a", None, "c", None, "e"]
     assert "not UTF-8" in str(got[1][2]) and "line longer" in str(got[3][2])
     assert entries[2].captions == ["two\nlines"]
+
+
+def test_folder_reports_every_file_it_does_not_index(tmp_path: Path) -> None:
+    """Finding 10a: a zero-byte .jpg, a text file named .jpg and an unsupported file used to be
+    skipped silently in a folder while the same file in a manifest was reported."""
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("hello")
+    (tmp_path / "noise.png").write_bytes(bytes(range(256)) * 3)
+    (tmp_path / "data.bin").write_bytes(b"\x00\x01\x02")
+    (tmp_path / "ok.jpg").write_bytes(_jpeg())
+    errors = {e.where: e.error for e in FolderSource(tmp_path)}
+    assert errors["ok.jpg"] is None
+    assert errors["zero.jpg"] == "empty file (0 bytes)"
+    assert errors["text.jpg"] == "named .jpg but the content is text, not an image"
+    assert errors["noise.png"] == "named .png but the content is binary data, not an image"
+    assert "unsupported file type (.bin" in str(errors["data.bin"])
