@@ -29,6 +29,7 @@ from retrieval.errors import (
     UnknownModelError,
     UnsupportedMediaError,
 )
+from retrieval.filters import FilterError
 from retrieval.fsutil import is_disk_full
 
 log = logging.getLogger("crossmedia.api")
@@ -57,6 +58,7 @@ BUSY_RETRY_AFTER_S = 2
 
 # Most specific first: the first isinstance match wins.
 _ENGINE_ERRORS: list[tuple[type[Exception], int, str]] = [
+    (FilterError, 422, "invalid_filters"),
     (MediaTooLargeError, 413, "media_too_large"),
     (UnsupportedMediaError, 415, "unsupported_media"),
     (MediaError, 422, "invalid_media"),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.errors import ErrorResponse
 from retrieval.limits import MAX_TEXT_CHARS
@@ -12,6 +12,8 @@ from retrieval.limits import MAX_TEXT_CHARS
 Target = Literal["any", "image", "text", "audio"]
 ModalityName = Literal["image", "text", "audio"]
 AttrValue = str | int | float | bool
+# An attribute name the engine's filters accept (retrieval.filters): word characters only.
+FilterField = Annotated[str, StringConstraints(pattern=r"^(attrs\.)?\w+$")]
 
 MAX_K_SCHEMA = 1000  # hard schema bound; the server's max_k setting (default 100) is stricter
 SEARCH_FORM_MAX_FIELDS = 10  # text fields of a multipart search; more is a 400
@@ -39,7 +41,7 @@ class SearchRequest(BaseModel):
         description="Re-rank the top candidates with the cross-attention re-ranker "
         "(default: on when the server has a re-ranker).",
     )
-    filters: dict[str, AttrValue] = Field(
+    filters: dict[FilterField, AttrValue] = Field(
         default_factory=dict, description="Keep only items whose attrs equal these values."
     )
 

@@ -218,3 +218,13 @@ def test_limits_are_in_the_schema(openapi: dict[str, Any]) -> None:
     body = openapi["components"]["schemas"]["SearchRequest"] if "$ref" in body else body
     assert body["properties"]["text"]["maxLength"] == 2000
     assert body["properties"]["k"]["maximum"] == 100
+
+
+def test_bad_filter_field_names_are_422_not_500(engine: Runtime) -> None:
+    from api.errors import engine_error_status
+    from retrieval.filters import FilterError
+
+    assert engine_error_status(FilterError("Bad field name")) == (422, "invalid_filters")
+    with _client(engine) as c:  # found by schemathesis: a 500 before
+        r = c.post("/v1/search", json={"text": "cat", "filters": {"x-schemathesis": False}})
+    assert r.status_code == 422, r.text
