@@ -87,6 +87,12 @@ class ManifestSource:
             if not isinstance(obj, dict):
                 yield n, None, "a manifest line must be a JSON object"
                 continue
+            try:  # "\udce9" is valid JSON but not text: the store could not hold it
+                json.dumps(obj, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError as exc:
+                yield n, None, (f"a string holds a lone surrogate ({exc.object[exc.start]!a}), "
+                                "which is not text; fix the line's escapes")
+                continue
             yield n, obj, None
 
     def _csv_rows(self, f: IO[bytes]) -> Iterator[Row]:

@@ -78,7 +78,9 @@ class FolderSource:
         """Files and symlinked folders (reported, not followed), hidden names left out."""
         out: list[Path] = []
         self.hidden = 0
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        # A folder that cannot be listed is kept as an entry: reading it then says why.
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=lambda e: out.append(
+                Path(e.filename))):
             here = Path(dirpath)
             self.hidden += sum(n.startswith(".") for n in dirnames + filenames)
             links = [d for d in dirnames if not d.startswith(".") and (here / d).is_symlink()]
@@ -92,6 +94,11 @@ class FolderSource:
     def __iter__(self) -> Iterator[Entry]:
         for path in self._files:
             rel = str(path.relative_to(self.root))
+            if not _is_utf8(rel):  # the store holds text: such a name cannot be a key or a path
+                shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
+                yield Entry(key=str(self.root / shown), where=shown,
+                            error="file name is not valid UTF-8: rename the file to index it")
+                continue
             try:
                 yield self._entry(path, rel)
             except SkipEntry as exc:
@@ -139,3 +146,11 @@ def not_media_reason(path: Path, head: bytes) -> str:
         return f"named {suffix} but the content is {content}, not a supported audio format"
     return (f"unsupported file type ({suffix or 'no extension'}, content is {content}): "
             "not an image, audio, .txt or .md file")
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -139,6 +139,8 @@ def _manifest_lines(root: Path) -> list[tuple[str, Any, str, str, str]]:
          "outside", ""),
         ("path with a NUL byte", {"id": "nul", "image": "m/a\x00.jpg"}, "skipped", "bad path", ""),
         ("non-UTF-8 line", b'{"id": "latin", "caption": "caf\xe9"}', "skipped", "not UTF-8", ""),
+        ("lone surrogate escape in JSON", b'{"id": "s\\udce9", "caption": "x"}', "skipped",
+         "lone surrogate", ""),
         ("invalid JSON", b'{"id": "broken", "image": ', "skipped", "invalid JSON", ""),
         ("deeply nested JSON", b"[" * 100_000 + b"]" * 100_000, "skipped", "nested too deeply", ""),
         ("huge caption (200,000 characters)", {"id": "huge-caption", "captions": ["c" * HUGE]},
@@ -180,6 +182,12 @@ def _build_folder(root: Path) -> list[Case]:
     (folder / "out.jpg").symlink_to(root / "elsewhere" / "secret.jpg")
     (folder / "zero-device.jpg").symlink_to("/dev/zero")
     (folder / ".hidden.jpg").write_bytes(media_bytes()["good.jpg"])
+    with open(os.fsencode(folder) + b"/caf\xe9.jpg", "wb") as f:  # a name that is not UTF-8
+        f.write(media_bytes()["good.jpg"])
+    if not ROOT_READS_ANYTHING:
+        (folder / "locked").mkdir()
+        (folder / "locked" / "inside.jpg").write_bytes(media_bytes()["good.jpg"])
+        (folder / "locked").chmod(0)
     res = folder.resolve()
     cases = [Case("folder", what, file, outcome, word.replace("Empty file", "empty file")
                   .replace("Not a recognised image", "not an image"), str(res / file))
@@ -198,7 +206,11 @@ def _build_folder(root: Path) -> list[Case]:
         Case("folder", "symlink out of the folder", "out.jpg", "skipped", "outside"),
         Case("folder", "symlink to /dev/zero", "zero-device.jpg", "skipped", "outside"),
         Case("folder", "hidden file (.hidden.jpg)", str(res), "counted", "hidden"),
+        Case("folder", "file name not UTF-8", "caf\\xe9.jpg", "skipped", "not valid UTF-8"),
     ]
+    if not ROOT_READS_ANYTHING:
+        cases.append(Case("folder", "unreadable folder (chmod 000)", "locked", "skipped",
+                          "Permission denied"))
     return cases
 
 
