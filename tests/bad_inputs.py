@@ -7,15 +7,18 @@ source), `allowed/` (a root passed as --allow-outside), `elsewhere/` (outside ev
 The manifest run allows `allowed/` and `/dev` (so /dev/zero reaches the regular-file check
 instead of the confinement check); the folder run allows nothing.
 
-The unreadable-file case (chmod 000) is left out when running as root, who reads anything.
+The unreadable cases (a file and a folder with mode 000) are left out when this process reads
+anything anyway (root, or CAP_DAC_OVERRIDE): see `reads_anything`.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import struct
+import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,8 +27,21 @@ from typing import Any
 
 import numpy as np
 
-ROOT_READS_ANYTHING = os.geteuid() == 0
 HUGE = 200_000  # characters of the huge caption and text: 20x MAX_TEXT_CHARS, under a line's limit
+
+
+@functools.cache
+def reads_anything() -> bool:
+    """True when this process can read a file of mode 000 (root, or CAP_DAC_OVERRIDE)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe"
+        probe.write_bytes(b"x")
+        probe.chmod(0)
+        try:
+            probe.read_bytes()
+        except PermissionError:
+            return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -90,7 +106,7 @@ def _write_media(folder: Path) -> None:
         (folder / name).write_bytes(data)
     os.mkfifo(folder / "fifo.jpg")
     (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
-    if not ROOT_READS_ANYTHING:
+    if not reads_anything():
         (folder / "unreadable.jpg").write_bytes(media_bytes()["good.jpg"])
         (folder / "unreadable.jpg").chmod(0)
 
@@ -120,7 +136,7 @@ def _manifest_lines(root: Path) -> list[tuple[str, Any, str, str, str]]:
     """(what, JSON object or raw bytes, outcome, word, key) per manifest line."""
     rows: list[tuple[str, Any, str, str, str]] = []
     for file, field_name, what, outcome, word in _MEDIA_CASES:
-        if file == "unreadable.jpg" and ROOT_READS_ANYTHING:
+        if file == "unreadable.jpg" and reads_anything():
             continue
         obj: dict[str, Any] = {"id": file, field_name: f"m/{file}"}
         if file == "good.jpg":
@@ -184,7 +200,7 @@ def _build_folder(root: Path) -> list[Case]:
     (folder / ".hidden.jpg").write_bytes(media_bytes()["good.jpg"])
     with open(os.fsencode(folder) + b"/caf\xe9.jpg", "wb") as f:  # a name that is not UTF-8
         f.write(media_bytes()["good.jpg"])
-    if not ROOT_READS_ANYTHING:
+    if not reads_anything():
         (folder / "locked").mkdir()
         (folder / "locked" / "inside.jpg").write_bytes(media_bytes()["good.jpg"])
         (folder / "locked").chmod(0)
@@ -193,7 +209,7 @@ def _build_folder(root: Path) -> list[Case]:
                   .replace("Not a recognised image", "not an image"), str(res / file))
              for file, _, what, outcome, word in _MEDIA_CASES
              if file not in ("dir.jpg", "missing.jpg")
-             and not (file == "unreadable.jpg" and ROOT_READS_ANYTHING)]
+             and not (file == "unreadable.jpg" and reads_anything())]
     cases += [
         Case("folder", "good JPEG in a folder named dir.jpg", "dir.jpg/inner.jpg", "indexed", "",
              str(res / "dir.jpg" / "inner.jpg")),
@@ -208,7 +224,7 @@ def _build_folder(root: Path) -> list[Case]:
         Case("folder", "hidden file (.hidden.jpg)", str(res), "counted", "hidden"),
         Case("folder", "file name not UTF-8", "caf\\xe9.jpg", "skipped", "not valid UTF-8"),
     ]
-    if not ROOT_READS_ANYTHING:
+    if not reads_anything():
         cases.append(Case("folder", "unreadable folder (chmod 000)", "locked", "skipped",
                           "Permission denied"))
     return cases
