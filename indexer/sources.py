@@ -105,8 +105,9 @@ class FolderSource:
                 yield Entry(key=str(path), where=rel, error=str(exc))
             except MediaError as exc:
                 yield Entry(key=str(path), where=rel, error=str(exc).replace(f"{path}: ", ""))
-            except OSError as exc:
-                yield Entry(key=str(path), where=rel, error=f"unreadable: {exc.strerror or exc}")
+            except (OSError, RuntimeError, ValueError) as exc:
+                reason = getattr(exc, "strerror", None) or exc
+                yield Entry(key=str(path), where=rel, error=f"unreadable: {reason}")
 
     def _entry(self, path: Path, rel: str) -> Entry:
         if path.is_symlink():
