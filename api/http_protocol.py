@@ -51,8 +51,11 @@ class HeaderTimeoutH11(H11Protocol):
     def _header_timeout(self) -> None:
         self._header_timer = None
         if self.cycle is self._waiting_after and not self.transport.is_closing():
-            log.info("closing a connection from %s: no complete request headers in %.1f s",
-                     self.client, self.header_timeout_s)
+            log.info(
+                "closing a connection from %s: no complete request headers in %.1f s",
+                self.client,
+                self.header_timeout_s,
+            )
             self.transport.close()
 
 

@@ -44,7 +44,7 @@ def build_catalogue(data_dir: Path, model: str, photos: int) -> list[str]:
     try:
         ingestor = Ingestor(catalogue, create_encoder(model))
         for e in entries[:photos]:
-            add_upload(ingestor, 
+            add_upload(ingestor,
                 (COCO / e["image"]).read_bytes(), Path(e["image"]).name, captions=e["captions"][:2]
             )
     finally:
@@ -109,6 +109,10 @@ def start_server(
             "127.0.0.1",
             "--port",
             str(port),
+            "--http",
+            "api.http_protocol:HeaderTimeoutH11",  # the slow-client timeouts `serve` sets
+            "--timeout-keep-alive",
+            "5",
             "--log-level",
             "warning",
             "--no-access-log",

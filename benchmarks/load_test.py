@@ -40,7 +40,9 @@ def start_server(data_dir: Path, model: str, port: int) -> subprocess.Popen[byte
     env.pop("CROSSMEDIA_API_KEYS", None)
     proc = subprocess.Popen(
         [CLI, "serve", "--data-dir", str(data_dir), "--port", str(port), "--model", model],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -69,8 +71,11 @@ class Recorder:
                 self.errors.append(error)
 
     def summary(self, wall_s: float) -> dict[str, Any]:
-        out: dict[str, Any] = {"requests": len(self.latencies), "errors": len(self.errors),
-                               "throughput_rps": round(len(self.latencies) / wall_s, 2)}
+        out: dict[str, Any] = {
+            "requests": len(self.latencies),
+            "errors": len(self.errors),
+            "throughput_rps": round(len(self.latencies) / wall_s, 2),
+        }
         if self.latencies:
             out.update(percentiles(self.latencies))
         out["error_samples"] = sorted(set(self.errors))[:5]
@@ -106,41 +111,60 @@ def uploader(base: str, worker: int, until: float, rec: Recorder) -> None:
             buf = io.BytesIO()
             Image.fromarray(pixels).save(buf, format="PNG")
             files = {"file": (f"load{worker}-{n}.png", buf.getvalue(), "image/png")}
-            timed_call(rec, lambda f=files, n=n: c.post(  # type: ignore[misc]
-                "/v1/items", files=f, data={"captions": f"load test upload {worker} {n}"}), 201)
+            timed_call(
+                rec,
+                lambda f=files, n=n: c.post(  # type: ignore[misc]
+                    "/v1/items", files=f, data={"captions": f"load test upload {worker} {n}"}
+                ),
+                201,
+            )
             n += 1
             time.sleep(1.0)
 
 
-def run(base: str, queries: list[str], clients: int, uploaders: int, seconds: float) -> dict[str, Any]:
+def run(
+    base: str, queries: list[str], clients: int, uploaders: int, seconds: float
+) -> dict[str, Any]:
     searches, uploads = Recorder(), Recorder()
     order = list(np.random.default_rng(0).permutation(len(queries)))
     shuffled = [queries[i] for i in order]
     until = time.monotonic() + seconds
-    threads = [threading.Thread(target=searcher, args=(base, shuffled, 97 * i, until, searches))
-               for i in range(clients)]
-    threads += [threading.Thread(target=uploader, args=(base, w, until, uploads))
-                for w in range(uploaders)]
+    threads = [
+        threading.Thread(target=searcher, args=(base, shuffled, 97 * i, until, searches))
+        for i in range(clients)
+    ]
+    threads += [
+        threading.Thread(target=uploader, args=(base, w, until, uploads)) for w in range(uploaders)
+    ]
     t0 = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.monotonic() - t0
-    return {"searches": searches.summary(wall), "uploads": uploads.summary(wall),
-            "wall_s": round(wall, 1)}
+    return {
+        "searches": searches.summary(wall),
+        "uploads": uploads.summary(wall),
+        "wall_s": round(wall, 1),
+    }
 
 
 def markdown(result: dict[str, Any]) -> str:
-    rows = ["| requests | clients | count | rps | p50 ms | p95 ms | p99 ms | errors |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| requests | clients | count | rps | p50 ms | p95 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, who in (("search", result["clients"]), ("upload", result["uploaders"])):
         s = result[name + "es" if name == "search" else name + "s"]
-        rows.append(f"| {name} | {who} | {s['requests']} | {s['throughput_rps']} | "
-                    f"{s.get('p50', '-')} | {s.get('p95', '-')} | {s.get('p99', '-')} | "
-                    f"{s['errors']} |")
-    head = (f"Load test: model {result['model']}, {result['photos']} photos, "
-            f"{result['seconds']} s, {result['cpus']} CPUs ({result['machine']})")
+        rows.append(
+            f"| {name} | {who} | {s['requests']} | {s['throughput_rps']} | "
+            f"{s.get('p50', '-')} | {s.get('p95', '-')} | {s.get('p99', '-')} | "
+            f"{s['errors']} |"
+        )
+    head = (
+        f"Load test: model {result['model']}, {result['photos']} photos, "
+        f"{result['seconds']} s, {result['cpus']} CPUs ({result['machine']})"
+    )
     return head + "\n\n" + "\n".join(rows)
 
 
@@ -159,14 +183,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         port = free_port()
         server = start_server(data_dir, args.model, port)
         try:
-            result = run(f"http://127.0.0.1:{port}", queries, args.clients, args.uploaders,
-                         args.seconds)
+            result = run(
+                f"http://127.0.0.1:{port}", queries, args.clients, args.uploaders, args.seconds
+            )
         finally:
             server.terminate()
             server.wait(30)
-    result.update(model=args.model, photos=args.photos, clients=args.clients,
-                  uploaders=args.uploaders, seconds=args.seconds, cpus=os.cpu_count(),
-                  machine=platform.platform())
+    result.update(
+        model=args.model,
+        photos=args.photos,
+        clients=args.clients,
+        uploaders=args.uploaders,
+        seconds=args.seconds,
+        cpus=os.cpu_count(),
+        machine=platform.platform(),
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result))

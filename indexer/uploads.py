@@ -21,9 +21,18 @@ from retrieval.media.sniff import sniff
 from retrieval.modality import Modality
 from retrieval.store import ItemRecord, NewItem
 
-_EXT = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp",
-        "image/bmp": ".bmp", "image/tiff": ".tif", "audio/wav": ".wav", "audio/flac": ".flac",
-        "audio/ogg": ".ogg", "audio/mpeg": ".mp3"}
+_EXT = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+    "image/bmp": ".bmp",
+    "image/tiff": ".tif",
+    "audio/wav": ".wav",
+    "audio/flac": ".flac",
+    "audio/ogg": ".ogg",
+    "audio/mpeg": ".mp3",
+}
 
 
 @dataclass
@@ -34,15 +43,26 @@ class PreparedUpload:
     captions: list[NewItem]
 
 
-def add_upload(ing: Ingestor, data: bytes, filename: str, *, captions: list[str] | tuple[str, ...] = (),
-               attrs: dict[str, Any] | None = None) -> ItemRecord:
+def add_upload(
+    ing: Ingestor,
+    data: bytes,
+    filename: str,
+    *,
+    captions: list[str] | tuple[str, ...] = (),
+    attrs: dict[str, Any] | None = None,
+) -> ItemRecord:
     """Index one uploaded file; searchable when this returns. The same bytes twice are one item."""
     return commit_upload(ing, prepare_upload(ing, data, filename, captions=captions, attrs=attrs))
 
 
-def prepare_upload(ing: Ingestor, data: bytes, filename: str, *,
-                   captions: list[str] | tuple[str, ...] = (),
-                   attrs: dict[str, Any] | None = None) -> PreparedUpload:
+def prepare_upload(
+    ing: Ingestor,
+    data: bytes,
+    filename: str,
+    *,
+    captions: list[str] | tuple[str, ...] = (),
+    attrs: dict[str, Any] | None = None,
+) -> PreparedUpload:
     """Validate, decode and embed the file and its captions, and keep a copy of the file.
     Repeated captions count once (first position kept). A full disk raises StorageFullError."""
     kind = sniff(data[:64], filename)
@@ -58,12 +78,15 @@ def prepare_upload(ing: Ingestor, data: bytes, filename: str, *,
     dest = ing.catalogue.data_dir / "media" / digest[:2] / f"{digest}{_EXT.get(mime, '')}"
     decoded = decode_media(data, MediaRef(modality, dest, mime), ing.limits)  # validate first
     key = f"upload:{digest}"
-    item = media_item(key, decoded, digest, {**(attrs or {}), "filename": Path(filename).name[:255]},
-                      "upload")
+    item = media_item(
+        key, decoded, digest, {**(attrs or {}), "filename": Path(filename).name[:255]}, "upload"
+    )
     # Two equal captions would be two rows with one key: keep the first of each.
     caps = list(dict.fromkeys(c.strip() for c in captions if c and c.strip()))
-    texts = [text_item(f"{key}#caption:{text_hash(c)[:16]}", c, {"caption_of": key}, "upload")
-             for c in caps]
+    texts = [
+        text_item(f"{key}#caption:{text_hash(c)[:16]}", c, {"caption_of": key}, "upload")
+        for c in caps
+    ]
     ing.encode([(item, decoded)], texts)
     if not dest.exists():
         _keep_copy(dest, data)

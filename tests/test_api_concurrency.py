@@ -45,7 +45,9 @@ def _manifest(folder: Path, entries: list[dict[str, Any]]) -> Path:
     lines = []
     for e in entries:
         shutil.copy(COCO / e["image"], folder / e["image"])
-        lines.append(json.dumps({"id": e["id"], "image": e["image"], "captions": e["captions"][:2]}))
+        lines.append(
+            json.dumps({"id": e["id"], "image": e["image"], "captions": e["captions"][:2]})
+        )
     (folder / "items.jsonl").write_text("\n".join(lines) + "\n")
     return folder / "items.jsonl"
 
@@ -94,16 +96,20 @@ class _Uploads:
             self.done += r.status_code == 201
 
 
-def _reader_loop(data_dir: Path, env: dict[str, str], stop: threading.Event,
-                 codes: list[tuple[str, int, str]]) -> None:
+def _reader_loop(
+    data_dir: Path, env: dict[str, str], stop: threading.Event, codes: list[tuple[str, int, str]]
+) -> None:
     while not stop.is_set():
         for args in (("info", "--json"), ("search", "--text", "a dog", "--no-rerank", "--json")):
             p = _cli(*args, "--data-dir", str(data_dir), env=env)
             codes.append((args[0], p.returncode, p.stderr[-500:]))
 
 
-def _cli_writer(manifest: Path, data_dir: Path, env: dict[str, str],
-                ) -> tuple[subprocess.CompletedProcess[str], int]:
+def _cli_writer(
+    manifest: Path,
+    data_dir: Path,
+    env: dict[str, str],
+) -> tuple[subprocess.CompletedProcess[str], int]:
     """`crossmedia index` once; retried when it started while the server held the write lock for
     a commit (`index` refuses at once instead of waiting: the operator retries likewise)."""
     for retries in range(20):
@@ -136,20 +142,37 @@ def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
 def test_server_uploads_with_cli_readers_and_a_cli_writer(tmp_path: Path) -> None:
     entries = coco_entries(8)
     data_dir = tmp_path / "data"
-    env = {**os.environ, "CROSSMEDIA_RATE_LIMIT_PER_MINUTE": "0", "CROSSMEDIA_TORCH_THREADS": "1",
-           "CROSSMEDIA_WRITE_LOCK_TIMEOUT_S": "0.5"}
-    first = _cli("index", str(_manifest(tmp_path / "m0", entries[:3])), "--data-dir",
-                 str(data_dir), "--model", "tiny-test", env=env)
+    env = {
+        **os.environ,
+        "CROSSMEDIA_RATE_LIMIT_PER_MINUTE": "0",
+        "CROSSMEDIA_TORCH_THREADS": "1",
+        "CROSSMEDIA_WRITE_LOCK_TIMEOUT_S": "0.5",
+    }
+    first = _cli(
+        "index",
+        str(_manifest(tmp_path / "m0", entries[:3])),
+        "--data-dir",
+        str(data_dir),
+        "--model",
+        "tiny-test",
+        env=env,
+    )
     assert first.returncode == 0, first.stderr
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([CLI, "serve", "--data-dir", str(data_dir), "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [CLI, "serve", "--data-dir", str(data_dir), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         _wait_ready(url, server)
         uploads, reads, stop_reads = _Uploads(url), [], threading.Event()
         threads = [threading.Thread(target=uploads.run) for _ in range(CLIENTS)]
-        threads.append(threading.Thread(target=_reader_loop, args=(data_dir, env, stop_reads, reads)))
+        threads.append(
+            threading.Thread(target=_reader_loop, args=(data_dir, env, stop_reads, reads))
+        )
         for t in threads:
             t.start()
         time.sleep(1.0)  # uploads and reads under way before the CLI writer starts
@@ -163,8 +186,10 @@ def test_server_uploads_with_cli_readers_and_a_cli_writer(tmp_path: Path) -> Non
     finally:
         server.terminate()
         _, server_log = server.communicate(timeout=30)
-    print(f"uploads {uploads.done}, 503 retries {uploads.retries}, reader runs {len(reads)}, "
-          f"CLI writer retries {writer_retries}")
+    print(
+        f"uploads {uploads.done}, 503 retries {uploads.retries}, reader runs {len(reads)}, "
+        f"CLI writer retries {writer_retries}"
+    )
     assert writer.returncode == 0, writer.stderr
     assert [r for r in reads if r[1] != 0] == [], "a reader failed"
     assert len(reads) >= 2

@@ -91,8 +91,11 @@ def _png(seed: int) -> bytes:
 @pytest.fixture(scope="module")
 def slow_upload_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     runtime, _ = build_engine(tmp_path_factory.mktemp("fairness"), n=3, n_audio=0)
-    runtime.ingestor = Ingestor(runtime.catalogue, _SlowEncoder(runtime.encoder, 0.4),  # type: ignore[arg-type]
-                                limits=runtime.ingestor.limits)
+    runtime.ingestor = Ingestor(
+        runtime.catalogue,
+        _SlowEncoder(runtime.encoder, 0.4),  # type: ignore[arg-type]
+        limits=runtime.ingestor.limits,
+    )
     yield runtime
     runtime.close()
 
@@ -103,7 +106,9 @@ UPLOADERS, UPLOADS_EACH, SEARCH_BOUND_S = 4, 6, 3.0
 @needs_coco
 @pytest.mark.slow
 def test_searches_finish_while_uploads_stream_in(slow_upload_engine: Runtime) -> None:
-    app = create_app(test_settings(slow_upload_engine.catalogue.data_dir), runtime=slow_upload_engine)
+    app = create_app(
+        test_settings(slow_upload_engine.catalogue.data_dir), runtime=slow_upload_engine
+    )
     latencies: list[float] = []
     statuses: list[int] = []
     uploading = threading.Event()

@@ -81,7 +81,9 @@ def _enospc(*args: Any, **kwargs: Any) -> None:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def test_full_disk_on_the_media_copy_is_507(engine: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_disk_on_the_media_copy_is_507(
+    engine: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = engine.catalogue.counts()
     monkeypatch.setattr("indexer.uploads.atomic_write_bytes", _enospc)
     with _client(engine) as c:
@@ -103,7 +105,9 @@ def test_full_disk_on_the_store_is_507(engine: Runtime, monkeypatch: pytest.Monk
     assert r.status_code == 507 and "full" in r.json()["error"]["message"]
 
 
-def test_full_disk_on_an_index_save_is_507(engine: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_disk_on_an_index_save_is_507(
+    engine: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(engine.catalogue, "flush", _enospc)
     with _client(engine) as c:
         r = _upload(c, _png(17))
@@ -128,8 +132,14 @@ def test_readyz_reports_a_degraded_catalogue(engine: Runtime) -> None:
 # -- finding 3b: media only from the data directory and media roots -----------------------------------
 def _outside_item(engine: Runtime, path: Path) -> int:
     vector = np.ones(engine.encoder.dim, dtype=np.float32) / np.sqrt(engine.encoder.dim)
-    item = NewItem(key=f"outside:{path.name}", modality="image", content_hash=path.name,
-                   vector=vector, path=str(path), mime="image/jpeg")
+    item = NewItem(
+        key=f"outside:{path.name}",
+        modality="image",
+        content_hash=path.name,
+        vector=vector,
+        path=str(path),
+        mime="image/jpeg",
+    )
     return engine.catalogue.write([item]).added[item.key]
 
 
@@ -146,7 +156,9 @@ def test_media_outside_the_allowed_roots_is_404(engine: Runtime, tmp_path: Path)
         assert r.status_code == 200 and r.content == secret.read_bytes()
 
 
-def test_media_roots_setting_parses_a_path_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_media_roots_setting_parses_a_path_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CROSSMEDIA_MEDIA_ROOTS", os.pathsep.join(["/srv/a", "/srv/b"]))
     assert test_settings(tmp_path).media_roots == [Path("/srv/a"), Path("/srv/b")]
 
@@ -188,12 +200,19 @@ def test_405_allow_lists_every_method_of_the_path(engine: Runtime) -> None:
 
 def test_captions_sent_as_a_file_are_422(engine: Runtime) -> None:
     with _client(engine) as c:
-        r = c.post("/v1/items", files=[("file", ("x.png", _png(29), "image/png")),
-                                       ("captions", ("c.txt", b"a caption", "text/plain"))])
+        r = c.post(
+            "/v1/items",
+            files=[
+                ("file", ("x.png", _png(29), "image/png")),
+                ("captions", ("c.txt", b"a caption", "text/plain")),
+            ],
+        )
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_captions"
 
 
-def test_caption_length_limit_is_the_ingestion_limit(engine: Runtime, openapi: dict[str, Any]) -> None:
+def test_caption_length_limit_is_the_ingestion_limit(
+    engine: Runtime, openapi: dict[str, Any]
+) -> None:
     with _client(engine) as c:
         r = _upload(c, _png(31), captions=["x" * (MAX_TEXT_CHARS + 1)])
         assert r.status_code == 422 and r.json()["error"]["code"] == "caption_too_long"
@@ -212,7 +231,11 @@ def test_limits_are_in_the_schema(openapi: dict[str, Any]) -> None:
     search = openapi["paths"]["/v1/search"]["post"]["requestBody"]["content"]
     form = search["multipart/form-data"]["schema"]
     assert form["maxProperties"] == 10
-    assert sorted(tuple(s["required"]) for s in form["oneOf"]) == [("audio",), ("image",), ("text",)]
+    assert sorted(tuple(s["required"]) for s in form["oneOf"]) == [
+        ("audio",),
+        ("image",),
+        ("text",),
+    ]
     assert form["properties"]["k"]["maximum"] == 100
     body = search["application/json"]["schema"]
     body = openapi["components"]["schemas"]["SearchRequest"] if "$ref" in body else body
