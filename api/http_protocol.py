@@ -7,7 +7,9 @@ connection opens and when the first byte of a next request arrives on a kept-ali
 if the headers are not complete when it fires, the connection is closed.
 
     uvicorn.Config(app, http=with_header_timeout(10.0), timeout_keep_alive=5)
-    # or: uvicorn --factory api.server:app_from_env --http api.http_protocol:HeaderTimeoutH11
+
+`crossmedia serve` does this (api.server.uvicorn_options); uvicorn's own command line accepts
+only its built-in protocols, so `uvicorn --factory` runs without the header deadline.
 """
 
 from __future__ import annotations

@@ -66,8 +66,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 def app_from_env() -> Any:
     """An app built from CROSSMEDIA_* settings, for `uvicorn --factory api.server:app_from_env`
-    (e.g. several worker processes behind one port). Pass uvicorn the slow-client timeouts that
-    `serve` sets: `--http api.http_protocol:HeaderTimeoutH11 --timeout-keep-alive 5`."""
+    (e.g. several worker processes behind one port). uvicorn's command line cannot take the
+    header-deadline protocol `serve` uses (api.http_protocol); pass `--timeout-keep-alive 5` and
+    put a proxy with a header timeout in front, or run `crossmedia serve`."""
     from api.main import create_app
 
     settings = load_settings()

@@ -109,8 +109,6 @@ def start_server(
             "127.0.0.1",
             "--port",
             str(port),
-            "--http",
-            "api.http_protocol:HeaderTimeoutH11",  # the slow-client timeouts `serve` sets
             "--timeout-keep-alive",
             "5",
             "--log-level",
