@@ -7,11 +7,11 @@ import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from api.cli_output import print_index_report, print_info
+from api.cli_output import print_index_report, print_info, print_search
 from retrieval.errors import CrossmediaError
 from retrieval.fsutil import is_disk_full
 
@@ -83,6 +83,12 @@ def index(
         print_index_report(report)
 
 
+class Mode(StrEnum):
+    vector = "vector"
+    lexical = "lexical"
+    hybrid = "hybrid"
+
+
 @app.command()
 def search(
     text: Annotated[str | None, typer.Option("--text", help="Text query.")] = None,
@@ -90,6 +96,10 @@ def search(
     audio: Annotated[Path | None, typer.Option("--audio", help="Audio file query.")] = None,
     target: Annotated[Target, typer.Option(help="Modality to return.")] = Target.any,
     k: Annotated[int, typer.Option("-k", min=1, max=1000)] = 10,
+    mode: Annotated[Mode | None, typer.Option(
+        help="vector, lexical or hybrid [default: hybrid when the query has words, else vector]")] = None,
+    where: Annotated[list[str] | None, typer.Option(
+        "--where", help="Filter, repeatable: 'label=cat', 'duration>=2', 'label in cat,dog'.")] = None,
     rerank: Annotated[bool, typer.Option("--rerank/--no-rerank", help="Re-rank the top candidates.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     data_dir: DataDir = None,
@@ -98,44 +108,41 @@ def search(
     """Search the catalogue with a text, an image or an audio query."""
     from retrieval.catalogue import Catalogue
     from retrieval.encoders import create_encoder
-    from retrieval.media.image import decode_image
+    from retrieval.filters import parse_where
     from retrieval.rerank import select_reranker
-    from retrieval.search import Query, SearchService
+    from retrieval.search import SearchService
 
     if sum(x is not None for x in (text, image, audio)) != 1:
         raise typer.BadParameter("Give exactly one of --text, --image or --audio.")
+    filters = parse_where(where) if where else None
     with Catalogue.open(_data_dir(data_dir), create=False) as cat:
         if cat.space is None:
             raise CrossmediaError(f"The catalogue at {cat.data_dir} is empty. Run `crossmedia index` first.")
         encoder = create_encoder(_model_for(cat, model))
-        if image is not None:
-            query = Query(image=decode_image(image))
-        elif audio is not None:
-            from retrieval.media.audio import decode_audio
-
-            query = Query(audio=decode_audio(audio))
-        else:
-            query = Query(text=text)
+        query = _query(text, image, audio)
         service = SearchService(cat, encoder, reranker=select_reranker("auto" if rerank else "none", encoder))
-        result = service.search(query, target=str(target), k=k, rerank=rerank)
+        result = service.search(query, target=str(target), k=k, rerank=rerank, filters=filters,
+                                mode=None if mode is None else str(mode))
         out = result.to_json()
-        if text is not None:
-            out["query"] = text
-        elif image is not None:
-            out["query"] = {"image": str(image)}
-        else:
-            out["query"] = {"audio": str(audio)}
+        out["query"] = text if text is not None else {**out["query"], **(
+            {"image": str(image)} if image is not None else {"audio": str(audio)})}
     if json_out:
         typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
-        return
-    for rank, hit in enumerate(result.hits, 1):
-        label = hit.text if hit.modality == "text" else hit.path
-        where = ""
-        if hit.segment:
-            where = f" @ {hit.segment['offset_s']:.0f}s"
-        typer.echo(f"{rank:3d}. {hit.score:.4f}  [{hit.modality}] {label}{where}")
-    t = result.timings_ms
-    typer.echo(" ".join(f"{k}={v:.1f}ms" for k, v in t.items()), err=True)
+    else:
+        print_search(result)
+
+
+def _query(text: str | None, image: Path | None, audio: Path | None) -> Any:
+    from retrieval.media.image import decode_image
+    from retrieval.search import Query
+
+    if image is not None:
+        return Query(image=decode_image(image))
+    if audio is not None:
+        from retrieval.media.audio import decode_audio
+
+        return Query(audio=decode_audio(audio))
+    return Query(text=text)
 
 
 @app.command()
@@ -187,6 +194,8 @@ def bench_recall(
     rerank: Annotated[bool, typer.Option("--rerank/--no-rerank")] = False,
     label_prompt: Annotated[str | None, typer.Option(
         help="Prompt for labelled sets, e.g. '{label}' for spoken words.")] = None,
+    mode: Annotated[Mode | None, typer.Option(
+        help="vector, lexical or hybrid [default: hybrid where the query has words]")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Recall@1/5/10 and mAP@10 for every direction the manifest allows."""
@@ -195,7 +204,8 @@ def bench_recall(
     if split not in ("all", "train", "val", "test"):
         raise typer.BadParameter("split must be all, train, val or test")
     result = run_recall_bench(manifest, model=model, split=split, rerank=rerank,
-                              label_prompt=label_prompt, progress=not json_out)
+                              label_prompt=label_prompt, progress=not json_out,
+                              mode=None if mode is None else str(mode))
     typer.echo(to_json(result) if json_out else format_table(result))
 
 

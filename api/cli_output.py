@@ -43,3 +43,15 @@ def print_info(data: dict[str, Any], errors: list[tuple[str, str | None, str]]) 
     typer.echo(f"Skipped files recorded: {data['skipped_files']}")
     for key, where, reason in errors:
         typer.echo(f"  {where or key}: {reason}")
+
+
+def print_search(result: Any) -> None:  # retrieval.results.SearchResult
+    if result.query.get("transcript"):
+        typer.echo(f"heard: {result.query['transcript']}", err=True)
+    for rank, hit in enumerate(result.hits, 1):
+        label = hit.text if hit.modality == "text" else hit.path
+        where = f" @ {hit.segment['offset_s']:.0f}s" if hit.segment else ""
+        why = next((m["text"] for m in hit.matched if m.get("text") and m["text"] != label), None)
+        because = f'  <- "{why}"' if why else ""
+        typer.echo(f"{rank:3d}. {hit.score:.4f}  [{hit.modality}] {label}{where}{because}")
+    typer.echo(" ".join(f"{k}={v:.1f}ms" for k, v in result.timings_ms.items()), err=True)

@@ -9,6 +9,12 @@ Protocol (printed with the numbers):
 - labelled sets: one prompt per label ("a photo of a {label}" for images, "the sound of a
   {label}" for audio, or --label-prompt); a prompt query counts any item with that label as
   relevant, and a media query is correct when its label's prompt is retrieved.
+- honest galleries: no media item is linked to the texts under test, and media items carry no
+  name, label or attribute in the lexical channel: a media item is found only through its content
+  (pixels, sound, and the transcript the system itself hears). Queries are catalogue items: a
+  text query's words are its text, a recording's are what the system heard in it.
+- mode: `hybrid` (default) fuses the vector channel with the lexical one (and, for recordings,
+  their transcript's text vector) wherever the query has words; `vector` is the first stage.
 """
 
 from __future__ import annotations
@@ -77,7 +83,7 @@ def _build_gallery(manifest: Path, split: str, label_prompt: str | None) -> _Gal
 
 def run_recall_bench(manifest: Path, *, model: str = "starter", split: str = "all",
                      rerank: bool = False, label_prompt: str | None = None,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, mode: str | None = None) -> dict[str, Any]:
     from retrieval.rerank import select_reranker
     from retrieval.search import SearchService
 
@@ -88,6 +94,7 @@ def run_recall_bench(manifest: Path, *, model: str = "starter", split: str = "al
     tasks: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="crossmedia-bench-") as tmp, \
             Catalogue.open(Path(tmp) / "cat") as cat:
+        cat.store.set_lexical_fields(["text"])  # content only: see the protocol above
         ing = Ingestor(cat, encoder)
         report = ing.ingest(_ListSource(gallery), progress=progress)
         reranker = select_reranker("auto" if rerank else "none", encoder)
@@ -109,26 +116,23 @@ def run_recall_bench(manifest: Path, *, model: str = "starter", split: str = "al
                 k in gallery.relevant_media.get(key_of[t], set()) for k in (key_of[m] for m in media_ids))]
             mkeys = {key_of[m] for m in media_ids}
             rel = [{k for k in gallery.relevant_media[key_of[t]] if k in mkeys} for t in q_ids]
-            tasks[f"text_to_{modality}"] = _run(service, cat, q_ids, key_of, rel, modality, len(media_ids), rerank)
+            run = {"service": service, "key_of": key_of, "rerank": rerank, "mode": mode}
+            tasks[f"text_to_{modality}"] = _run(run, q_ids, rel, modality, len(media_ids))
             # media -> text
             rel = [gallery.relevant_text[key_of[m]] for m in media_ids]
-            tasks[f"{modality}_to_text"] = _run(service, cat, media_ids, key_of, rel, "text", len(text_ids), rerank)
+            tasks[f"{modality}_to_text"] = _run(run, media_ids, rel, "text", len(text_ids))
     return {"model": model, "manifest": str(manifest), "split": split, "rerank": rerank,
-            "skipped_files": len(report.failed), "tasks": tasks}
+            "mode": mode or "hybrid", "skipped_files": len(report.failed), "tasks": tasks}
 
 
-def _run(service: Any, cat: Catalogue, query_ids: list[int], key_of: dict[int, str],
-         relevant: list[set[str]], target: str, gallery: int, rerank: bool) -> dict[str, float]:
+def _run(run: dict[str, Any], query_ids: list[int], relevant: list[set[str]], target: str,
+         gallery: int) -> dict[str, float]:
     k = max(KS)
-    vecs = cat.store.vectors_for(query_ids, service.encoder.dim)
+    service, key_of = run["service"], run["key_of"]
     ranked: list[list[str]] = []
     for start in range(0, len(query_ids), 256):
-        chunk = query_ids[start : start + 256]
-        q = np.stack([vecs[i] for i in chunk])
-        if rerank:
-            rows = service.rerank_vectors(chunk, q, target=target, k=k)
-        else:
-            rows = service.search_vectors(q, target=target, k=k)
+        rows = service.search_items(query_ids[start : start + 256], target=target, k=k,
+                                    rerank=run["rerank"], mode=run["mode"])
         ranked.extend([[key_of[i] for i, _, _ in row] for row in rows])
     out: dict[str, float] = {f"R@{kk}": recall_at_k(ranked, relevant, kk) for kk in KS}
     out["mAP@10"] = map_at_k(ranked, relevant, 10)
@@ -158,7 +162,7 @@ class _ListSource:
 def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"Recall of {result['model']} on {result['manifest']} (split: {result['split']}, "
-        f"re-rank: {'on' if result['rerank'] else 'off'})",
+        f"mode: {result.get('mode', 'hybrid')}, re-rank: {'on' if result['rerank'] else 'off'})",
         "",
         "| task | R@1 | R@5 | R@10 | mAP@10 | queries | gallery | chance R@1 | chance R@10 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -172,4 +176,5 @@ def format_table(result: dict[str, Any]) -> str:
 
 def to_json(result: dict[str, Any]) -> str:
     return json.dumps({"model": result["model"], "split": result["split"], "rerank": result["rerank"],
+                       "mode": result.get("mode"),
                        "tasks": result["tasks"]}, indent=2)

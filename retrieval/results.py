@@ -59,6 +59,7 @@ class Hit:
     linked: list[int] = field(default_factory=list)
     first_stage_score: float | None = None
     segment: dict[str, float] | None = None  # where in a long audio file the query matched best
+    matched: list[dict[str, Any]] = field(default_factory=list)  # captions/transcripts that matched
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -67,6 +68,8 @@ class Hit:
         }
         if self.segment is not None:
             out["segment"] = self.segment
+        if self.matched:
+            out["matched"] = self.matched
         return out
 
 

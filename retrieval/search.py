@@ -1,26 +1,40 @@
-"""The search service: query -> vector -> the target modality's index -> (re-rank) -> metadata."""
+"""The search service: query -> vectors and words -> channels (vector, lexical, transcript) ->
+fusion (media first) -> (re-rank) -> metadata. See retrieval/hybrid.py for the channels."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from retrieval.errors import CrossmediaError
 from retrieval.filters import compile_filter
+from retrieval.hybrid import Channel, Fused, Fuser, resolve_mode, target_modalities
 from retrieval.modality import ALL_MODALITIES, Modality
 from retrieval.results import Candidates, Hit, Query, Reranker, RerankQuery, SearchResult
+from retrieval.vector_search import filtered_search, lexical_search, vector_search
 
 if TYPE_CHECKING:
     from retrieval.catalogue import Catalogue
-    from retrieval.index import VectorIndex
     from retrieval.encoders.base import Encoder
 
-__all__ = ["TARGETS", "Hit", "Query", "SearchResult", "SearchService"]
+__all__ = ["TARGETS", "Hit", "Query", "SearchResult", "SearchService", "filtered_search"]
 
 TARGETS = ("image", "text", "audio", "any")
+FUSION_DEPTH = 50  # candidates each channel brings to the fusion
+
+
+@dataclass
+class _Encoded:
+    """One query as the channels see it."""
+
+    vector: np.ndarray
+    modality: str
+    tokens: np.ndarray | None = None
+    words: str | None = None  # typed text, or what a spoken query says
 
 
 class SearchService:
@@ -41,62 +55,129 @@ class SearchService:
 
     def encode_queries(self, queries: Sequence[Query]) -> np.ndarray:
         """Batch-encode mixed queries, grouped by modality; (Q, dim) float32."""
-        return self._encode(queries, with_tokens=False)[0]
+        return np.stack([e.vector for e in self._encode(queries, with_tokens=False)])
 
-    def _encode(self, queries: Sequence[Query], with_tokens: bool
-                ) -> tuple[np.ndarray, list[np.ndarray | None]]:
-        """Vectors (Q, dim) and, with_tokens, each query's token set from the SAME encoder call."""
-        out = np.zeros((len(queries), self.encoder.dim), dtype=np.float32)
-        tokens: list[np.ndarray | None] = [None] * len(queries)
+    def _encode(self, queries: Sequence[Query], with_tokens: bool) -> list[_Encoded]:
+        """Vectors and, with_tokens, token sets from the SAME encoder call; a spoken query's
+        transcript from the same pass as its vector."""
+        out: list[_Encoded | None] = [None] * len(queries)
         for modality in ALL_MODALITIES:
             idx = [i for i, q in enumerate(queries) if q.modality == modality]
             if not idx:
                 continue
-            payload = [
-                queries[i].text if modality == Modality.TEXT
-                else queries[i].image if modality == Modality.IMAGE else queries[i].audio
-                for i in idx
-            ]
+            if modality == Modality.AUDIO:
+                described = self.encoder.describe_audio([queries[i].audio for i in idx])
+                for i, d in zip(idx, described, strict=True):
+                    out[i] = _Encoded(d.vector, "audio", None, d.transcript)
+                continue
+            payload = [queries[i].text if modality == Modality.TEXT else queries[i].image for i in idx]
             if with_tokens:
-                out[idx], sets = self.encoder.encode_with_tokens(modality, payload)
-                for j, i in enumerate(idx):
-                    tokens[i] = None if sets is None else sets[j]
+                vecs, sets = self.encoder.encode_with_tokens(modality, payload)
             else:
-                out[idx] = self.encoder.encode(modality, payload)
-        return out, tokens
+                vecs, sets = self.encoder.encode(modality, payload), None
+            for j, i in enumerate(idx):
+                out[i] = _Encoded(vecs[j], str(modality), None if sets is None else sets[j],
+                                  queries[i].text)
+        return [e for e in out if e is not None]
 
-    def search(self, query: Query, *, target: str = "any", k: int = 10,
-               rerank: bool | None = None, filters: Mapping[str, Any] | None = None) -> SearchResult:
-        return self.search_many([query], target=target, k=k, rerank=rerank, filters=filters)[0]
+    def search(self, query: Query, *, target: str = "any", k: int = 10, rerank: bool | None = None,
+               filters: Mapping[str, Any] | None = None, mode: str | None = None) -> SearchResult:
+        return self.search_many([query], target=target, k=k, rerank=rerank, filters=filters,
+                                mode=mode)[0]
 
     def search_many(self, queries: Sequence[Query], *, target: str = "any", k: int = 10,
-                    rerank: bool | None = None, filters: Mapping[str, Any] | None = None) -> list[SearchResult]:
+                    rerank: bool | None = None, filters: Mapping[str, Any] | None = None,
+                    mode: str | None = None) -> list[SearchResult]:
+        self._check(target, k)
+        use_rerank = self.reranker is not None and (rerank is None or rerank)
+        t0 = time.perf_counter()
+        encoded = self._encode(queries, with_tokens=use_rerank)
+        t1 = time.perf_counter()
+        rerank_ms: list[float] = []
+        fused = self._search_encoded(encoded, target, k, use_rerank, filters, mode, rerank_ms)
+        t2 = time.perf_counter()
+        search_ms = ((t2 - t1) * 1e3 - sum(rerank_ms)) / len(queries)
+        per_query = {"encode": (t1 - t0) * 1e3 / len(queries), "search": search_ms}
+        results = []
+        for i, (query, enc, units) in enumerate(zip(queries, encoded, fused, strict=True)):
+            t3 = time.perf_counter()
+            hits = self._hydrate(units, enc.vector)
+            timings = {**per_query, **({"rerank": rerank_ms[i]} if use_rerank else {}),
+                       "metadata": (time.perf_counter() - t3) * 1e3}
+            described = query.describe()
+            if enc.modality == "audio" and enc.words:
+                described["transcript"] = enc.words
+            results.append(SearchResult(query=described, hits=hits[:k], timings_ms=timings))
+        return results
+
+    def search_items(self, query_ids: Sequence[int], *, target: str = "any", k: int = 10,
+                     rerank: bool = False, filters: Mapping[str, Any] | None = None,
+                     mode: str | None = None) -> list[list[tuple[int, float, str]]]:
+        """Queries that are catalogue items (the recall benchmark): their stored vectors, token
+        sets and words (a text item's text, the transcript the system heard in a recording)."""
+        self._check(target, k)
+        store = self.catalogue.store
+        records = store.get_items(list(query_ids))
+        vectors = store.vectors_for(list(query_ids), self.encoder.dim)
+        tokens = store.token_sets(list(query_ids)) if rerank else {}
+        encoded = [_Encoded(vectors[q], records[q].modality, tokens.get(q),
+                            records[q].text if records[q].modality in ("text", "audio") else None)
+                   for q in query_ids]
+        use_rerank = rerank and self.reranker is not None
+        fused = self._search_encoded(encoded, target, k, use_rerank, filters, mode)
+        return [[(u.id, u.score, u.modality) for u in units] for units in fused]
+
+    def _check(self, target: str, k: int) -> None:
         if target not in TARGETS:
             raise CrossmediaError(f"Unknown target {target!r}. Use one of {list(TARGETS)}.")
         if not 1 <= k <= self.max_k:
             raise CrossmediaError(f"k must be between 1 and {self.max_k}, got {k}.")
-        use_rerank = self.reranker is not None and (rerank is None or rerank)
-        t0 = time.perf_counter()
-        vectors, tokens = self._encode(queries, with_tokens=use_rerank)
-        t1 = time.perf_counter()
-        depth = self.rerank_depth(k) if use_rerank else k
-        candidates = self.search_vectors(vectors, target=target, k=depth, filters=filters)
-        t2 = time.perf_counter()
-        results = []
-        per_query = {"encode": (t1 - t0) * 1e3 / len(queries), "search": (t2 - t1) * 1e3 / len(queries)}
-        for query, vec, toks, cands in zip(queries, vectors, tokens, candidates, strict=True):
-            timings = dict(per_query)
-            first = None
-            if use_rerank and cands:
-                t3 = time.perf_counter()
-                first = {i: s for i, s, _ in cands}
-                cands = self._rerank(RerankQuery(vec, str(query.modality), toks), cands, k)
-                timings["rerank"] = (time.perf_counter() - t3) * 1e3
-            t4 = time.perf_counter()
-            hits = self._hydrate(cands, vec, first)
-            timings["metadata"] = (time.perf_counter() - t4) * 1e3
-            results.append(SearchResult(query=query.describe(), hits=hits[:k], timings_ms=timings))
-        return results
+
+    def _search_encoded(self, encoded: Sequence[_Encoded], target: str, k: int, use_rerank: bool,
+                        filters: Mapping[str, Any] | None, mode: str | None,
+                        rerank_ms: list[float] | None = None) -> list[list[Fused]]:
+        modes = [resolve_mode(mode, bool(e.words and e.words.strip())) for e in encoded]
+        depth = max(self.rerank_depth(k) if use_rerank else k, FUSION_DEPTH)
+        vectors = np.stack([e.vector for e in encoded])
+        first = self.search_vectors(vectors, target=target, k=depth, filters=filters)
+        spoken = [i for i, e in enumerate(encoded) if e.modality == "audio" and e.words and
+                  modes[i] == "hybrid"]
+        by_transcript: dict[int, list[tuple[int, float, str]]] = {}
+        if spoken:
+            tv = self.encoder.encode_texts([encoded[i].words or "" for i in spoken])
+            by_transcript = dict(zip(spoken, self.search_vectors(tv, target=target, k=depth,
+                                                                 filters=filters), strict=True))
+        out = []
+        for i, (enc, cands) in enumerate(zip(encoded, first, strict=True)):
+            first_stage = {c[0]: c[1] for c in cands}
+            t = time.perf_counter()
+            if use_rerank and cands:  # the re-ranker sees k x overfetch; deeper ones stay behind
+                pool = cands[: self.rerank_depth(k)]
+                reranked = self._rerank(RerankQuery(enc.vector, enc.modality, enc.tokens), pool, k)
+                top = {h[0] for h in reranked}
+                cands = reranked + [c for c in cands if c[0] not in top]
+            if rerank_ms is not None:
+                rerank_ms.append((time.perf_counter() - t) * 1e3)
+            channels = [] if modes[i] == "lexical" else [Channel("vector", cands)]
+            if modes[i] != "vector" and enc.words:
+                channels.append(Channel("lexical", lexical_search(self.catalogue, enc.words, target, depth)))
+            if i in by_transcript:
+                channels.append(Channel("transcript", by_transcript[i]))
+            units = Fuser(self.catalogue.store, target).fuse(channels, k * 4)
+            for u in units:
+                u.first_stage = first_stage.get(u.id)
+            out.append(self._apply_filter(units, filters)[:k])
+        return out
+
+    def _apply_filter(self, units: list[Fused], filters: Mapping[str, Any] | None) -> list[Fused]:
+        """Fused items that satisfy the filter (captions can bring in media the vector search
+        filtered out)."""
+        if not filters or not units:
+            return units
+        condition = compile_filter(filters)
+        allowed = {m: set(self.catalogue.store.filter_ids(condition, m).tolist())
+                   for m in {u.modality for u in units}}
+        return [u for u in units if u.id in allowed[u.modality]]
 
     def _rerank(self, query: RerankQuery, cands: list[tuple[int, float, str]], k: int
                 ) -> list[tuple[int, float, str]]:
@@ -116,55 +197,24 @@ class SearchService:
         """How many first-stage candidates the re-ranker sees for a top k (k x overfetch)."""
         return k * self.overfetch
 
-    def rerank_vectors(self, query_ids: Sequence[int], vectors: np.ndarray, *, target: str = "any",
-                       k: int = 10, filters: Mapping[str, Any] | None = None
-                       ) -> list[list[tuple[int, float, str]]]:
-        """Re-ranked search for queries that are catalogue items (their token sets are stored):
-        [(id, score, modality)] per query; the first stage when no re-ranker is set."""
-        if self.reranker is None:
-            return self.search_vectors(vectors, target=target, k=k, filters=filters)
-        candidates = self.search_vectors(vectors, target=target, k=self.rerank_depth(k), filters=filters)
-        stored = self.catalogue.store.token_sets(list(query_ids))
-        records = self.catalogue.store.get_items(list(query_ids))
-        out = []
-        for qid, vec, cands in zip(query_ids, vectors, candidates, strict=True):
-            rec = records.get(qid)
-            query = RerankQuery(vec, rec.modality if rec is not None else "text", stored.get(qid))
-            out.append(self._rerank(query, cands, k) if cands else [])
-        return out
-
     def search_vectors(self, vectors: np.ndarray, *, target: str = "any", k: int = 10,
                        filters: Mapping[str, Any] | None = None) -> list[list[tuple[int, float, str]]]:
-        """First-stage search for a batch of query vectors: [(id, score, modality)] per query.
-        With `filters`, the top k among the items that satisfy them (exact for exact indexes)."""
-        modalities = [str(m) for m in ALL_MODALITIES] if target == "any" else [target]
-        condition = compile_filter(filters) if filters else None
-        merged: list[list[tuple[int, float, str]]] = [[] for _ in range(len(vectors))]
-        for modality in modalities:
-            index = self.catalogue.index(modality)
-            if index.count() == 0:
-                continue
-            if condition is None:
-                scores, ids = index.search(vectors, min(k, index.count()))
-            else:
-                allowed = self.catalogue.store.filter_ids(condition, modality)
-                scores, ids = filtered_search(index, vectors, k, allowed)
-            for q, (sr, ir) in enumerate(zip(scores, ids, strict=True)):
-                merged[q].extend((int(i), float(s), modality) for s, i in zip(sr, ir, strict=True)
-                                 if i >= 0)
-        return [sorted(m, key=lambda t: (-t[1], t[0]))[:k] for m in merged]
+        """First-stage search for a batch of query vectors: [(id, score, modality)] per query."""
+        return vector_search(self.catalogue, vectors, target, k, filters)
 
-    def _hydrate(self, cands: list[tuple[int, float, str]], qvec: np.ndarray,
-                 first_stage: dict[int, float] | None = None) -> list[Hit]:
-        records = self.catalogue.store.get_items([c[0] for c in cands])
+
+    def _hydrate(self, units: list[Fused], qvec: np.ndarray) -> list[Hit]:
+        records = self.catalogue.store.get_items([u.id for u in units])
         hits = []
-        for item_id, score, modality in cands:
+        for unit in units:
+            item_id, modality = unit.id, unit.modality
             rec = records.get(item_id)
             if rec is None:
                 continue  # deleted between search and join
-            hit = Hit(id=rec.id, modality=modality, score=score, key=rec.key, path=rec.path,
+            hit = Hit(id=rec.id, modality=modality, score=unit.score, key=rec.key, path=rec.path,
                       text=rec.text, attrs=rec.attrs, mime=rec.mime, linked=rec.linked,
-                      first_stage_score=score if first_stage is None else first_stage[item_id])
+                      matched=unit.matched,
+                      first_stage_score=unit.score if unit.first_stage is None else unit.first_stage)
             if modality == "audio" and (rec.duration or 0) > 30:
                 hit.segment = self._best_segment(item_id, qvec)
             hits.append(hit)
@@ -177,31 +227,3 @@ class SearchService:
         sims = [float(vec @ qvec) for _, _, vec in segs]
         best = int(np.argmax(sims))
         return {"offset_s": segs[best][0], "duration_s": segs[best][1], "score": sims[best]}
-
-
-PREFILTER_FRACTION = 0.2  # filters letting through at most this share of an index pre-filter
-
-
-def filtered_search(index: VectorIndex, vectors: np.ndarray, k: int, allowed: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Top k among `allowed` ids. A selective filter becomes an ID selector inside the index
-    (pre-filter); a broad one a post-filter with adaptive over-fetch, doubling until every query
-    has k allowed hits or the whole index was read."""
-    n = index.count()
-    if len(allowed) == 0:
-        return np.zeros((len(vectors), 0), np.float32), np.zeros((len(vectors), 0), np.int64)
-    if len(allowed) <= PREFILTER_FRACTION * n:
-        return index.search(vectors, min(k, len(allowed)), among=allowed)
-    fetch = min(n, max(2 * k, int(np.ceil(k * n / len(allowed) * 1.5))))
-    while True:
-        scores, ids = index.search(vectors, fetch)
-        ok = np.isin(ids, allowed)
-        if fetch >= n or bool((ok.sum(axis=1) >= min(k, len(allowed))).all()):
-            break
-        fetch = min(n, fetch * 2)
-    out_s = np.full((len(vectors), k), -np.inf, np.float32)
-    out_i = np.full((len(vectors), k), -1, np.int64)
-    for q in range(len(vectors)):
-        keep = np.flatnonzero(ok[q])[:k]
-        out_s[q, : len(keep)], out_i[q, : len(keep)] = scores[q, keep], ids[q, keep]
-    return out_s, out_i

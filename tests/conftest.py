@@ -19,6 +19,9 @@ import numpy as np
 import pytest
 
 SHARED_DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
+# Test manifests are written in tmp folders and point at the real photos by absolute path; the
+# data sets are a media root for every test (and the CLI subprocesses they start).
+os.environ.setdefault("CROSSMEDIA_MEDIA_ROOTS", str(SHARED_DATA.resolve()))
 N_CATALOGUE = 19  # photos in `tiny_catalogue`: small and odd
 
 
@@ -152,7 +155,7 @@ def tiny_catalogue_template(
     data_dir = root / "data"
     with Catalogue.open(data_dir, db_url=sqlite_url(data_dir)) as cat:
         report = Ingestor(cat, tiny_encoder, batch_size=8).ingest(
-            ManifestSource(manifest), progress=False
+            ManifestSource(manifest, [SHARED_DATA]), progress=False
         )
     assert not report.failed, report.failed
     return data_dir, entries

@@ -49,7 +49,7 @@ def test_audio_items_get_vectors_transcripts_and_windows(tmp_path: Path, starter
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     with Catalogue.open(tmp_path / "cat") as cat:
-        report = Ingestor(cat, starter).ingest(open_source(manifest), progress=False)
+        report = Ingestor(cat, starter).ingest(open_source(manifest, [DATA]), progress=False)
         assert report.failed == [] and report.added == {"audio": 4}
         recs = {r.key: r for r in cat.store.iter_items("audio")}
         assert recs["long"].duration == pytest.approx(65.0, abs=0.01)
@@ -81,7 +81,7 @@ def test_audio_longer_than_the_limit_is_refused_with_the_setting_named(tmp_path:
     manifest = tmp_path / "items.jsonl"
     manifest.write_text(json.dumps({"id": "hour", "audio": str(path)}) + "\n")
     with Catalogue.open(tmp_path / "cat") as cat:
-        report = Ingestor(cat, starter, limits=MediaLimits()).ingest(open_source(manifest), progress=False)
+        report = Ingestor(cat, starter, limits=MediaLimits()).ingest(open_source(manifest, [DATA]), progress=False)
         assert cat.counts() == {}
     [(where, reason)] = report.failed
     assert "max_audio_seconds" in reason or "seconds" in reason, reason

@@ -36,7 +36,7 @@ def _manifest(tmp: Path, n: int) -> Path:
 
 
 def _cmd(manifest: Path, data_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "api.cli", "index", str(manifest), "--data-dir", str(data_dir),
+    return [sys.executable, "-m", "api.cli", "index", str(manifest), "--data-dir", str(data_dir), "--allow-outside", str(DATA),
             "--model", "tiny-test", "--batch-size", "3"]
 
 

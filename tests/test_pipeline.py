@@ -17,6 +17,7 @@ from PIL import Image
 from indexer.pipeline import Ingestor, IngestReport
 from indexer.sources import ManifestSource
 from retrieval.catalogue import Catalogue
+from tests.conftest import SHARED_DATA
 from retrieval.catalogue_check import describe
 from retrieval.errors import CatalogueError, SpaceMismatchError
 from retrieval.index import FaissIndex
@@ -27,7 +28,7 @@ from retrieval.search import Query, SearchService
 def ingest(data_dir: Path, manifest: Path, encoder: Any, batch_size: int = 8) -> IngestReport:
     with Catalogue.open(data_dir, db_url=sqlite_url(data_dir)) as cat:
         return Ingestor(cat, encoder, batch_size=batch_size).ingest(
-            ManifestSource(manifest), progress=False
+            ManifestSource(manifest, [SHARED_DATA]), progress=False
         )
 
 
@@ -141,10 +142,12 @@ def test_caption_query_returns_that_caption(scenario: dict[str, Any], tiny_encod
     with open_cat(scenario["data_dir"]) as cat:
         service = SearchService(cat, tiny_encoder)
         caption = scenario["good"][6]["captions"][2]
-        res = service.search(Query(text=caption), target="text", k=5)
+        res = service.search(Query(text=caption), target="text", k=5, mode="vector")
         assert res.hits[0].text == caption and res.hits[0].modality == "text"
         assert res.hits[0].score == pytest.approx(1.0, abs=1e-4)
         assert all(h.modality == "text" and h.text for h in res.hits)
+        hybrid = service.search(Query(text=caption), target="text", k=5)  # the default: words
+        assert hybrid.hits[0].text == caption  # both channels put it first
 
 
 def test_rerun_adds_nothing(
@@ -242,7 +245,7 @@ def test_one_writer_per_data_dir(
         first.lock_for_writing()
         with pytest.raises(CatalogueError, match="Another process is writing"):
             Ingestor(second, tiny_encoder).ingest(
-                ManifestSource(scenario["manifest"]), progress=False
+                ManifestSource(scenario["manifest"], [SHARED_DATA]), progress=False
             )
         first.unlock()
 
@@ -287,7 +290,8 @@ def test_folder_source_end_to_end(tmp_path: Path, tiny_encoder: Any) -> None:
     data_dir = tmp_path / "data"
     with Catalogue.open(data_dir, db_url=sqlite_url(data_dir)) as cat:
         report = Ingestor(cat, tiny_encoder).ingest(FolderSource(folder), progress=False)
-        assert report.added == {"image": 2, "text": 1} and not report.failed
+        assert report.added == {"image": 2, "text": 1}
+        assert report.failed == [("fake.jpg", "named .jpg but the content is text, not an image")]
         rotated = cat.store.get_by_key(str(folder / "rotated.jpg"))
         assert rotated is not None and (rotated.width, rotated.height) == (im.height, im.width)
         assert rotated.attrs == {"file": "rotated.jpg"}
@@ -313,20 +317,20 @@ def test_limits_are_reported_per_file(tmp_path: Path, tiny_encoder: Any) -> None
     limits = MediaLimits(image=ImageLimits(max_bytes=sizes[big] - 1, max_pixels=10**9))
     with Catalogue.open(data_dir, db_url=sqlite_url(data_dir)) as cat:
         report = Ingestor(cat, tiny_encoder, limits=limits).ingest(
-            ManifestSource(manifest), progress=False
+            ManifestSource(manifest, [SHARED_DATA]), progress=False
         )
     assert report.added == {"image": 2, "text": 2 * CAPTIONS}
     assert report.failed == [
         (
             f"items.jsonl:{big + 1}",
             f"{Path(photos[big]['image']).name}: file is larger than the image "
-            f"limit of {sizes[big] - 1} bytes",
+            f"limit of {sizes[big] - 1} bytes; raise CROSSMEDIA_MAX_IMAGE_BYTES to index it",
         )
     ]
     limits = MediaLimits(image=ImageLimits(max_pixels=limit_px))
     with Catalogue.open(data_dir, db_url=sqlite_url(data_dir)) as cat:
         report = Ingestor(cat, tiny_encoder, limits=limits).ingest(
-            ManifestSource(manifest), progress=False
+            ManifestSource(manifest, [SHARED_DATA]), progress=False
         )
     # The two stored photos are unchanged (not decoded again); the third is now refused by pixels.
     assert report.unchanged == 2 * (1 + CAPTIONS) and report.added == {}
@@ -344,7 +348,7 @@ def test_ingest_into_a_postgresql_store(
     for run in range(2):
         with Catalogue.open(data_dir, db_url=pg_fresh_url) as cat:
             report = Ingestor(cat, tiny_encoder, batch_size=3).ingest(
-                ManifestSource(manifest), progress=False
+                ManifestSource(manifest, [SHARED_DATA]), progress=False
             )
         assert report.added == ({"image": 7, "text": 7 * CAPTIONS} if run == 0 else {})
         assert [w for w, _ in report.failed] == ["items.jsonl:8"]
@@ -372,7 +376,7 @@ def test_trained_index_type_on_a_new_catalogue(
     data_dir = tmp_path / "data"
     with Catalogue.open(data_dir, db_url=sqlite_url(data_dir)) as cat:
         cat.set_default_factory(factory)
-        Ingestor(cat, tiny_encoder, batch_size=4).ingest(ManifestSource(manifest), progress=False)
+        Ingestor(cat, tiny_encoder, batch_size=4).ingest(ManifestSource(manifest, [SHARED_DATA]), progress=False)
     with open_cat(data_dir) as cat:
         assert {m: cat.index(m).factory for m in ("image", "text")} == {
             "image": expect,
@@ -401,10 +405,10 @@ def test_captions_removed_from_an_entry_are_removed_from_the_catalogue(tmp_path,
     with Catalogue.open(tmp_path / "cat") as cat:
         ing = Ingestor(cat, tiny_encoder)
         manifest.write_text(_json.dumps({"id": "p", "image": str(photo), "captions": caps}) + "\n")
-        ing.ingest(open_source(manifest), progress=False)
+        ing.ingest(open_source(manifest, [SHARED_DATA]), progress=False)
         assert cat.counts()["text"] == 5
         manifest.write_text(_json.dumps({"id": "p", "image": str(photo), "captions": caps[:2]}) + "\n")
-        report = ing.ingest(open_source(manifest), progress=False)
+        report = ing.ingest(open_source(manifest, [SHARED_DATA]), progress=False)
         assert report.removed_captions == 3 and report.added == {}
         assert cat.counts()["text"] == 2
         assert sorted(r.text for r in cat.store.iter_items("text")) == ["one cake", "two cakes"]

@@ -84,8 +84,8 @@ def test_service_bank_stage_keeps_the_top_k_set(token_catalogue) -> None:  # noq
     bank_svc = SearchService(cat, enc, reranker=rr)
     changed = 0
     for q in QUERIES:
-        base = [h.id for h in plain.search(Query(text=q), target="image", k=5, rerank=False).hits]
-        got = bank_svc.search(Query(text=q), target="image", k=5).hits
+        base = [h.id for h in plain.search(Query(text=q), mode="vector", target="image", k=5, rerank=False).hits]
+        got = bank_svc.search(Query(text=q), mode="vector", target="image", k=5).hits
         assert sorted(h.id for h in got) == sorted(base)  # same top 5, maybe another order
         vecs = cat.store.vectors_for([h.id for h in got], enc.dim)
         hub = rr.bank.hubness(np.stack([vecs[h.id] for h in got]), "text")

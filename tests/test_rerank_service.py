@@ -15,7 +15,7 @@ from retrieval.modality import Modality
 from retrieval.rerank.model import CrossReranker, RerankerConfig
 from retrieval.rerank.reranker import CrossAttentionReranker
 from retrieval.search import Query, SearchService
-from tests.conftest import coco_entries, sqlite_url, write_manifest
+from tests.conftest import SHARED_DATA, coco_entries, sqlite_url, write_manifest
 
 N_ITEMS = 11
 EXTRA_TOKENS = 3
@@ -56,7 +56,7 @@ def token_catalogue(tmp_path_factory: pytest.TempPathFactory, tiny_encoder):  # 
     root: Path = tmp_path_factory.mktemp("rerank_catalogue")
     manifest = write_manifest(root / "items.jsonl", coco_entries(N_ITEMS))
     cat = Catalogue.open(root / "data", db_url=sqlite_url(root / "data"))
-    report = Ingestor(cat, enc, batch_size=4).ingest(ManifestSource(manifest), progress=False)
+    report = Ingestor(cat, enc, batch_size=4).ingest(ManifestSource(manifest, [SHARED_DATA]), progress=False)
     assert not report.failed
     yield cat, enc
     cat.close()
@@ -89,8 +89,8 @@ def test_no_rerank_equals_first_stage_exactly(token_catalogue) -> None:  # noqa:
     with_rr = SearchService(cat, enc, reranker=rr, overfetch=2)
     plain = SearchService(cat, enc)
     for text in QUERIES:
-        off = with_rr.search(Query(text=text), target="image", k=3, rerank=False)
-        base = plain.search(Query(text=text), target="image", k=3)
+        off = with_rr.search(Query(text=text), mode="vector", target="image", k=3, rerank=False)
+        base = plain.search(Query(text=text), mode="vector", target="image", k=3)
         first = plain.search_vectors(enc.encode_texts([text]), target="image", k=3)[0]
         assert [(h.id, h.score) for h in off.hits] == [(h.id, h.score) for h in base.hits]
         assert [(h.id, h.score) for h in off.hits] == [(i, s) for i, s, _ in first]
@@ -103,7 +103,7 @@ def test_rerank_only_reorders_the_overfetched_candidates(token_catalogue) -> Non
     svc = SearchService(cat, enc, reranker=rr, overfetch=2)
     changed = 0
     for text in QUERIES:
-        res = svc.search(Query(text=text), target="image", k=3)
+        res = svc.search(Query(text=text), mode="vector", target="image", k=3)
         pool = svc.search_vectors(enc.encode_texts([text]), target="image", k=svc.rerank_depth(3))[0]
         first = {i: s for i, s, _ in pool}
         assert len(res.hits) == 3 and {h.id for h in res.hits} <= set(first)
@@ -119,10 +119,10 @@ def test_query_vector_and_tokens_from_one_encoder_call(token_catalogue) -> None:
     cat, enc = token_catalogue
     svc = SearchService(cat, enc, reranker=reranker_for(enc.dim, enc.space.key()), overfetch=2)
     enc.calls.clear()
-    svc.search(Query(text="a dog"), target="image", k=3)
+    svc.search(Query(text="a dog"), mode="vector", target="image", k=3)
     assert enc.calls == ["with_tokens", "texts"]
     enc.calls.clear()
-    svc.search(Query(text="a dog"), target="image", k=3, rerank=False)
+    svc.search(Query(text="a dog"), mode="vector", target="image", k=3, rerank=False)
     assert enc.calls == ["texts"]
 
 
@@ -132,13 +132,15 @@ def test_rerank_vectors_for_catalogue_queries(token_catalogue) -> None:  # noqa:
     vecs = cat.store.vectors_for(texts, enc.dim)
     q = np.stack([vecs[i] for i in texts])
     plain = SearchService(cat, enc)
-    assert plain.rerank_vectors(texts, q, target="image", k=3) == plain.search_vectors(q, target="image", k=3)
+    assert plain.search_items(texts, target="image", k=3, mode="vector") == \
+        plain.search_vectors(q, target="image", k=3)
     svc = SearchService(cat, enc, reranker=reranker_for(enc.dim, enc.space.key()), overfetch=2)
     pools = svc.search_vectors(q, target="image", k=6)
-    rows = svc.rerank_vectors(texts, q, target="image", k=3)
+    rows = svc.search_items(texts, target="image", k=3, rerank=True, mode="vector")
     for row, pool in zip(rows, pools, strict=True):
         assert len(row) == 3 and {i for i, _, _ in row} <= {i for i, _, _ in pool}
     # alpha = 0 is exactly the first stage
     zero = SearchService(cat, enc, reranker=reranker_for(enc.dim, enc.space.key(), alpha=0.0), overfetch=2)
-    assert [[i for i, _, _ in r] for r in zero.rerank_vectors(texts, q, target="image", k=3)] == \
+    assert [[i for i, _, _ in r] for r in zero.search_items(texts, target="image", k=3, rerank=True,
+                                                            mode="vector")] == \
         [[i for i, _, _ in r] for r in plain.search_vectors(q, target="image", k=3)]

@@ -23,14 +23,11 @@ class ImageLimits:
 
 def _read(data: bytes | Path, limits: ImageLimits) -> bytes:
     if isinstance(data, (str, Path)):
-        path = Path(data)
-        size = path.stat().st_size
-        if size > limits.max_bytes:
-            raise MediaTooLargeError(
-                f"{path.name}: {size} bytes exceeds the image limit of {limits.max_bytes} bytes "
-                "(setting max_image_bytes)."
-            )
-        return path.read_bytes()
+        from retrieval.media.files import read_regular_file
+
+        # Regular files only, at most limit+1 bytes read: a query "image" of /dev/zero or a FIFO
+        # is refused, not read without bound.
+        return read_regular_file(data, limits.max_bytes, what="image", setting="max_image_bytes")
     if len(data) > limits.max_bytes:
         raise MediaTooLargeError(
             f"Image of {len(data)} bytes exceeds the limit of {limits.max_bytes} bytes "

@@ -139,6 +139,10 @@ class StoreReads:
             s.execute(delete(IngestError).where(IngestError.key.in_(list(keys))))
 
 
+    def modalities_of(self, ids: Sequence[int]) -> dict[int, str]:
+        with self._session() as s:
+            return dict(s.execute(select(Item.id, Item.modality).where(Item.id.in_(list(ids)))).all())
+
     def filter_ids(self, condition: Any, modality: str) -> np.ndarray:
         """Sorted ids of `modality` items with a vector that satisfy the SQL `condition`
         (see retrieval/filters.py)."""

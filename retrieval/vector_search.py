@@ -1,0 +1,75 @@
+"""The first stage: query vectors against the target modalities' indexes, with filters applied
+inside the search (see retrieval/filters.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from retrieval.filters import compile_filter
+from retrieval.modality import ALL_MODALITIES
+
+if TYPE_CHECKING:
+    from retrieval.catalogue import Catalogue
+    from retrieval.index import VectorIndex
+
+PREFILTER_FRACTION = 0.2  # filters letting through at most this share of an index pre-filter
+
+
+def vector_search(catalogue: Catalogue, vectors: np.ndarray, target: str, k: int,
+                  filters: Mapping[str, Any] | None = None) -> list[list[tuple[int, float, str]]]:
+    """[(id, score, modality)] per query, best first; with `filters`, the top k among the items
+    that satisfy them (exact for exact indexes)."""
+    modalities = [str(m) for m in ALL_MODALITIES] if target == "any" else [target]
+    condition = compile_filter(filters) if filters else None
+    merged: list[list[tuple[int, float, str]]] = [[] for _ in range(len(vectors))]
+    for modality in modalities:
+        index = catalogue.index(modality)
+        if index.count() == 0:
+            continue
+        if condition is None:
+            scores, ids = index.search(vectors, min(k, index.count()))
+        else:
+            allowed = catalogue.store.filter_ids(condition, modality)
+            scores, ids = filtered_search(index, vectors, k, allowed)
+        for q, (sr, ir) in enumerate(zip(scores, ids, strict=True)):
+            merged[q].extend((int(i), float(s), modality) for s, i in zip(sr, ir, strict=True)
+                             if i >= 0)
+    return [sorted(m, key=lambda t: (-t[1], t[0]))[:k] for m in merged]
+
+
+def filtered_search(index: VectorIndex, vectors: np.ndarray, k: int, allowed: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Top k among `allowed` ids. A selective filter becomes an ID selector inside the index
+    (pre-filter); a broad one a post-filter with adaptive over-fetch, doubling until every query
+    has k allowed hits or the whole index was read."""
+    n = index.count()
+    if len(allowed) == 0:
+        return np.zeros((len(vectors), 0), np.float32), np.zeros((len(vectors), 0), np.int64)
+    if len(allowed) <= PREFILTER_FRACTION * n:
+        return index.search(vectors, min(k, len(allowed)), among=allowed)
+    fetch = min(n, max(2 * k, int(np.ceil(k * n / len(allowed) * 1.5))))
+    while True:
+        scores, ids = index.search(vectors, fetch)
+        ok = np.isin(ids, allowed)
+        if fetch >= n or bool((ok.sum(axis=1) >= min(k, len(allowed))).all()):
+            break
+        fetch = min(n, fetch * 2)
+    out_s = np.full((len(vectors), k), -np.inf, np.float32)
+    out_i = np.full((len(vectors), k), -1, np.int64)
+    for q in range(len(vectors)):
+        keep = np.flatnonzero(ok[q])[:k]
+        out_s[q, : len(keep)], out_i[q, : len(keep)] = scores[q, keep], ids[q, keep]
+    return out_s, out_i
+
+
+def lexical_search(catalogue: Catalogue, words: str, target: str, k: int
+                   ) -> list[tuple[int, float, str]]:
+    """Full-text hits for `target`, captions included (evidence for the media they describe):
+    [(id, score, modality)], best first."""
+    wanted = [str(m) for m in ALL_MODALITIES] if target == "any" else sorted({target, "text"})
+    hits = catalogue.store.lexical_search(words, k, modalities=wanted)
+    modality = catalogue.store.modalities_of([i for i, _ in hits])
+    return [(i, s, modality[i]) for i, s in hits if i in modality]
