@@ -27,6 +27,9 @@ DataDir = Annotated[
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Encoder name (see `crossmedia models`).")]
 
 
+WRITER_WAIT_S = 5.0
+
+
 class Target(StrEnum):
     image = "image"
     text = "text"
@@ -70,7 +73,9 @@ def index(
 
     src = open_source(source, allow_outside or None)
     with Catalogue.open(_data_dir(data_dir)) as cat:
-        cat.lock_for_writing()  # before the model loads: the command started first wins
+        # Before the model loads, so the command started first wins; a few seconds' wait lets a
+        # server finish the commit it is making.
+        cat.lock_for_writing(timeout=WRITER_WAIT_S)
         if index_factory:
             cat.set_default_factory(index_factory)
         encoder = create_encoder(_model_for(cat, model))

@@ -10,6 +10,8 @@ from api.errors import ErrorResponse
 from retrieval.limits import MAX_TEXT_CHARS
 
 Target = Literal["any", "image", "text", "audio"]
+Mode = Literal["vector", "lexical", "hybrid"]
+FilterOp = Literal["=", "!=", "<", "<=", ">", ">=", "in"]
 ModalityName = Literal["image", "text", "audio"]
 AttrValue = str | int | float | bool
 # An attribute name the engine's filters accept (retrieval.filters): word characters only.
@@ -44,6 +46,24 @@ class SearchRequest(BaseModel):
     filters: dict[FilterField, AttrValue] = Field(
         default_factory=dict, description="Keep only items whose attrs equal these values."
     )
+    mode: Mode | None = Field(
+        None,
+        description="vector, lexical or hybrid (default: hybrid when the query has words, i.e. a "
+        "text query or a spoken query in which speech was heard; else vector).",
+    )
+    where: dict[FilterField, AttrValue | dict[FilterOp, AttrValue | list[AttrValue]]] = Field(
+        default_factory=dict,
+        description="Filters on columns (modality, source, mime, path, duration, width, height, "
+        "size_bytes, created_at) or attributes: a value (equality) or operators, e.g. "
+        '{"duration": {">=": 2, "<": 10}, "label": {"in": ["cat", "dog"]}}.',
+    )
+
+    def conditions(self) -> dict[str, Any] | None:
+        """`filters` (equality) and `where` as one filter mapping for the engine."""
+        out: dict[str, Any] = {k: {"=": v} for k, v in self.filters.items()}
+        for key, cond in self.where.items():
+            out.setdefault(key, {}).update(cond if isinstance(cond, dict) else {"=": cond})
+        return out or None
 
 
 SEARCH_MULTIPART_SCHEMA: dict[str, Any] = {
@@ -57,6 +77,8 @@ SEARCH_MULTIPART_SCHEMA: dict[str, Any] = {
         "k": {"type": "integer", "minimum": 1, "maximum": MAX_K_SCHEMA, "default": 10},
         "rerank": {"type": "boolean"},
         "filters": {"type": "string", "description": 'JSON object, e.g. {"label": "dog"}.'},
+        "where": {"type": "string", "description": 'JSON object, e.g. {"duration": {">=": 2}}.'},
+        "mode": {"type": "string", "enum": ["vector", "lexical", "hybrid"]},
     },
     # Exactly one query: an image, an audio clip or a text (any two together are a 422).
     "oneOf": [{"required": ["image"]}, {"required": ["audio"]}, {"required": ["text"]}],
@@ -84,6 +106,13 @@ UPLOAD_MULTIPART_SCHEMA: dict[str, Any] = {
 }
 
 
+class Match(BaseModel):
+    id: int = Field(description="The caption's (or the recording's own) item id.")
+    text: str | None
+    channel: Literal["vector", "lexical", "transcript"]
+    score: float
+
+
 class Hit(BaseModel):
     id: int
     modality: ModalityName
@@ -97,6 +126,10 @@ class Hit(BaseModel):
         None,
         description="For long audio: where the query matched best (offset_s, duration_s, score).",
     )
+    matched: list[Match] = Field(
+        default_factory=list,
+        description="Why a media item matched: its captions or transcript found by a channel.",
+    )
 
 
 class QueryEcho(BaseModel):
@@ -104,6 +137,8 @@ class QueryEcho(BaseModel):
     target: Target
     k: int
     rerank: bool = Field(description="Whether the results were re-ranked.")
+    mode: Mode | None = Field(None, description="The search mode asked for (None: automatic).")
+    transcript: str | None = Field(None, description="What was heard in a spoken query.")
 
 
 class SearchResponse(BaseModel):

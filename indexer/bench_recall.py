@@ -83,7 +83,10 @@ def _build_gallery(manifest: Path, split: str, label_prompt: str | None) -> _Gal
 
 def run_recall_bench(manifest: Path, *, model: str = "starter", split: str = "all",
                      rerank: bool = False, label_prompt: str | None = None,
-                     progress: bool = True, mode: str | None = None) -> dict[str, Any]:
+                     progress: bool = True, mode: str | None = None,
+                     data_dir: Path | None = None, rrf_k: int | None = None) -> dict[str, Any]:
+    """Build the gallery's catalogue (in `data_dir` to keep it for later runs, which then only
+    re-hash the files; else a temporary folder) and measure every direction."""
     from retrieval.rerank import select_reranker
     from retrieval.search import SearchService
 
@@ -93,7 +96,7 @@ def run_recall_bench(manifest: Path, *, model: str = "starter", split: str = "al
     encoder = create_encoder(model)
     tasks: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="crossmedia-bench-") as tmp, \
-            Catalogue.open(Path(tmp) / "cat") as cat:
+            Catalogue.open(data_dir or Path(tmp) / "cat") as cat:
         cat.store.set_lexical_fields(["text"])  # content only: see the protocol above
         ing = Ingestor(cat, encoder)
         report = ing.ingest(_ListSource(gallery), progress=progress)
@@ -101,6 +104,7 @@ def run_recall_bench(manifest: Path, *, model: str = "starter", split: str = "al
         if rerank and reranker is None:
             raise ValueError(f"No re-ranker is shipped for model {model!r}; run with --no-rerank.")
         service = SearchService(cat, encoder, reranker=reranker)
+        service.rrf_k = rrf_k or service.rrf_k
         key_of: dict[int, str] = {}
         by_mod: dict[str, list[int]] = defaultdict(list)
         for rec in cat.store.iter_items():

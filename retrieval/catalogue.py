@@ -67,10 +67,10 @@ class Catalogue:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def lock_for_writing(self) -> None:
-        """Hold the write lock until `unlock` (a whole `crossmedia index` run); a second writer
-        gets a clear error at once."""
-        self.lock.acquire()
+    def lock_for_writing(self, timeout: float = 0.0) -> None:
+        """Hold the write lock until `unlock` (a whole `crossmedia index` run); waits up to
+        `timeout` s (a server holds it only for the moment of a commit), then a clear error."""
+        self.lock.acquire(timeout)
 
     def unlock(self) -> None:
         self.lock.release_all()

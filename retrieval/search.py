@@ -12,7 +12,7 @@ import numpy as np
 
 from retrieval.errors import CrossmediaError
 from retrieval.filters import compile_filter
-from retrieval.hybrid import Channel, Fused, Fuser, resolve_mode, target_modalities
+from retrieval.hybrid import RRF_K, Channel, Fused, Fuser, resolve_mode
 from retrieval.modality import ALL_MODALITIES, Modality
 from retrieval.results import Candidates, Hit, Query, Reranker, RerankQuery, SearchResult
 from retrieval.vector_search import filtered_search, lexical_search, vector_search
@@ -52,6 +52,7 @@ class SearchService:
         self.reranker = reranker
         self.overfetch = overfetch
         self.max_k = max_k
+        self.rrf_k = RRF_K  # the fusion constant (retrieval/hybrid.py)
 
     def encode_queries(self, queries: Sequence[Query]) -> np.ndarray:
         """Batch-encode mixed queries, grouped by modality; (Q, dim) float32."""
@@ -163,7 +164,7 @@ class SearchService:
                 channels.append(Channel("lexical", lexical_search(self.catalogue, enc.words, target, depth)))
             if i in by_transcript:
                 channels.append(Channel("transcript", by_transcript[i]))
-            units = Fuser(self.catalogue.store, target).fuse(channels, k * 4)
+            units = Fuser(self.catalogue.store, target, self.rrf_k).fuse(channels, k * 4)
             for u in units:
                 u.first_stage = first_stage.get(u.id)
             out.append(self._apply_filter(units, filters)[:k])

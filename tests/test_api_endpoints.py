@@ -69,7 +69,7 @@ def test_text_search_ranks_exact_caption_first(
     client: TestClient, entries: list[dict[str, Any]]
 ) -> None:
     caption = entries[3]["captions"][0]
-    r = client.post("/v1/search", json={"text": caption, "target": "text", "k": 5})
+    r = client.post("/v1/search", json={"text": caption, "target": "text", "k": 5, "mode": "vector"})
     assert r.status_code == 200, r.text
     body = r.json()
     results = body["results"]
@@ -81,7 +81,8 @@ def test_text_search_ranks_exact_caption_first(
     assert len({h["id"] for h in results}) == len(results)  # no item twice
     assert all(h["media_url"] is None for h in results)
     assert {"decode", "encode", "total"} <= set(body["timings_ms"])
-    assert body["query"] == {"modality": "text", "target": "text", "k": 5, "rerank": False}
+    assert body["query"] == {"modality": "text", "target": "text", "k": 5, "rerank": False,
+                             "mode": "vector", "transcript": None}
 
 
 def test_text_search_for_images_returns_media_urls(client: TestClient) -> None:
@@ -301,11 +302,14 @@ def test_rerank_flag_reaches_the_service(
     with TestClient(app) as c:
         assert c.get("/v1/stats").json()["reranker"] is True
         plain = c.post(
-            "/v1/search", json={"text": caption, "target": "text", "k": 3, "rerank": False}
+            "/v1/search",
+            json={"text": caption, "target": "text", "k": 3, "rerank": False, "mode": "vector"},
         ).json()
         assert plain["results"][0]["text"] == caption
         assert plain["query"]["rerank"] is False and "rerank" not in plain["timings_ms"]
-        reranked = c.post("/v1/search", json={"text": caption, "target": "text", "k": 3}).json()
+        reranked = c.post(
+            "/v1/search", json={"text": caption, "target": "text", "k": 3, "mode": "vector"}
+        ).json()
         assert reranked["query"]["rerank"] is True and "rerank" in reranked["timings_ms"]
         assert reranked["results"][0]["text"] != caption
         assert [h["score"] for h in reranked["results"]] != [h["score"] for h in plain["results"]]
@@ -402,3 +406,24 @@ def test_read_write_lock_prefers_waiting_writers() -> None:
 def _locked(acquire: Any, order: list[str], name: str) -> None:
     with acquire():
         order.append(name)
+
+
+def test_hybrid_search_returns_media_with_the_matching_caption(
+    client: TestClient, entries: list[dict[str, Any]]
+) -> None:
+    """Media first (issue 14): a caption's words find the photo it describes, once, with the
+    caption as `matched` evidence; `where` filters in the engine; the mode is echoed."""
+    caption = entries[2]["captions"][0]
+    body = client.post("/v1/search", json={"text": caption, "target": "any", "k": 5}).json()
+    top = body["results"][0]
+    assert top["modality"] == "image" and top["id"] == entries[2]["item_id"]
+    assert any(m["text"] == caption and m["channel"] in ("lexical", "vector") for m in top["matched"])
+    assert len({h["id"] for h in body["results"]}) == len(body["results"])
+    lexical = client.post("/v1/search", json={"text": caption, "target": "image", "k": 3,
+                                              "mode": "lexical"}).json()
+    assert lexical["query"]["mode"] == "lexical" and lexical["results"][0]["id"] == entries[2]["item_id"]
+    odd = client.post("/v1/search", json={"text": caption, "target": "image", "k": 5,
+                                          "where": {"label": {"in": ["odd"]}}}).json()
+    assert odd["results"] and all(h["attrs"]["label"] == "odd" for h in odd["results"])
+    bad = client.post("/v1/search", json={"text": "x", "where": {"label": {"~": 1}}})
+    assert bad.status_code == 422

@@ -87,10 +87,11 @@ def test_second_index_takes_the_lock_before_its_model(tmp_path: Path) -> None:
     slow = subprocess.Popen(
         [sys.executable, "-c", "import time, sys; sys.argv = ['crossmedia', *sys.argv[1:]];"
          "import retrieval.encoders as e; real = e.create_encoder;"
-         "e.create_encoder = lambda *a, **k: (time.sleep(4), real(*a, **k))[1];"
+         "e.create_encoder = lambda *a, **k: (time.sleep(10), real(*a, **k))[1];"
          "import api.cli as c; c.main()", *_args(manifest, data_dir)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # the first one now holds the lock and sleeps in its model load
+    time.sleep(1.5)  # the first one now holds the lock and sleeps 10 s in its model load
+    # (the second waits up to WRITER_WAIT_S = 5 s for the lock, then gives up)
     second = subprocess.run([sys.executable, "-m", "api.cli", *_args(manifest, data_dir)],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     out, err = slow.communicate(timeout=300)

@@ -84,6 +84,8 @@ async def search(
             target=params.target,
             k=params.k,
             rerank=runtime.search.reranker is not None and params.rerank is not False,
+            mode=params.mode,
+            transcript=result.query.get("transcript"),
         ),
     )
 
@@ -95,7 +97,8 @@ def _run_search(runtime: Runtime, query: Query, params: SearchRequest) -> Any:
             target=params.target,
             k=params.k,
             rerank=params.rerank,
-            filters=params.filters or None,
+            filters=params.conditions(),
+            mode=params.mode,
         )
 
 
@@ -112,6 +115,7 @@ def _hit(h: EngineHit) -> Hit:
         media_url=f"/v1/items/{h.id}/media" if has_media else None,
         thumb_url=f"/v1/items/{h.id}/media?thumb=256" if h.modality == "image" else None,
         segment=getattr(h, "segment", None),
+        matched=h.matched,  # type: ignore[arg-type]
     )
 
 
@@ -150,18 +154,19 @@ async def _from_json(request: Request, settings: Settings) -> tuple[SearchReques
 async def _from_form(request: Request, settings: Settings) -> tuple[SearchRequest, Query]:
     form = await read_form(request, max_files=2, max_fields=SEARCH_FORM_MAX_FIELDS)
     fields: dict[str, Any] = {}
-    for name in ("target", "k", "rerank"):
+    for name in ("target", "k", "rerank", "mode"):
         value = form.get(name)
         if isinstance(value, str) and value != "":
             fields[name] = value
-    raw_filters = form.get("filters")
-    if isinstance(raw_filters, str) and raw_filters.strip():
-        try:
-            fields["filters"] = json.loads(raw_filters)
-        except json.JSONDecodeError as exc:
-            raise ApiError(
-                422, 'filters must be a JSON object, e.g. {"label": "dog"}.', "invalid_filters"
-            ) from exc
+    for name in ("filters", "where"):
+        raw = form.get(name)
+        if isinstance(raw, str) and raw.strip():
+            try:
+                fields[name] = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ApiError(
+                    422, f'{name} must be a JSON object, e.g. {{"label": "dog"}}.', f"invalid_{name}"
+                ) from exc
     files = {n: form.get(n) for n in ("image", "audio")}
     uploads = {n: f for n, f in files.items() if isinstance(f, UploadFile)}
     text = form.get("text")
