@@ -43,6 +43,7 @@ class Tally:
     acknowledged_uploads: int = 0
     lost_uploads: int = 0
     index_store_mismatches: int = 0
+    lexical_mismatches: int = 0  # items whose lexical entry is missing, or entries of no item
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -149,6 +150,22 @@ def _check_catalogue(data_dir: Path, want: dict[str, int], tally: Tally, strict_
                 tally.index_store_mismatches += 1
         if not verify(cat)["ok"]:
             tally.index_store_mismatches += 1
+        _check_lexical(cat, tally)
+
+
+def _check_lexical(cat: object, tally: Tally) -> None:
+    """Every item with words has its lexical entry, and no entry outlives its item."""
+    from retrieval.store.lexical import body_of
+
+    store = cat.store  # type: ignore[attr-defined]
+    fields = store.lexical_fields
+    want = sorted(r.id for r in store.iter_items()
+                  if body_of(r.modality, r.text, r.path, r.attrs, fields).strip())
+    with store.engine.connect() as conn:
+        have = store.lexical.ids(conn)
+    if have != want:
+        tally.lexical_mismatches += len(set(have) ^ set(want))
+        tally.notes.append(f"lexical entries differ from the items: {len(set(have) ^ set(want))}")
 
 
 # -- the server taking uploads ------------------------------------------------------------------------

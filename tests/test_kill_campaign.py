@@ -24,6 +24,7 @@ def _assert_clean(tally: Tally) -> None:
     assert tally.lost == 0 and tally.lost_uploads == 0, tally.notes
     assert tally.duplicates == 0, tally.notes
     assert tally.index_store_mismatches == 0, tally.notes
+    assert tally.lexical_mismatches == 0, tally.notes  # issue 14: lexical entries crash-safe
 
 
 def test_kill_9_campaign_cli_and_api(tmp_path: Path) -> None:
