@@ -67,7 +67,7 @@ class SearchService:
             if not idx:
                 continue
             if modality == Modality.AUDIO:
-                described = self.encoder.describe_audio([queries[i].audio for i in idx])
+                described = self.encoder.describe_audio([q.audio for i in idx if (q := queries[i]).audio])
                 for i, d in zip(idx, described, strict=True):
                     out[i] = _Encoded(d.vector, "audio", None, d.transcript)
                 continue

@@ -82,16 +82,18 @@ class FaissIndex(VectorIndex):
         ID map translates the selector to the inner index's positions)."""
         import faiss
 
-        sel = faiss.IDSelectorBatch(among)
-        inner: Any = faiss.downcast_index(faiss.downcast_index(self._index).index)
-        ivf = faiss.try_extract_index_ivf(inner)
+        fx: Any = faiss  # the bundled stubs lack the search-parameter classes' keywords
+        sel = fx.IDSelectorBatch(among)
+        inner: Any = fx.downcast_index(fx.downcast_index(self._index).index)
+        ivf = fx.try_extract_index_ivf(inner)
         if ivf is not None:
-            params: Any = faiss.SearchParametersIVF(sel=sel, nprobe=ivf.nprobe)
+            params: Any = fx.SearchParametersIVF(sel=sel, nprobe=ivf.nprobe)
         elif hasattr(inner, "hnsw"):
-            params = faiss.SearchParametersHNSW(sel=sel, efSearch=inner.hnsw.efSearch)
+            params = fx.SearchParametersHNSW(sel=sel, efSearch=inner.hnsw.efSearch)
         else:
-            params = faiss.SearchParameters(sel=sel)
-        return self._index.search(queries, k, params=params)
+            params = fx.SearchParameters(sel=sel)
+        searcher: Any = self._index
+        return searcher.search(queries, k, params=params)
 
     def remove(self, ids: np.ndarray) -> int:
         import faiss

@@ -82,15 +82,15 @@ class Lexical:
 
     def add(self, conn: Connection, rows: Iterable[tuple[int, str]]) -> None:
         """Entries (item id, body) for new items, inside the caller's transaction."""
-        rows = [{"id": i, "body": b} for i, b in rows if b.strip()]
-        if not rows:
+        params = [{"id": i, "body": b} for i, b in rows if b.strip()]
+        if not params:
             return
         if self.dialect == "postgresql":
             conn.execute(text("INSERT INTO lexical (item_id, body) VALUES (:id, :body) "
-                              "ON CONFLICT (item_id) DO UPDATE SET body = EXCLUDED.body"), rows)
+                              "ON CONFLICT (item_id) DO UPDATE SET body = EXCLUDED.body"), params)
         else:
-            conn.execute(text("DELETE FROM lexical WHERE rowid = :id"), rows)
-            conn.execute(text("INSERT INTO lexical (rowid, body) VALUES (:id, :body)"), rows)
+            conn.execute(text("DELETE FROM lexical WHERE rowid = :id"), params)
+            conn.execute(text("INSERT INTO lexical (rowid, body) VALUES (:id, :body)"), params)
 
     def search(self, conn: Connection, query: str, k: int,
                modalities: Sequence[str] | None = None, ids: Sequence[int] | None = None
