@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from api.cli_output import print_index_report, print_info, print_search
+from api.cli_train import register as register_training
 from retrieval.errors import CrossmediaError
 from retrieval.fsutil import is_disk_full
 
@@ -235,6 +236,9 @@ def models() -> None:
 
     for name in list_models():
         typer.echo(name)
+
+
+register_training(app)  # align, align-audio, train-reranker (api/cli_train.py)
 
 
 def main() -> None:
