@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import COCO, LiveServer, needs_coco, shared_engine, test_settings
+from api_support import (
+    COCO,
+    N_PHOTOS,
+    LiveServer,
+    coco_entries,
+    needs_coco,
+    shared_engine,
+    test_settings,
+)
 
 from api.main import create_app
 from api.runtime import Runtime
@@ -202,3 +210,220 @@ def test_microphone_recording_becomes_an_audio_query(playwright: Any, server: Li
         assert pg.locator(".card[data-modality=audio]").count() >= 1
     finally:
         b.close()
+
+
+# --- hybrid search on the page: modes, matched captions, filters, the search in the URL ---
+
+
+def _search(page: Any, text: str, target: str = "any") -> None:
+    page.check(f"input[name=target][value={target}]")
+    page.fill("#q", text)
+    page.click("#go")
+    page.wait_for_function(
+        "() => /result\\(s\\) for/.test(document.querySelector('#message').textContent)"
+    )
+
+
+def _card_labels(page: Any) -> list[str]:
+    return page.locator(".card[data-modality=image] .label").all_inner_texts()
+
+
+def test_text_query_shows_media_cards_with_the_matched_caption_marked(page: Any) -> None:
+    _search(page, "people sitting at a table with a cake", target="image")
+    first = page.locator(".card[data-modality=image]").first
+    assert first.locator(".thumb img").count() == 1
+    # the COCO photo of the family and the cake, shown with one of its captions
+    caption = first.locator(".match q").inner_text()
+    assert "cake" in caption.lower(), caption
+    marks = [m.lower() for m in first.locator(".match mark").all_inner_texts()]
+    assert "cake" in marks and "table" in marks
+    assert "a" not in marks  # one-letter words are not marked
+    assert re.fullmatch(r"caption · (vector|lexical)", first.locator(".via").inner_text())
+    assert page.locator(".card[data-modality=text]").count() == 0  # images only, as asked
+    assert page.inner_text("#query-info") == "mode: auto"
+
+
+def test_marks_are_whole_words_and_case_insensitive(page: Any) -> None:
+    marked = page.evaluate(
+        """async () => {
+            const q = await import('/static/query.js');
+            const nodes = q.highlighted('Cake, cakes and CAKE: a cat', q.queryWords('cake A'));
+            return nodes.map(n => n.nodeName === 'MARK' ? '[' + n.textContent + ']' : n.textContent)
+                        .join('');
+        }"""
+    )
+    assert marked == "[Cake], cakes and [CAKE]: a cat"
+
+
+def test_mode_switch_reaches_the_api(page: Any) -> None:
+    page.fill("#q", "cake")
+    with page.expect_request("**/v1/search") as request:
+        page.click("#go")
+    assert "mode" not in request.value.post_data_json  # auto: the server decides
+    page.locator("#query-info").filter(has_text="mode: auto").wait_for()
+
+    with page.expect_request("**/v1/search") as request:
+        page.check("input[name=mode][value=lexical]")  # a change re-runs the search
+    assert request.value.post_data_json["mode"] == "lexical"
+    page.locator("#query-info").filter(has_text="mode: lexical").wait_for()  # echoed
+    assert "mode=lexical" in page.url
+
+    with page.expect_request("**/v1/search") as request:
+        page.check("input[name=mode][value=vector]")
+    assert request.value.post_data_json["mode"] == "vector"
+    page.locator("#query-info").filter(has_text="mode: vector").wait_for()
+
+
+def test_a_filter_narrows_the_results(page: Any) -> None:
+    _search(page, "a man with a dog on a table", target="image")
+    assert {"even", "odd"} <= set(_card_labels(page))
+
+    page.fill("#where", "label=odd")
+    with page.expect_request("**/v1/search") as request:
+        page.click("#go")
+    assert request.value.post_data_json["where"] == {"label": {"=": "odd"}}
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.card .label')].every(l => l.textContent === 'odd')"
+    )
+    assert set(_card_labels(page)) == {"odd"}
+    assert "where=label%3Dodd" in page.url
+
+    page.fill("#where", "label in even|nothing, width>=1")
+    with page.expect_request("**/v1/search") as request:
+        page.click("#go")
+    assert request.value.post_data_json["where"] == {
+        "label": {"in": ["even", "nothing"]},
+        "width": {">=": 1},
+    }
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.card .label')].every(l => l.textContent === 'even')"
+    )
+    assert set(_card_labels(page)) == {"even"}
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("", {}),
+        ("label=cat", {"label": {"=": "cat"}}),
+        ("duration>=2, duration<10.5", {"duration": {">=": 2, "<": 10.5}}),
+        ("label in cat|dog", {"label": {"in": ["cat", "dog"]}}),
+        ("label in cat,dog; attrs.n != 3", {"label": {"in": ["cat", "dog"]}, "attrs.n": {"!=": 3}}),
+        ("code=\"007\", title='a, b'", {"code": {"=": "007"}, "title": {"=": "a, b"}}),
+        ("created_at >= 2026-01-31", {"created_at": {">=": "2026-01-31"}}),
+    ],
+)
+def test_filter_syntax(page: Any, line: str, expected: dict[str, Any]) -> None:
+    parsed = page.evaluate(
+        "async (line) => (await import('/static/query.js')).parseWhere(line)", line
+    )
+    assert parsed == expected
+
+
+def test_bad_filters_show_an_error_at_the_filter_box(page: Any, console_errors: list[str]) -> None:
+    page.fill("#q", "cake")
+    page.fill("#where", "label ~ cat")
+    page.click("#go")
+    error = page.locator("#where-error")
+    error.wait_for()
+    assert "Cannot read the filter “label ~ cat”" in error.inner_text()
+    assert page.get_attribute("#where", "aria-invalid") == "true"
+    assert page.locator(".card").count() == 0  # nothing was sent
+
+    page.fill("#where", "duration>=soon")  # readable, but the engine refuses it: a 422
+    assert not error.is_visible()  # editing clears the old error
+    page.click("#go")
+    page.locator("#where-error").filter(has_text="duration is a number").wait_for()
+    assert "did not accept the filter" in page.inner_text("#message")
+    assert page.get_attribute("#message", "class") == "error"
+    assert console_errors == [
+        "Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)"
+    ]
+    console_errors.clear()  # the expected one
+
+
+def test_a_search_url_runs_the_search_and_is_kept(page: Any, server: LiveServer) -> None:
+    page.goto(server.url + "/?q=cake&target=image&mode=lexical&where=label%3Deven&k=10")
+    page.locator(".card[data-modality=image]").first.wait_for()
+    assert page.input_value("#q") == "cake"
+    assert page.is_checked("input[name=target][value=image]")
+    assert page.is_checked("input[name=mode][value=lexical]")
+    assert page.input_value("#where") == "label=even"
+    assert page.input_value("#k") == "10"
+    assert page.inner_text("#query-info") == "mode: lexical"
+    assert set(_card_labels(page)) == {"even"}
+    assert "cake" in page.locator(".card .match q").first.inner_text().lower()
+
+    # a new search from the form replaces the query in the URL; reloading runs it again
+    page.fill("#q", "boat in the water")
+    page.click("#go")
+    page.wait_for_url(re.compile(r"q=boat\+in\+the\+water"))
+    assert "target=image" in page.url and "mode=lexical" in page.url
+    page.reload()
+    page.locator(".card .match mark").first.wait_for()
+    assert page.input_value("#q") == "boat in the water"
+    assert "boat" in [m.lower() for m in page.locator(".card .match mark").all_inner_texts()]
+    page.go_back()  # the previous search, from history
+    page.wait_for_function("() => document.querySelector('#q').value === 'cake'")
+
+
+def test_html_in_a_caption_is_shown_as_text(page: Any, server: LiveServer) -> None:
+    caption = '<img src=x id=injected><b>quokka</b> & "wombat" <script>window.pwned=1</script>'
+    photo = COCO / coco_entries(N_PHOTOS + 2)[-1]["image"]
+    up = page.request.post(
+        server.url + "/v1/items",
+        multipart={
+            "file": {"name": photo.name, "mimeType": "image/jpeg", "buffer": photo.read_bytes()},
+            "captions": caption,
+        },
+    )
+    assert up.status == 201, up.text()
+    item = up.json()["id"]
+    try:
+        page.check("input[name=mode][value=lexical]")
+        _search(page, "quokka wombat", target="image")
+        card = page.locator(f".card[data-id='{item}']")
+        assert card.locator(".match q").inner_text() == caption
+        assert card.locator(".match mark").all_inner_texts() == ["quokka", "wombat"]
+        assert card.locator("b, script, #injected").count() == 0
+        assert card.locator("img").count() == 1  # the thumbnail only
+        assert page.evaluate("() => window.pwned") is None
+    finally:
+        assert page.request.delete(f"{server.url}/v1/items/{item}").ok
+
+
+def test_spoken_query_shows_what_was_heard(page: Any) -> None:
+    """The test catalogue has no speech model, so the answer to a recording is a canned one: a
+    transcript echoed by the server and an audio hit matched through a caption."""
+    canned = {
+        "results": [
+            {
+                "id": 90,
+                "modality": "audio",
+                "score": 0.5,
+                "attrs": {"label": "seven"},
+                "matched": [
+                    {"id": 91, "text": "a dog barks", "channel": "vector", "score": 0.4},
+                    {"id": 92, "text": "Someone says SEVEN", "channel": "transcript", "score": 0.9},
+                ],
+            }
+        ],
+        "timings_ms": {"total": 1.0},
+        "query": {
+            "modality": "audio",
+            "target": "audio",
+            "k": 20,
+            "rerank": False,
+            "mode": None,
+            "transcript": " someone says seven",
+        },
+    }
+    page.route("**/v1/search", lambda route: route.fulfill(json=canned))
+    clip = sorted((COCO.parent / "fsdd" / "audio").glob("*.flac"))[0]
+    page.set_input_files("#file", str(clip))
+    page.locator(".card[data-modality=audio]").wait_for()
+    assert page.inner_text("#query-info .heard") == "heard: “someone says seven”"
+    match = page.locator(".card .match")
+    assert match.locator("q").inner_text() == "Someone says SEVEN"  # the one with heard words
+    assert match.locator("mark").all_inner_texts() == ["Someone", "says", "SEVEN"]
+    assert match.locator(".via").inner_text() == "caption · transcript"

@@ -1,59 +1,16 @@
-// crossmedia web page: plain JS, no build step. Talks to the /v1 API of the server that served it.
-"use strict";
+// crossmedia web page: plain JS modules, no build step. Talks to the /v1 API of the server that
+// served it.
+import { $, KEY_STORAGE, api, apiKey, showMessage } from "./client.js";
+import { FILTER_HINT, FilterError, paramsToSearch, parseWhere, searchToParams } from "./query.js";
+import { renderResults } from "./results.js";
 
-const $ = (sel) => document.querySelector(sel);
-const KEY_STORAGE = "crossmedia.apiKey";
-const state = { file: null, objectUrls: [], seq: 0 };
+const state = { file: null, seq: 0 };
 
-function apiKey() { return localStorage.getItem(KEY_STORAGE) || ""; }
-
-function authHeaders() {
-  const key = apiKey();
-  return key ? { Authorization: "Bearer " + key } : {};
-}
-
-function showMessage(text, isError = false) {
-  const el = $("#message");
+function showFilterError(text) {
+  const el = $("#where-error");
   el.textContent = text;
-  el.className = isError ? "error" : "";
-}
-
-async function api(path, options = {}) {
-  const headers = Object.assign({}, options.headers || {}, authHeaders());
-  let resp;
-  try {
-    resp = await fetch(path, Object.assign({}, options, { headers }));
-  } catch (err) {
-    throw new Error("Cannot reach the server: " + err.message);
-  }
-  if (!resp.ok) {
-    let message = resp.status + " " + resp.statusText;
-    try {
-      const body = await resp.json();
-      if (body && body.error) message = body.error.message + " (" + body.error.code + ")";
-    } catch (_) { /* not JSON: keep the status line */ }
-    if (resp.status === 401) message += " — enter an API key above.";
-    if (resp.status === 429) message += " Retry after " + (resp.headers.get("Retry-After") || "a few") + " s.";
-    const err = new Error(message);
-    err.status = resp.status;
-    throw err;
-  }
-  return resp;
-}
-
-// Media URLs: direct when the server is open; fetched with the key into blob URLs otherwise,
-// because <img> and <audio> cannot send an Authorization header.
-async function mediaSrc(url) {
-  if (!apiKey()) return url;
-  const resp = await api(url);
-  const objectUrl = URL.createObjectURL(await resp.blob());
-  state.objectUrls.push(objectUrl);
-  return objectUrl;
-}
-
-function releaseObjectUrls() {
-  state.objectUrls.forEach((u) => URL.revokeObjectURL(u));
-  state.objectUrls = [];
+  el.hidden = !text;
+  $("#where").setAttribute("aria-invalid", text ? "true" : "false");
 }
 
 function selected(name) {
@@ -61,11 +18,62 @@ function selected(name) {
   return el ? el.value : "any";
 }
 
+// The form's search as plain values (what the URL carries).
+function formSearch() {
+  return {
+    q: state.file ? "" : $("#q").value.trim(),
+    target: selected("target"),
+    mode: selected("mode"),
+    where: $("#where").value.trim(),
+    k: parseInt($("#k").value, 10),
+    rerank: $("#rerank").checked,
+  };
+}
+
+function applySearch(s) {
+  $("#q").value = s.q;
+  for (const name of ["target", "mode"]) {
+    const el = document.querySelector(`input[name=${name}][value=${s[name]}]`);
+    if (el) el.checked = true;
+  }
+  $("#where").value = s.where;
+  if (s.k) {
+    const select = $("#k");
+    if (![...select.options].some((o) => o.value === String(s.k))) {
+      select.appendChild(new Option(String(s.k)));
+    }
+    select.value = String(s.k);
+  }
+  if (!$("#rerank").disabled) $("#rerank").checked = s.rerank;
+}
+
+// A new text query is a new history entry; other changes (options, a file) replace the current.
+function updateUrl(s) {
+  const url = new URL(window.location.href);
+  const params = searchToParams(s);
+  url.search = params.toString();
+  if (url.href === window.location.href) return;
+  const previous = paramsToSearch(new URLSearchParams(window.location.search)).q;
+  if (s.q && s.q !== previous) history.pushState(null, "", url);
+  else history.replaceState(null, "", url);
+}
+
 async function runSearch() {
-  const text = $("#q").value.trim();
-  const target = selected("target");
-  const k = parseInt($("#k").value, 10);
-  const rerank = $("#rerank").checked;
+  const s = formSearch();
+  const text = s.q;
+  const { target, k, rerank } = s;
+  const mode = s.mode === "auto" ? null : s.mode;
+  let where;
+  try {
+    where = parseWhere(s.where);
+    showFilterError("");
+  } catch (err) {
+    if (!(err instanceof FilterError)) throw err;
+    showFilterError(err.message);
+    showMessage("Fix the filter to search.", true);
+    return;
+  }
+  const hasWhere = Object.keys(where).length > 0;
   let options;
   if (state.file) {
     const form = new FormData();
@@ -74,17 +82,23 @@ async function runSearch() {
     form.append("target", target);
     form.append("k", String(k));
     form.append("rerank", String(rerank));
+    if (mode) form.append("mode", mode);
+    if (hasWhere) form.append("where", JSON.stringify(where));
     options = { method: "POST", body: form };
   } else if (text) {
+    const body = { text, target, k, rerank };
+    if (mode) body.mode = mode;
+    if (hasWhere) body.where = where;
     options = {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ text, target, k, rerank }),
+      body: JSON.stringify(body),
     };
   } else {
     showMessage("Type a query, or drop an image or audio file.", true);
     return;
   }
+  updateUrl(s);
   showMessage("Searching…");
   $("#go").disabled = true;
   const seq = ++state.seq; // a slower, older answer must not replace a newer one
@@ -92,121 +106,26 @@ async function runSearch() {
     const resp = await api("/v1/search", options);
     const data = await resp.json();
     if (seq !== state.seq) return;
-    await renderResults(data);
+    await renderResults(data, text);
     const what = state.file ? state.file.name || "the file" : `“${text}”`;
     showMessage(`${data.results.length} result(s) for ${what}.`);
   } catch (err) {
-    showMessage(err.message, true);
+    if (seq !== state.seq) return;
+    if (isFilterError(err)) {
+      showFilterError(err.detail);
+      showMessage("The server did not accept the filter: " + err.message, true);
+    } else {
+      showMessage(err.message, true);
+    }
   } finally {
     $("#go").disabled = false;
   }
 }
 
-function formatTimings(t) {
-  return Object.entries(t).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(" · ");
+function isFilterError(err) {
+  return err.status === 422 && (/filter|where/.test(err.code || "") || /^where\b/.test(err.message));
 }
 
-async function renderResults(data) {
-  releaseObjectUrls();
-  const grid = $("#results");
-  grid.replaceChildren();
-  $("#timings").textContent = formatTimings(data.timings_ms || {});
-  // Cards are built in parallel (media may be fetched with the key), then appended in rank order.
-  const cards = await Promise.all(data.results.map(resultCard));
-  grid.replaceChildren(...cards);
-}
-
-async function resultCard(hit) {
-  const card = document.createElement("article");
-  card.className = "card";
-  card.tabIndex = 0;
-  card.dataset.id = hit.id;
-  card.dataset.modality = hit.modality;
-  if (hit.modality === "image" && hit.thumb_url) {
-    const box = document.createElement("div");
-    box.className = "thumb";
-    const img = document.createElement("img");
-    img.alt = hit.text || `image ${hit.id}`;
-    img.loading = "lazy";
-    try { img.src = await mediaSrc(hit.thumb_url); } catch (err) { img.alt = err.message; }
-    box.appendChild(img);
-    card.appendChild(box);
-  } else if (hit.modality === "audio" && hit.media_url) {
-    const audio = document.createElement("audio");
-    audio.controls = true;
-    audio.preload = "none";
-    // Long recordings start where the query matched best (a media fragment).
-    const start = hit.segment ? `#t=${hit.segment.offset_s.toFixed(1)}` : "";
-    try { audio.src = (await mediaSrc(hit.media_url)) + start; } catch (err) { /* shown on open */ }
-    audio.addEventListener("click", (e) => e.stopPropagation());
-    card.appendChild(audio);
-  } else {
-    const p = document.createElement("div");
-    p.className = "text";
-    p.textContent = hit.text || "";
-    card.appendChild(p);
-  }
-  const body = document.createElement("div");
-  body.className = "body";
-  const badge = document.createElement("span");
-  badge.className = "badge";
-  badge.textContent = hit.modality;
-  const score = document.createElement("span");
-  score.className = "score";
-  score.textContent = "score " + hit.score.toFixed(3);
-  body.append(badge, score);
-  const label = hit.attrs && (hit.attrs.label || hit.attrs.filename);
-  if (label && hit.modality !== "text") {
-    const l = document.createElement("div");
-    l.textContent = label;
-    body.appendChild(l);
-  }
-  card.appendChild(body);
-  const open = () => openItem(hit.id);
-  card.addEventListener("click", open);
-  card.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
-  return card;
-}
-
-async function openItem(id) {
-  const dialog = $("#detail");
-  const box = $("#detail-body");
-  box.replaceChildren();
-  try {
-    const item = await (await api(`/v1/items/${id}`)).json();
-    if (item.modality === "image" && item.media_url) {
-      const img = document.createElement("img");
-      img.alt = `image ${item.id}`;
-      img.src = await mediaSrc(item.media_url);
-      box.appendChild(img);
-    } else if (item.modality === "audio" && item.media_url) {
-      const audio = document.createElement("audio");
-      audio.controls = true;
-      audio.src = await mediaSrc(item.media_url);
-      box.appendChild(audio);
-    } else {
-      const p = document.createElement("p");
-      p.textContent = item.text || "";
-      box.appendChild(p);
-    }
-    const dl = document.createElement("dl");
-    const fields = { id: item.id, modality: item.modality, mime: item.mime,
-      size: item.width ? `${item.width}×${item.height}` : null,
-      duration: item.duration ? item.duration.toFixed(1) + " s" : null,
-      attrs: Object.keys(item.attrs || {}).length ? JSON.stringify(item.attrs) : null,
-      linked: item.linked.length ? item.linked.join(", ") : null };
-    for (const [k, v] of Object.entries(fields)) {
-      if (v === null || v === undefined) continue;
-      const dt = document.createElement("dt"); dt.textContent = k;
-      const dd = document.createElement("dd"); dd.textContent = String(v);
-      dl.append(dt, dd);
-    }
-    box.appendChild(dl);
-    dialog.showModal();
-  } catch (err) {
-    showMessage(err.message, true);
-  }
-}
 
 function setFile(file) {
   if (!file) return;
@@ -362,10 +281,22 @@ function init() {
     $("#record").hidden = false;
     $("#record").addEventListener("click", toggleRecording);
   }
-  for (const el of document.querySelectorAll("input[name=target], #rerank, #k")) {
+  for (const el of document.querySelectorAll("input[name=target], input[name=mode], #rerank, #k")) {
     el.addEventListener("change", () => { if (state.file || $("#q").value.trim()) runSearch(); });
   }
+  $("#where").placeholder = FILTER_HINT;
+  $("#where").addEventListener("input", () => showFilterError(""));
+  window.addEventListener("popstate", searchFromUrl);
   loadStats();
+  searchFromUrl();
+}
+
+// A shared or reloaded link (?q=...) runs its search.
+function searchFromUrl() {
+  const s = paramsToSearch(new URLSearchParams(window.location.search));
+  if (state.file) clearFile();
+  applySearch(s);
+  if (s.q) runSearch();
 }
 
 document.addEventListener("DOMContentLoaded", init);
