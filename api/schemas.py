@@ -137,7 +137,7 @@ class QueryEcho(BaseModel):
     target: Target
     k: int
     rerank: bool = Field(description="Whether the results were re-ranked.")
-    mode: Mode | None = Field(None, description="The search mode asked for (None: automatic).")
+    mode: Mode | None = Field(None, description="The search mode the query ran in.")
     transcript: str | None = Field(None, description="What was heard in a spoken query.")
 
 

@@ -105,7 +105,8 @@ class SearchService:
             hits = self._hydrate(units, enc.vector)
             timings = {**per_query, **({"rerank": rerank_ms[i]} if use_rerank else {}),
                        "metadata": (time.perf_counter() - t3) * 1e3}
-            described = query.describe()
+            described = {**query.describe(),
+                         "mode": resolve_mode(mode, bool(enc.words and enc.words.strip()))}
             if enc.modality == "audio" and enc.words:
                 described["transcript"] = enc.words
             results.append(SearchResult(query=described, hits=hits[:k], timings_ms=timings))

@@ -240,7 +240,7 @@ def test_text_query_shows_media_cards_with_the_matched_caption_marked(page: Any)
     assert "a" not in marks  # one-letter words are not marked
     assert re.fullmatch(r"caption · (vector|lexical)", first.locator(".via").inner_text())
     assert page.locator(".card[data-modality=text]").count() == 0  # images only, as asked
-    assert page.inner_text("#query-info") == "mode: auto"
+    assert page.inner_text("#query-info") == "mode: hybrid"  # auto: the server chose hybrid (words)
 
 
 def test_marks_are_whole_words_and_case_insensitive(page: Any) -> None:
@@ -260,7 +260,7 @@ def test_mode_switch_reaches_the_api(page: Any) -> None:
     with page.expect_request("**/v1/search") as request:
         page.click("#go")
     assert "mode" not in request.value.post_data_json  # auto: the server decides
-    page.locator("#query-info").filter(has_text="mode: auto").wait_for()
+    page.locator("#query-info").filter(has_text="mode: hybrid").wait_for()  # what auto chose
 
     with page.expect_request("**/v1/search") as request:
         page.check("input[name=mode][value=lexical]")  # a change re-runs the search

@@ -84,7 +84,7 @@ async def search(
             target=params.target,
             k=params.k,
             rerank=runtime.search.reranker is not None and params.rerank is not False,
-            mode=params.mode,
+            mode=result.query.get("mode", params.mode),
             transcript=result.query.get("transcript"),
         ),
     )
