@@ -63,10 +63,12 @@ class Fused:
 class Fuser:
     """Maps channel hits to result items (media first) and fuses the channels."""
 
-    def __init__(self, store: Store, target: str, rrf_k: int = RRF_K) -> None:
+    def __init__(self, store: Store, target: str, rrf_k: int = RRF_K,
+                 weights: dict[str, float] | None = None) -> None:
         self.store = store
         self.targets = target_modalities(target)
         self.rrf_k = rrf_k
+        self.weights = weights or {}  # per channel; 1 when absent
 
     def fuse(self, channels: Sequence[Channel], k: int) -> list[Fused]:
         channels = [c for c in channels if c.hits]
@@ -88,8 +90,8 @@ class Fuser:
                         continue
                     seen.add(unit_id)
                     rank += 1
-                    unit.score += (float(score) if len(channels) == 1
-                                   else 1.0 / (self.rrf_k + rank))
+                    unit.score += (float(score) if len(channels) == 1 else
+                                   self.weights.get(channel.name, 1.0) / (self.rrf_k + rank))
         if len(channels) == 1:
             return list(units.values())[:k]
         return sorted(units.values(), key=lambda u: (-u.score, u.id))[:k]

@@ -53,6 +53,7 @@ class SearchService:
         self.overfetch = overfetch
         self.max_k = max_k
         self.rrf_k = RRF_K  # the fusion constant (retrieval/hybrid.py)
+        self.channel_weights: dict[str, float] = {}  # RRF weight per channel (default 1)
 
     def encode_queries(self, queries: Sequence[Query]) -> np.ndarray:
         """Batch-encode mixed queries, grouped by modality; (Q, dim) float32."""
@@ -165,7 +166,8 @@ class SearchService:
                 channels.append(Channel("lexical", lexical_search(self.catalogue, enc.words, target, depth)))
             if i in by_transcript:
                 channels.append(Channel("transcript", by_transcript[i]))
-            units = Fuser(self.catalogue.store, target, self.rrf_k).fuse(channels, k * 4)
+            units = Fuser(self.catalogue.store, target, self.rrf_k, self.channel_weights).fuse(
+                channels, k * 4)
             for u in units:
                 u.first_stage = first_stage.get(u.id)
             out.append(self._apply_filter(units, filters)[:k])
