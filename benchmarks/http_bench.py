@@ -117,7 +117,12 @@ def start_server(
         ],
         env=env,
     )
-    deadline = time.monotonic() + 120
+    return wait_ready(proc, port)
+
+
+def wait_ready(proc: subprocess.Popen, port: int, timeout_s: float = 120) -> subprocess.Popen:
+    """Wait until the server answers /readyz (or exits, or the time runs out)."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
@@ -128,7 +133,7 @@ def start_server(
             pass
         time.sleep(0.2)
     proc.terminate()
-    raise RuntimeError("server did not become ready in 120 s")
+    raise RuntimeError(f"server did not become ready in {timeout_s:.0f} s")
 
 
 def http_caller(base: str, k: int, target: str) -> Callable[[str], None]:

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.http_bench import build_catalogue, free_port, percentiles
+from benchmarks.http_bench import build_catalogue, free_port, percentiles, wait_ready
 
 RESULTS = Path(__file__).parent / "results"
 CLI = str(Path(sys.executable).parent / "crossmedia")
@@ -44,18 +44,7 @@ def start_server(data_dir: Path, model: str, port: int) -> subprocess.Popen[byte
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError("server did not become ready in 120 s")
+    return wait_ready(proc, port)
 
 
 class Recorder:
