@@ -130,8 +130,11 @@ def search(
         result = service.search(query, target=str(target), k=k, rerank=rerank, filters=filters,
                                 mode=None if mode is None else str(mode))
         out = result.to_json()
-        out["query"] = text if text is not None else {**out["query"], **(
-            {"image": str(image)} if image is not None else {"audio": str(audio)})}
+        described = out["query"]
+        out["mode"] = described.get("mode")  # the mode the query ran in
+        out["query"] = text if text is not None else (
+            {"image": str(image)} if image is not None
+            else {"audio": str(audio), "transcript": described.get("transcript")})
     if json_out:
         typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
     else:

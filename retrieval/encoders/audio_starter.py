@@ -12,7 +12,7 @@ the head artifact's `fusion` metadata):
 
 `text` is the locked text tower of the same space, so a spoken sentence lands where its written
 form lands, while sounds without confident speech (animals, effects) keep the purely acoustic
-vector. starter-audio-head-v1 (grid search on validation, indexer/align/audio_job.py): one-word
+vector. starter-audio-head-v1 (grid search on validation, indexer/align_audio/job.py): one-word
 transcripts get w = 0 (tiny.en misreads isolated words often; the head already knows them),
 two or more words get w = 0.5, gate no_speech_prob <= 0.5, no log-prob gate. The ingestion pipeline should also store the transcript as the item's text (it is
 returned by `encode_with_transcripts`), so spoken words are found by keyword too.

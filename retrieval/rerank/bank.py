@@ -17,7 +17,7 @@ image and image to text for the starter), and only reorders the first `window` c
 least k) of the list it is given:
 on out-of-fold data, letting it also pull items up from lower ranks raised anti-hubs (outliers
 that are far from everything) into the top 10 and cost 0.01-0.03 R@10 (see
-indexer/rerank_hub.py). A query modality the bank has no vectors for is left as it is.
+indexer/train_reranker/hubness.py). A query modality the bank has no vectors for is left as it is.
 """
 
 from __future__ import annotations

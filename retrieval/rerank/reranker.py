@@ -3,9 +3,9 @@
 Two stages over the over-fetched candidates:
 1. cross-attention: score = first-stage cosine + alpha * match logit (retrieval.rerank.model).
    The model is trained with the first-stage cosine as a fixed offset; alpha is chosen on the
-   VALIDATION splits (indexer/rerank_train.py). alpha = 0 is exactly the first stage.
+   VALIDATION splits (indexer/train_reranker/train.py). alpha = 0 is exactly the first stage.
 2. query-bank hubness correction of the top of that list (retrieval.rerank.bank), with its k and
-   beta chosen on out-of-fold and validation data (indexer/rerank_hub.py). beta = 0 skips it.
+   beta chosen on out-of-fold and validation data (indexer/train_reranker/hubness.py). beta = 0 skips it.
 Both stages' parameters and the bank live in one artifact, keyed by the embedding space.
 """
 
