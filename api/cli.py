@@ -11,21 +11,28 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli_output import print_index_report, print_info, print_search
+from api.cli_bench import Mode
+from api.cli_bench import register as register_bench
+from api.cli_output import print_index_report, print_info, print_search, search_json
 from api.cli_train import register as register_training
 from retrieval.errors import CrossmediaError
 from retrieval.fsutil import is_disk_full
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Index a media catalogue and search it across images, text and audio.")
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: recall@k and more.")
-app.add_typer(bench_app, name="bench")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Index a media catalogue and search it across images, text and audio.",
+)
 
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Catalogue folder [default: $CROSSMEDIA_DATA_DIR or ./crossmedia-data]"),
+    typer.Option(
+        "--data-dir", help="Catalogue folder [default: $CROSSMEDIA_DATA_DIR or ./crossmedia-data]"
+    ),
 ]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Encoder name (see `crossmedia models`).")]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help="Encoder name (see `crossmedia models`).")
+]
 
 
 WRITER_WAIT_S = 5.0
@@ -58,13 +65,20 @@ def index(
     source: Annotated[Path, typer.Argument(help="A folder, an items.jsonl or a .csv manifest.")],
     data_dir: DataDir = None,
     model: ModelOpt = None,
-    index_factory: Annotated[str | None, typer.Option(
-        help="FAISS factory string for new indexes, e.g. Flat, IVF1024,Flat, HNSW32.")] = None,
+    index_factory: Annotated[
+        str | None,
+        typer.Option(help="FAISS factory string for new indexes, e.g. Flat, IVF1024,Flat, HNSW32."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=1024)] = 32,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    allow_outside: Annotated[list[Path] | None, typer.Option(
-        "--allow-outside", help="Also index media under this folder (repeatable); by default only "
-        "files inside the manifest's folder or the indexed folder.")] = None,
+    allow_outside: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--allow-outside",
+            help="Also index media under this folder (repeatable); by default only "
+            "files inside the manifest's folder or the indexed folder.",
+        ),
+    ] = None,
 ) -> None:
     """Add a folder or manifest to the catalogue (incremental and idempotent)."""
     from indexer.pipeline import Ingestor
@@ -89,12 +103,6 @@ def index(
         print_index_report(report)
 
 
-class Mode(StrEnum):
-    vector = "vector"
-    lexical = "lexical"
-    hybrid = "hybrid"
-
-
 @app.command()
 def search(
     text: Annotated[str | None, typer.Option("--text", help="Text query.")] = None,
@@ -102,11 +110,21 @@ def search(
     audio: Annotated[Path | None, typer.Option("--audio", help="Audio file query.")] = None,
     target: Annotated[Target, typer.Option(help="Modality to return.")] = Target.any,
     k: Annotated[int, typer.Option("-k", min=1, max=1000)] = 10,
-    mode: Annotated[Mode | None, typer.Option(
-        help="vector, lexical or hybrid [default: hybrid when the query has words, else vector]")] = None,
-    where: Annotated[list[str] | None, typer.Option(
-        "--where", help="Filter, repeatable: 'label=cat', 'duration>=2', 'label in cat,dog'.")] = None,
-    rerank: Annotated[bool, typer.Option("--rerank/--no-rerank", help="Re-rank the top candidates.")] = True,
+    mode: Annotated[
+        Mode | None,
+        typer.Option(
+            help="vector, lexical or hybrid [default: hybrid when the query has words, else vector]"
+        ),
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where", help="Filter, repeatable: 'label=cat', 'duration>=2', 'label in cat,dog'."
+        ),
+    ] = None,
+    rerank: Annotated[
+        bool, typer.Option("--rerank/--no-rerank", help="Re-rank the top candidates.")
+    ] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     data_dir: DataDir = None,
     model: ModelOpt = None,
@@ -123,18 +141,23 @@ def search(
     filters = parse_where(where) if where else None
     with Catalogue.open(_data_dir(data_dir), create=False) as cat:
         if cat.space is None:
-            raise CrossmediaError(f"The catalogue at {cat.data_dir} is empty. Run `crossmedia index` first.")
+            raise CrossmediaError(
+                f"The catalogue at {cat.data_dir} is empty. Run `crossmedia index` first."
+            )
         encoder = create_encoder(_model_for(cat, model))
         query = _query(text, image, audio)
-        service = SearchService(cat, encoder, reranker=select_reranker("auto" if rerank else "none", encoder))
-        result = service.search(query, target=str(target), k=k, rerank=rerank, filters=filters,
-                                mode=None if mode is None else str(mode))
-        out = result.to_json()
-        described = out["query"]
-        out["mode"] = described.get("mode")  # the mode the query ran in
-        out["query"] = text if text is not None else (
-            {"image": str(image)} if image is not None
-            else {"audio": str(audio), "transcript": described.get("transcript")})
+        service = SearchService(
+            cat, encoder, reranker=select_reranker("auto" if rerank else "none", encoder)
+        )
+        result = service.search(
+            query,
+            target=str(target),
+            k=k,
+            rerank=rerank,
+            filters=filters,
+            mode=None if mode is None else str(mode),
+        )
+        out = search_json(result, text, image, audio)
     if json_out:
         typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
     else:
@@ -155,8 +178,10 @@ def _query(text: str | None, image: Path | None, audio: Path | None) -> Any:
 
 
 @app.command()
-def info(data_dir: DataDir = None,
-         json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def info(
+    data_dir: DataDir = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """Counts per modality, embedding space, index types and sizes; checks the index files
     against the store and says what it repaired."""
     from retrieval.catalogue import Catalogue
@@ -173,8 +198,10 @@ def info(data_dir: DataDir = None,
 
 
 @app.command()
-def verify(data_dir: DataDir = None,
-           json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def verify(
+    data_dir: DataDir = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """The full check: index files against their checksums and the store's ids and vectors;
     repairs what it can. Exits 1 when a problem remains."""
     from retrieval.catalogue import Catalogue
@@ -195,36 +222,15 @@ def verify(data_dir: DataDir = None,
         raise typer.Exit(1)
 
 
-@bench_app.command("recall")
-def bench_recall(
-    manifest: Annotated[Path, typer.Argument(help="An items.jsonl manifest (captions or labels).")],
-    model: Annotated[str, typer.Option("--model")] = "starter",
-    split: Annotated[str, typer.Option(help="all, train, val or test (split by item id).")] = "all",
-    rerank: Annotated[bool, typer.Option("--rerank/--no-rerank")] = False,
-    label_prompt: Annotated[str | None, typer.Option(
-        help="Prompt for labelled sets, e.g. '{label}' for spoken words.")] = None,
-    mode: Annotated[Mode | None, typer.Option(
-        help="vector, lexical or hybrid [default: hybrid where the query has words]")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Recall@1/5/10 and mAP@10 for every direction the manifest allows."""
-    from indexer.bench_recall import format_table, run_recall_bench, to_json
-
-    if split not in ("all", "train", "val", "test"):
-        raise typer.BadParameter("split must be all, train, val or test")
-    result = run_recall_bench(manifest, model=model, split=split, rerank=rerank,
-                              label_prompt=label_prompt, progress=not json_out,
-                              mode=None if mode is None else str(mode))
-    typer.echo(to_json(result) if json_out else format_table(result))
-
-
 @app.command()
 def serve(
     data_dir: DataDir = None,
     host: Annotated[str | None, typer.Option(help="Bind address [default: 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [default: 8000].")] = None,
     model: ModelOpt = None,
-    settings_file: Annotated[Path | None, typer.Option(help="Optional settings file (env vars win).")] = None,
+    settings_file: Annotated[
+        Path | None, typer.Option(help="Optional settings file (env vars win).")
+    ] = None,
 ) -> None:
     """Serve the HTTP API and the web page (settings from CROSSMEDIA_* variables)."""
     from api.server import serve as run_server
@@ -242,6 +248,7 @@ def models() -> None:
 
 
 register_training(app)  # align, align-audio, train-reranker (api/cli_train.py)
+register_bench(app)  # bench recall (api/cli_bench.py)
 
 
 def main() -> None:
@@ -254,8 +261,11 @@ def main() -> None:
     except OSError as exc:
         if not is_disk_full(exc):
             raise
-        typer.echo(f"error: the disk is full ({exc.filename or exc}). Free some space and run the "
-                   "same command again; the catalogue is consistent.", err=True)
+        typer.echo(
+            f"error: the disk is full ({exc.filename or exc}). Free some space and run the "
+            "same command again; the catalogue is consistent.",
+            err=True,
+        )
         sys.exit(2)
 
 

@@ -11,29 +11,43 @@ MAX_LISTED = 50
 
 def print_index_report(report: Any) -> None:  # indexer.pipeline.IngestReport
     added = ", ".join(f"{n} {m}" for m, n in sorted(report.added.items())) or "nothing new"
-    typer.echo(f"Indexed {report.entries} entries from {report.source}: added {added}; "
-               f"{report.unchanged} unchanged, {report.replaced} replaced, "
-               f"{len(report.failed)} skipped.")
+    typer.echo(
+        f"Indexed {report.entries} entries from {report.source}: added {added}; "
+        f"{report.unchanged} unchanged, {report.replaced} replaced, "
+        f"{len(report.failed)} skipped."
+    )
     s = report.seconds
-    typer.echo(f"Time: read {s['read']:.1f}s, decode {s['decode']:.1f}s, encode {s['encode']:.1f}s, "
-               f"write {s['write']:.1f}s.")
+    typer.echo(
+        f"Time: read {s['read']:.1f}s, decode {s['decode']:.1f}s, encode {s['encode']:.1f}s, "
+        f"write {s['write']:.1f}s."
+    )
     for label, rows in (("warning", getattr(report, "warnings", [])), ("skipped", report.failed)):
         for where, reason in rows[:MAX_LISTED]:
             typer.echo(f"  {label} {where}: {reason}", err=True)
         if len(rows) > MAX_LISTED:
-            typer.echo(f"  ... and {len(rows) - MAX_LISTED} more (see `crossmedia info` or --json)",
-                       err=True)
+            typer.echo(
+                f"  ... and {len(rows) - MAX_LISTED} more (see `crossmedia info` or --json)",
+                err=True,
+            )
 
 
 def print_info(data: dict[str, Any], errors: list[tuple[str, str | None, str]]) -> None:
     typer.echo(f"Catalogue: {data['data_dir']}  (store: {data['db']})")
     sp = data["space"]
-    typer.echo("Space:     " + ("empty (no model yet)" if sp is None else
-                                f"{sp['model']}  heads={sp['head_version'] or '-'}  dim={sp['dim']}"))
+    typer.echo(
+        "Space:     "
+        + (
+            "empty (no model yet)"
+            if sp is None
+            else f"{sp['model']}  heads={sp['head_version'] or '-'}  dim={sp['dim']}"
+        )
+    )
     for m, n in sorted(data["counts"].items()):
         idx = data["indexes"].get(m, {})
-        typer.echo(f"  {m:6s} {n:8d} items   index {idx.get('factory', '-')}, "
-                   f"{idx.get('bytes', 0) / 1e6:.2f} MB")
+        typer.echo(
+            f"  {m:6s} {n:8d} items   index {idx.get('factory', '-')}, "
+            f"{idx.get('bytes', 0) / 1e6:.2f} MB"
+        )
     for note in data.get("repairs", []):
         typer.echo(f"Repaired:  {note}")
     if data.get("degraded"):
@@ -55,3 +69,17 @@ def print_search(result: Any) -> None:  # retrieval.results.SearchResult
         because = f'  <- "{why}"' if why else ""
         typer.echo(f"{rank:3d}. {hit.score:.4f}  [{hit.modality}] {label}{where}{because}")
     typer.echo(" ".join(f"{k}={v:.1f}ms" for k, v in result.timings_ms.items()), err=True)
+
+
+def search_json(result: Any, text: str | None, image: Any, audio: Any) -> dict[str, Any]:
+    """The search result as JSON, the query as the user gave it, plus the mode it ran in."""
+    out = result.to_json()
+    described = out["query"]
+    out["mode"] = described.get("mode")
+    if text is not None:
+        out["query"] = text
+    elif image is not None:
+        out["query"] = {"image": str(image)}
+    else:
+        out["query"] = {"audio": str(audio), "transcript": described.get("transcript")}
+    return out

@@ -25,7 +25,9 @@ async def get_settings(request: Request) -> Settings:
 async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime | None = getattr(request.app.state, "runtime", None)
     if runtime is None:
-        raise ApiError(503, "The server is still loading the catalogue and models; retry shortly.", "not_ready")
+        raise ApiError(
+            503, "The server is still loading the catalogue and models; retry shortly.", "not_ready"
+        )
     return runtime
 
 

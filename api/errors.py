@@ -127,7 +127,8 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 def _allowed_methods(request: Request) -> str:
     routes = request.app.router.routes
     allowed = [
-        m for m in _METHODS
+        m
+        for m in _METHODS
         if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)
     ]
     return ", ".join(allowed)
@@ -164,7 +165,8 @@ def install_error_handlers(app: FastAPI) -> None:
         # e.g. an index file save after the store took the write
         log.error("disk full on %s %s: %s", request.method, request.url.path, exc)
         return error_response(
-            507, f"The disk holding the catalogue is full ({exc}). Free some space and retry.",
+            507,
+            f"The disk holding the catalogue is full ({exc}). Free some space and retry.",
             "storage_full",
         )
 

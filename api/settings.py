@@ -132,8 +132,10 @@ class Settings(BaseSettings):
     max_captions: int = Field(20, ge=0)
     request_timeout_s: float = Field(30.0, gt=0)
     header_timeout_s: float = Field(
-        10.0, gt=0, description="A connection whose request headers are not complete in this "
-        "time is closed (slow-header clients)."
+        10.0,
+        gt=0,
+        description="A connection whose request headers are not complete in this "
+        "time is closed (slow-header clients).",
     )
     keep_alive_s: float = Field(5.0, gt=0, description="Idle keep-alive connections close after.")
     rate_limit_per_minute: float = Field(600.0, ge=0, description="0 disables rate limiting")

@@ -21,17 +21,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def markdown(rows: list[dict[str, str]]) -> str:
-    lines = ["| source | input | expected | outcome | reason or warning |",
-             "|---|---|---|---|---|"]
+    lines = ["| source | input | expected | outcome | reason or warning |", "|---|---|---|---|---|"]
     for r in rows:
         detail = r["detail"].replace("|", "\\|")
         detail = detail if len(detail) <= 140 else detail[:137] + "..."
         mark = "" if r["outcome"] == r["expected"] else " **(unexpected)**"
-        lines.append(f"| {r['source']} | {r['input']} | {r['expected']} | {r['outcome']}{mark} "
-                     f"| {detail} |")
+        lines.append(
+            f"| {r['source']} | {r['input']} | {r['expected']} | {r['outcome']}{mark} | {detail} |"
+        )
     ok = sum(r["outcome"] == r["expected"] for r in rows)
-    lines.append(f"\n{ok} of {len(rows)} inputs ended as expected "
-                 f"({sum(r['expected'] == 'skipped' for r in rows)} bad inputs skipped with a reason).")
+    lines.append(
+        f"\n{ok} of {len(rows)} inputs ended as expected "
+        f"({sum(r['expected'] == 'skipped' for r in rows)} bad inputs skipped with a reason)."
+    )
     return "\n".join(lines)
 
 

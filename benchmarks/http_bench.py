@@ -44,8 +44,11 @@ def build_catalogue(data_dir: Path, model: str, photos: int) -> list[str]:
     try:
         ingestor = Ingestor(catalogue, create_encoder(model))
         for e in entries[:photos]:
-            add_upload(ingestor,
-                (COCO / e["image"]).read_bytes(), Path(e["image"]).name, captions=e["captions"][:2]
+            add_upload(
+                ingestor,
+                (COCO / e["image"]).read_bytes(),
+                Path(e["image"]).name,
+                captions=e["captions"][:2],
             )
     finally:
         catalogue.close()
@@ -249,8 +252,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(table)
     from benchmarks.results_md import replace_section
 
-    replace_section("http_bench", "## HTTP API latency\n\nReproduce: `.venv/bin/" + result["command"]
-                    + "`\n\n" + table)
+    replace_section(
+        "http_bench",
+        "## HTTP API latency\n\nReproduce: `.venv/bin/" + result["command"] + "`\n\n" + table,
+    )
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -39,20 +39,39 @@ def main() -> None:
     for spec in args.sets.split(","):
         name, split = spec.split(":")
         for mode in args.modes.split(","):
-            for rrf_k in ([int(x) for x in args.rrf_k.split(",")] if mode == "hybrid" else [None]):
-                res = run_recall_bench(DATA / name / "items.jsonl", model=args.model, split=split,
-                                       mode=mode, rrf_k=rrf_k, progress=False,
-                                       data_dir=cache_dir(name, split, args.model))
+            for rrf_k in [int(x) for x in args.rrf_k.split(",")] if mode == "hybrid" else [None]:
+                res = run_recall_bench(
+                    DATA / name / "items.jsonl",
+                    model=args.model,
+                    split=split,
+                    mode=mode,
+                    rrf_k=rrf_k,
+                    progress=False,
+                    data_dir=cache_dir(name, split, args.model),
+                )
                 for task, m in res["tasks"].items():
-                    rows.append({"set": name, "split": split, "mode": mode, "rrf_k": rrf_k,
-                                 "task": task, **m})
-                    print(f"| {name} | {split} | {mode}{'' if rrf_k is None else f' (k={rrf_k})'} | "
-                          f"{task} | {m['R@1']:.3f} | {m['R@5']:.3f} | {m['R@10']:.3f} | "
-                          f"{m['mAP@10']:.3f} | {m['queries']} | {m['gallery']} | "
-                          f"{m['chance_R@1']:.4f} |", flush=True)
+                    rows.append(
+                        {
+                            "set": name,
+                            "split": split,
+                            "mode": mode,
+                            "rrf_k": rrf_k,
+                            "task": task,
+                            **m,
+                        }
+                    )
+                    print(
+                        f"| {name} | {split} | {mode}{'' if rrf_k is None else f' (k={rrf_k})'} | "
+                        f"{task} | {m['R@1']:.3f} | {m['R@5']:.3f} | {m['R@10']:.3f} | "
+                        f"{m['mAP@10']:.3f} | {m['queries']} | {m['gallery']} | "
+                        f"{m['chance_R@1']:.4f} |",
+                        flush=True,
+                    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     prev = json.loads(args.out.read_text()) if args.out.is_file() else []
-    keep = [r for r in prev if (r["set"], r["split"]) not in {(r2["set"], r2["split"]) for r2 in rows}]
+    keep = [
+        r for r in prev if (r["set"], r["split"]) not in {(r2["set"], r2["split"]) for r2 in rows}
+    ]
     args.out.write_text(json.dumps(keep + rows, indent=2))
 
 

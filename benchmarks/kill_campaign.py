@@ -31,14 +31,18 @@ def main() -> None:
     rows = {"cli index": cli.to_json(), "server uploads": api.to_json()}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(rows, indent=2))
-    print("| writer | kills | in a save | runs | items expected | found | lost | duplicates | "
-          "acknowledged uploads | lost uploads | index/store mismatches | lexical mismatches |")
+    print(
+        "| writer | kills | in a save | runs | items expected | found | lost | duplicates | "
+        "acknowledged uploads | lost uploads | index/store mismatches | lexical mismatches |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, t in rows.items():
-        print(f"| {name} | {t['kills']} | {t['kills_in_save']} | {t['runs']} | "
-              f"{t['expected_items']} | {t['found_items']} | {t['lost']} | {t['duplicates']} | "
-              f"{t['acknowledged_uploads']} | {t['lost_uploads']} | "
-              f"{t['index_store_mismatches']} | {t['lexical_mismatches']} |")
+        print(
+            f"| {name} | {t['kills']} | {t['kills_in_save']} | {t['runs']} | "
+            f"{t['expected_items']} | {t['found_items']} | {t['lost']} | {t['duplicates']} | "
+            f"{t['acknowledged_uploads']} | {t['lost_uploads']} | "
+            f"{t['index_store_mismatches']} | {t['lexical_mismatches']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Plot R@1/R@5/R@10 of the starter against its baselines from benchmarks/results/recall_starter.json.
 
-    python -m benchmarks.plot_recall   # writes benchmarks/results/recall_starter.png
+python -m benchmarks.plot_recall   # writes benchmarks/results/recall_starter.png
 """
 
 from __future__ import annotations
@@ -26,7 +26,13 @@ def main() -> None:
         width = 0.26
         for j, (model, colour) in enumerate(MODELS):
             vals = [data[task][model][k] for k in ks]
-            ax.bar([i + (j - 1) * width for i in range(len(ks))], vals, width, label=model, color=colour)
+            ax.bar(
+                [i + (j - 1) * width for i in range(len(ks))],
+                vals,
+                width,
+                label=model,
+                color=colour,
+            )
         chance = data[task]["starter"]["chance_R@1"]
         ax.axhline(chance, color="black", lw=0.8, ls=":")
         g = data[task]["starter"]["gallery"]

@@ -56,7 +56,9 @@ def _build_gallery(manifest: Path, split: str, label_prompt: str | None) -> _Gal
     rel_media: dict[str, set[str]] = defaultdict(set)
     kept = []
     for e in entries:
-        media_keys = [e.key if i == 0 else f"{e.key}#{ref.modality}" for i, ref in enumerate(e.media)]
+        media_keys = [
+            e.key if i == 0 else f"{e.key}#{ref.modality}" for i, ref in enumerate(e.media)
+        ]
         if e.captions:
             text_keys = []
             for cap in e.captions:
@@ -81,10 +83,18 @@ def _build_gallery(manifest: Path, split: str, label_prompt: str | None) -> _Gal
     return _Gallery(kept, texts, dict(rel_text), dict(rel_media))
 
 
-def run_recall_bench(manifest: Path, *, model: str = "starter", split: str = "all",
-                     rerank: bool = False, label_prompt: str | None = None,
-                     progress: bool = True, mode: str | None = None,
-                     data_dir: Path | None = None, rrf_k: int | None = None) -> dict[str, Any]:
+def run_recall_bench(
+    manifest: Path,
+    *,
+    model: str = "starter",
+    split: str = "all",
+    rerank: bool = False,
+    label_prompt: str | None = None,
+    progress: bool = True,
+    mode: str | None = None,
+    data_dir: Path | None = None,
+    rrf_k: int | None = None,
+) -> dict[str, Any]:
     """Build the gallery's catalogue (in `data_dir` to keep it for later runs, which then only
     re-hash the files; else a temporary folder) and measure every direction."""
     from retrieval.rerank import select_reranker
@@ -94,9 +104,10 @@ def run_recall_bench(manifest: Path, *, model: str = "starter", split: str = "al
     if not gallery.entries:
         raise ValueError(f"No usable items in {manifest} for split {split!r}.")
     encoder = create_encoder(model)
-    tasks: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="crossmedia-bench-") as tmp, \
-            Catalogue.open(data_dir or Path(tmp) / "cat") as cat:
+    with (
+        tempfile.TemporaryDirectory(prefix="crossmedia-bench-") as tmp,
+        Catalogue.open(data_dir or Path(tmp) / "cat") as cat,
+    ):
         cat.store.set_lexical_fields(["text"])  # content only: see the protocol above
         ing = Ingestor(cat, encoder)
         report = ing.ingest(_ListSource(gallery), progress=progress)
@@ -105,38 +116,59 @@ def run_recall_bench(manifest: Path, *, model: str = "starter", split: str = "al
             raise ValueError(f"No re-ranker is shipped for model {model!r}; run with --no-rerank.")
         service = SearchService(cat, encoder, reranker=reranker)
         service.rrf_k = rrf_k or service.rrf_k
-        key_of: dict[int, str] = {}
-        by_mod: dict[str, list[int]] = defaultdict(list)
-        for rec in cat.store.iter_items():
-            key_of[rec.id] = rec.key
-            by_mod[rec.modality].append(rec.id)
-        text_ids = sorted(by_mod.get("text", []))
-        for modality in ("image", "audio"):
-            media_ids = sorted(by_mod.get(modality, []))
-            if not media_ids or not text_ids:
-                continue
-            # text -> media: queries are the gallery texts that describe at least one such item
-            q_ids = [t for t in text_ids if any(
-                k in gallery.relevant_media.get(key_of[t], set()) for k in (key_of[m] for m in media_ids))]
-            mkeys = {key_of[m] for m in media_ids}
-            rel = [{k for k in gallery.relevant_media[key_of[t]] if k in mkeys} for t in q_ids]
-            run = {"service": service, "key_of": key_of, "rerank": rerank, "mode": mode}
-            tasks[f"text_to_{modality}"] = _run(run, q_ids, rel, modality, len(media_ids))
-            # media -> text
-            rel = [gallery.relevant_text[key_of[m]] for m in media_ids]
-            tasks[f"{modality}_to_text"] = _run(run, media_ids, rel, "text", len(text_ids))
-    return {"model": model, "manifest": str(manifest), "split": split, "rerank": rerank,
-            "mode": mode or "hybrid", "skipped_files": len(report.failed), "tasks": tasks}
+        run = {"service": service, "rerank": rerank, "mode": mode}
+        tasks = _all_tasks(cat, gallery, run)
+    return {
+        "model": model,
+        "manifest": str(manifest),
+        "split": split,
+        "rerank": rerank,
+        "mode": mode or "hybrid",
+        "skipped_files": len(report.failed),
+        "tasks": tasks,
+    }
 
 
-def _run(run: dict[str, Any], query_ids: list[int], relevant: list[set[str]], target: str,
-         gallery: int) -> dict[str, float]:
+def _all_tasks(
+    cat: Catalogue, gallery: _Gallery, run: dict[str, Any]
+) -> dict[str, dict[str, float]]:
+    """text -> media and media -> text for each media modality in the gallery."""
+    key_of: dict[int, str] = {}
+    by_mod: dict[str, list[int]] = defaultdict(list)
+    for rec in cat.store.iter_items():
+        key_of[rec.id] = rec.key
+        by_mod[rec.modality].append(rec.id)
+    run["key_of"] = key_of
+    text_ids = sorted(by_mod.get("text", []))
+    tasks: dict[str, dict[str, float]] = {}
+    for modality in ("image", "audio"):
+        media_ids = sorted(by_mod.get(modality, []))
+        if not media_ids or not text_ids:
+            continue
+        mkeys = {key_of[m] for m in media_ids}
+        # text -> media: queries are the gallery texts that describe at least one such item
+        q_ids = [t for t in text_ids if gallery.relevant_media.get(key_of[t], set()) & mkeys]
+        rel = [gallery.relevant_media[key_of[t]] & mkeys for t in q_ids]
+        tasks[f"text_to_{modality}"] = _run(run, q_ids, rel, modality, len(media_ids))
+        rel = [gallery.relevant_text[key_of[m]] for m in media_ids]
+        tasks[f"{modality}_to_text"] = _run(run, media_ids, rel, "text", len(text_ids))
+    return tasks
+
+
+def _run(
+    run: dict[str, Any], query_ids: list[int], relevant: list[set[str]], target: str, gallery: int
+) -> dict[str, float]:
     k = max(KS)
     service, key_of = run["service"], run["key_of"]
     ranked: list[list[str]] = []
     for start in range(0, len(query_ids), 256):
-        rows = service.search_items(query_ids[start : start + 256], target=target, k=k,
-                                    rerank=run["rerank"], mode=run["mode"])
+        rows = service.search_items(
+            query_ids[start : start + 256],
+            target=target,
+            k=k,
+            rerank=run["rerank"],
+            mode=run["mode"],
+        )
         ranked.extend([[key_of[i] for i, _, _ in row] for row in rows])
     out: dict[str, float] = {f"R@{kk}": recall_at_k(ranked, relevant, kk) for kk in KS}
     out["mAP@10"] = map_at_k(ranked, relevant, 10)
@@ -172,13 +204,25 @@ def format_table(result: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for task, m in result["tasks"].items():
-        lines.append(f"| {task} | {m['R@1']:.3f} | {m['R@5']:.3f} | {m['R@10']:.3f} | {m['mAP@10']:.3f} | "
-                     f"{m['queries']} | {m['gallery']} | {m['chance_R@1']:.3f} | {m['chance_R@10']:.3f} |")
-    lines += ["", "Protocol: " + " ".join(__doc__.split("Protocol (printed with the numbers):")[1].split())]
+        lines.append(
+            f"| {task} | {m['R@1']:.3f} | {m['R@5']:.3f} | {m['R@10']:.3f} | {m['mAP@10']:.3f} | "
+            f"{m['queries']} | {m['gallery']} | {m['chance_R@1']:.3f} | {m['chance_R@10']:.3f} |"
+        )
+    lines += [
+        "",
+        "Protocol: " + " ".join(__doc__.split("Protocol (printed with the numbers):")[1].split()),
+    ]
     return "\n".join(lines)
 
 
 def to_json(result: dict[str, Any]) -> str:
-    return json.dumps({"model": result["model"], "split": result["split"], "rerank": result["rerank"],
-                       "mode": result.get("mode"),
-                       "tasks": result["tasks"]}, indent=2)
+    return json.dumps(
+        {
+            "model": result["model"],
+            "split": result["split"],
+            "rerank": result["rerank"],
+            "mode": result.get("mode"),
+            "tasks": result["tasks"],
+        },
+        indent=2,
+    )

@@ -71,13 +71,17 @@ def check_limits(e: Entry, keys: list[str], max_text_chars: int) -> None:
     than `max_text_chars`, with a warning each."""
     longest = max(keys, key=len, default="")
     if len(longest) > MAX_KEY_CHARS:
-        e.error = (f"id of {len(e.key)} characters is too long: the stored keys (with suffixes "
-                   f"like '#caption3') must fit {MAX_KEY_CHARS} characters")
+        e.error = (
+            f"id of {len(e.key)} characters is too long: the stored keys (with suffixes "
+            f"like '#caption3') must fit {MAX_KEY_CHARS} characters"
+        )
         return
     for i, cap in enumerate(e.captions):
         if len(cap) > max_text_chars:
             e.captions[i] = cap[:max_text_chars]
-            e.warnings.append(f"caption {i} truncated from {len(cap)} to {max_text_chars} characters")
+            e.warnings.append(
+                f"caption {i} truncated from {len(cap)} to {max_text_chars} characters"
+            )
     if e.text is not None and len(e.text) > max_text_chars:
         e.warnings.append(f"text truncated from {len(e.text)} to {max_text_chars} characters")
         e.text = e.text[:max_text_chars]
@@ -87,4 +91,4 @@ def error_key(key: str) -> str:
     """A key that fits the errors table: an overlong id is cut and marked with its hash."""
     if len(key) <= MAX_KEY_CHARS:
         return key
-    return f"{key[:MAX_KEY_CHARS - 80]}...sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+    return f"{key[: MAX_KEY_CHARS - 80]}...sha256:{hashlib.sha256(key.encode()).hexdigest()}"

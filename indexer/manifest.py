@@ -52,7 +52,7 @@ class ManifestSource:
 
     def __iter__(self) -> Iterator[Entry]:
         with self._open() as f:
-            for n, obj, error in (self._csv_rows(f) if self._csv else self._json_rows(f)):
+            for n, obj, error in self._csv_rows(f) if self._csv else self._json_rows(f):
                 where = f"{self.path.name}:{n}"
                 if obj is None:
                     yield Entry(key=f"{self.name}:{n}", where=where, error=error)
@@ -90,8 +90,14 @@ class ManifestSource:
             try:  # "\udce9" is valid JSON but not text: the store could not hold it
                 json.dumps(obj, ensure_ascii=False).encode("utf-8")
             except UnicodeEncodeError as exc:
-                yield n, None, (f"a string holds a lone surrogate ({exc.object[exc.start]!a}), "
-                                "which is not text; fix the line's escapes")
+                yield (
+                    n,
+                    None,
+                    (
+                        f"a string holds a lone surrogate ({exc.object[exc.start]!a}), "
+                        "which is not text; fix the line's escapes"
+                    ),
+                )
                 continue
             yield n, obj, None
 
@@ -135,7 +141,9 @@ class ManifestSource:
             if rel is None:
                 continue
             if not isinstance(rel, str) or not rel:
-                return Entry(key=key, where=where, error=f"field {field_name!r} must be a path string")
+                return Entry(
+                    key=key, where=where, error=f"field {field_name!r} must be a path string"
+                )
             path = confine(self.base / rel, self.media_roots, f"{field_name} path", rel)
             media.append(MediaRef(modality, path))
         captions = obj.get("captions", obj.get("caption", []))
@@ -147,17 +155,25 @@ class ManifestSource:
         if text is not None and not isinstance(text, str):
             return Entry(key=key, where=where, error="'text' must be a string")
         if not media and not text and not captions:
-            return Entry(key=key, where=where,
-                         error="no 'image', 'audio', 'text' or 'captions' field")
+            return Entry(
+                key=key, where=where, error="no 'image', 'audio', 'text' or 'captions' field"
+            )
         if obj.get("id") is None:
             key = str(media[0].path) if media else f"{self.name}:{where}"
         attrs = {k: v for k, v in obj.items() if k not in _RESERVED}
-        return Entry(key=key, media=media, captions=[c.strip() for c in captions if c.strip()],
-                     text=text, attrs=attrs, where=where)
+        return Entry(
+            key=key,
+            media=media,
+            captions=[c.strip() for c in captions if c.strip()],
+            text=text,
+            attrs=attrs,
+            where=where,
+        )
 
 
-def manifest_lines(f: IO[bytes], max_bytes: int = MAX_MANIFEST_LINE_BYTES
-                   ) -> Iterator[tuple[int, str | None, str | None]]:
+def manifest_lines(
+    f: IO[bytes], max_bytes: int = MAX_MANIFEST_LINE_BYTES
+) -> Iterator[tuple[int, str | None, str | None]]:
     """(line number, text, None) per line, or (line number, None, reason) for a line that is
     longer than `max_bytes` or not UTF-8. A UTF-8 byte order mark on line 1 is dropped."""
     n = 0
@@ -166,11 +182,17 @@ def manifest_lines(f: IO[bytes], max_bytes: int = MAX_MANIFEST_LINE_BYTES
         if len(line) > max_bytes and not line.endswith(b"\n"):
             while (rest := f.readline(_CHUNK)) and not rest.endswith(b"\n"):
                 pass  # the rest of the overlong line, read in bounded pieces
-            yield n, None, (f"line longer than {max_bytes} bytes: refused (one manifest line is "
-                            "one item; keep long text in a .txt file)")
+            yield (
+                n,
+                None,
+                (
+                    f"line longer than {max_bytes} bytes: refused (one manifest line is "
+                    "one item; keep long text in a .txt file)"
+                ),
+            )
             continue
         if n == 1 and line.startswith(codecs.BOM_UTF8):
-            line = line[len(codecs.BOM_UTF8):]  # spreadsheets write one
+            line = line[len(codecs.BOM_UTF8) :]  # spreadsheets write one
         try:
             yield n, line.decode("utf-8"), None
         except UnicodeDecodeError as exc:

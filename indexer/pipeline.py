@@ -11,18 +11,25 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
 
 from tqdm import tqdm
 
 from indexer.entries import check_limits, error_key
+from indexer.rows import (
+    IngestReport,
+    batches,
+    entry_keys,
+    media_item,
+    media_keys,
+    text_hash,
+    text_item,
+)
 from indexer.sources import Entry, FolderSource, ManifestSource
 from retrieval.catalogue import Catalogue
 from retrieval.encoders.base import Encoder
 from retrieval.errors import MediaError
+from retrieval.index_choice import upgrade_fallback_indexes
 from retrieval.media.decode import DecodedMedia, MediaLimits, decode_media
 from retrieval.media.files import read_regular_file
 from retrieval.modality import Modality
@@ -31,38 +38,17 @@ from retrieval.store import NewItem
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class IngestReport:
-    source: str
-    added: dict[str, int] = field(default_factory=dict)
-    unchanged: int = 0
-    replaced: int = 0
-    removed_captions: int = 0  # captions an entry no longer has
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
-    warnings: list[tuple[str, str]] = field(default_factory=list)  # (where, message): indexed, changed
-    seconds: dict[str, float] = field(default_factory=lambda: {
-        "read": 0.0, "decode": 0.0, "encode": 0.0, "write": 0.0})
-    entries: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "source": self.source, "entries": self.entries, "added": self.added,
-            "unchanged": self.unchanged, "replaced": self.replaced,
-            "removed_captions": self.removed_captions,
-            "failed": [{"where": w, "reason": r} for w, r in self.failed],
-            "warnings": [{"where": w, "message": m} for w, m in self.warnings],
-            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-        }
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 class Ingestor:
-    def __init__(self, catalogue: Catalogue, encoder: Encoder, *, batch_size: int = 32,
-                 limits: MediaLimits | None = None, checkpoint_seconds: float = 30.0,
-                 workers: int = 2) -> None:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        encoder: Encoder,
+        *,
+        batch_size: int = 32,
+        limits: MediaLimits | None = None,
+        checkpoint_seconds: float = 30.0,
+        workers: int = 2,
+    ) -> None:
         catalogue.bind_space(encoder.space)
         self.catalogue = catalogue
         self.encoder = encoder
@@ -80,9 +66,11 @@ class Ingestor:
         self._seen = {}
         last_save = time.monotonic()
         total = len(source)
-        with tqdm(total=total, desc="indexing", unit="item", disable=not progress) as bar, \
-                ThreadPoolExecutor(self.workers) as pool:
-            for batch in _batches(iter(source), self.batch_size):
+        with (
+            tqdm(total=total, desc="indexing", unit="item", disable=not progress) as bar,
+            ThreadPoolExecutor(self.workers) as pool,
+        ):
+            for batch in batches(iter(source), self.batch_size):
                 self._ingest_batch(batch, report, pool)
                 report.entries += len(batch)
                 bar.update(len(batch))
@@ -93,17 +81,19 @@ class Ingestor:
                     last_save = time.monotonic()
         t = time.perf_counter()
         self.catalogue.flush()
-        self.catalogue.upgrade_fallback_indexes()
+        upgrade_fallback_indexes(self.catalogue)
         report.seconds["write"] += time.perf_counter() - t
         report.warnings.extend(getattr(source, "notes", ()))
         self.catalogue.unlock()
         return report
 
-    def _ingest_batch(self, batch: list[Entry], report: IngestReport, pool: ThreadPoolExecutor) -> None:
+    def _ingest_batch(
+        self, batch: list[Entry], report: IngestReport, pool: ThreadPoolExecutor
+    ) -> None:
         t0 = time.perf_counter()
         errors: list[tuple[str, str | None, str]] = []
         todo = self._screen(batch, report, errors)
-        stored = self.catalogue.store.existing([k for e in todo for k in _keys(e)])
+        stored = self.catalogue.store.existing([k for e in todo for k in entry_keys(e)])
         report.seconds["read"] += time.perf_counter() - t0
 
         t1 = time.perf_counter()
@@ -132,15 +122,16 @@ class Ingestor:
         report.removed_captions += self._prune_captions([e for e, _ in ok])
         report.seconds["write"] += time.perf_counter() - t3
 
-    def _screen(self, batch: list[Entry], report: IngestReport,
-                errors: list[tuple[str, str | None, str]]) -> list[Entry]:
+    def _screen(
+        self, batch: list[Entry], report: IngestReport, errors: list[tuple[str, str | None, str]]
+    ) -> list[Entry]:
         """Entries that can be read; the others are recorded as skipped with their reason."""
         todo = []
         for e in batch:
             # A second entry with the same key would fail the batch's insert (same batch) or
             # replace the first entry on every run (later batch): the first one wins.
             if not e.error:
-                check_limits(e, _keys(e), self.limits.max_text_chars)
+                check_limits(e, entry_keys(e), self.limits.max_text_chars)
                 report.warnings.extend((e.where, w) for w in e.warnings)
             if not e.error and e.key in self._seen:
                 e.error = f"duplicate id {e.key!r}: already used at {self._seen[e.key]}"
@@ -153,15 +144,18 @@ class Ingestor:
                 todo.append(e)
         return todo
 
-    def _plan(self, decoded: list[tuple[Entry, list[tuple[str, DecodedMedia, str]]]],
-              stored: dict[str, str], report: IngestReport
-              ) -> tuple[list[tuple[NewItem, DecodedMedia]], list[NewItem], list[tuple[str, str, str]]]:
+    def _plan(
+        self,
+        decoded: list[tuple[Entry, list[tuple[str, DecodedMedia, str]]]],
+        stored: dict[str, str],
+        report: IngestReport,
+    ) -> tuple[list[tuple[NewItem, DecodedMedia]], list[NewItem], list[tuple[str, str, str]]]:
         """The rows to (re)write: new or changed media and texts, and caption links."""
         media: list[tuple[NewItem, DecodedMedia]] = []
         texts: list[NewItem] = []
         links: list[tuple[str, str, str]] = []
         for e, result in decoded:
-            media_keys = [key for key, _, _ in result]
+            own_keys = [key for key, _, _ in result]
             for key, dm, h in result:
                 if stored.get(key) == h:
                     report.unchanged += 1
@@ -170,7 +164,7 @@ class Ingestor:
                 media.append((media_item(key, dm, h, dict(e.attrs), e.where), dm))
             for i, cap in enumerate(e.captions):
                 ckey = f"{e.key}#caption{i}"
-                links.extend((mk, ckey, "caption") for mk in media_keys)
+                links.extend((mk, ckey, "caption") for mk in own_keys)
                 if stored.get(ckey) == text_hash(cap):
                     report.unchanged += 1
                 else:
@@ -189,23 +183,31 @@ class Ingestor:
         for e in entries:
             prefix = f"{e.key}#caption"
             for key, item_id in self.catalogue.store.keys_with_prefix(prefix).items():
-                suffix = key[len(prefix):]
+                suffix = key[len(prefix) :]
                 if suffix.isdigit() and int(suffix) >= len(e.captions):
                     stale.append(item_id)
         if stale:
             self.catalogue.delete_ids(stale, save=False)
         return len(stale)
 
-    def _decode_entry(self, e: Entry, stored: dict[str, str]) -> list[tuple[str, DecodedMedia, str]] | str:
+    def _decode_entry(
+        self, e: Entry, stored: dict[str, str]
+    ) -> list[tuple[str, DecodedMedia, str]] | str:
         """Read, hash and (when new or changed) decode an entry's media; an error string on failure."""
         out = []
-        for key, ref in zip(_media_keys(e), e.media, strict=True):
+        for key, ref in zip(media_keys(e), e.media, strict=True):
             if ref.modality not in self.encoder.modalities:
-                return (f"{ref.path.name}: model {self.encoder.space.model!r} has no {ref.modality} "
-                        "tower; index this catalogue with a model that has one (e.g. --model starter)")
+                return (
+                    f"{ref.path.name}: model {self.encoder.space.model!r} has no {ref.modality} "
+                    "tower; index this catalogue with a model that has one (e.g. --model starter)"
+                )
             try:
-                data = read_regular_file(ref.path, self.limits.max_bytes(ref.modality),
-                                         what=str(ref.modality), setting=self.limits.setting(ref.modality))
+                data = read_regular_file(
+                    ref.path,
+                    self.limits.max_bytes(ref.modality),
+                    what=str(ref.modality),
+                    setting=self.limits.setting(ref.modality),
+                )
             except MediaError as exc:
                 return str(exc)
             except OSError as exc:
@@ -225,7 +227,8 @@ class Ingestor:
         images = [(it, dm) for it, dm in media if dm.modality == Modality.IMAGE]
         if images:
             vecs, tokens = self.encoder.encode_with_tokens(
-                Modality.IMAGE, [dm.payload for _, dm in images], batch_size=self.batch_size)
+                Modality.IMAGE, [dm.payload for _, dm in images], batch_size=self.batch_size
+            )
             for i, ((it, _), v) in enumerate(zip(images, vecs, strict=True)):
                 it.vector = v
                 it.tokens = None if tokens is None else tokens[i]
@@ -236,45 +239,9 @@ class Ingestor:
                 it.vector, it.tokens, it.segments = d.vector, d.tokens, d.segments
                 it.text = d.transcript  # what was said is searchable as text too
         if texts:
-            vecs, tokens = self.encoder.encode_with_tokens(Modality.TEXT, [it.text or "" for it in texts])
+            vecs, tokens = self.encoder.encode_with_tokens(
+                Modality.TEXT, [it.text or "" for it in texts]
+            )
             for i, (it, v) in enumerate(zip(texts, vecs, strict=True)):
                 it.vector = v
                 it.tokens = None if tokens is None else tokens[i]
-
-
-def media_item(key: str, dm: DecodedMedia, content_hash: str, attrs: dict[str, Any],
-               source: str) -> NewItem:
-    """The row of a decoded media file; its vector comes from `Ingestor.encode`."""
-    return NewItem(key=key, modality=str(dm.modality), content_hash=content_hash, vector=None,  # type: ignore[arg-type]
-                   path=str(dm.path) if dm.path else None, mime=dm.mime, size_bytes=dm.size_bytes,
-                   width=dm.width, height=dm.height, duration=dm.duration, attrs=attrs, source=source)
-
-
-def text_item(key: str, text: str, attrs: dict[str, Any], source: str) -> NewItem:
-    return NewItem(key=key, modality="text", content_hash=text_hash(text), vector=None,  # type: ignore[arg-type]
-                   text=text, attrs=attrs, source=source)
-
-
-def _media_keys(e: Entry) -> list[str]:
-    if len(e.media) <= 1:
-        return [e.key] * len(e.media)
-    # An entry with both an image and a sound: the image keeps the id, the sound gets a suffix.
-    return [e.key if i == 0 else f"{e.key}#{ref.modality}" for i, ref in enumerate(e.media)]
-
-
-def _keys(e: Entry) -> list[str]:
-    keys = _media_keys(e) + [f"{e.key}#caption{i}" for i in range(len(e.captions))]
-    if e.text is not None and not e.media:
-        keys.append(e.key)
-    return keys
-
-
-def _batches(it: Iterator[Entry], n: int) -> Iterator[list[Entry]]:
-    batch: list[Entry] = []
-    for e in it:
-        batch.append(e)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -32,8 +32,9 @@ _AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus"}
 __all__ = ["Entry", "FolderSource", "ManifestSource", "SourceError", "open_source"]
 
 
-def open_source(path: Path | str, allow_outside: Sequence[Path] | None = None
-                ) -> FolderSource | ManifestSource:
+def open_source(
+    path: Path | str, allow_outside: Sequence[Path] | None = None
+) -> FolderSource | ManifestSource:
     p = Path(path).expanduser()
     if p.is_dir():
         return FolderSource(p, allow_outside)
@@ -53,8 +54,12 @@ class FolderSource:
     that is not indexable is an entry with its reason.
     """
 
-    def __init__(self, root: Path, allow_outside: Sequence[Path] | None = None,
-                 max_text_chars: int = MAX_TEXT_CHARS) -> None:
+    def __init__(
+        self,
+        root: Path,
+        allow_outside: Sequence[Path] | None = None,
+        max_text_chars: int = MAX_TEXT_CHARS,
+    ) -> None:
         self.root = root.resolve()
         self.name = str(self.root)
         self.media_roots = media_roots(self.root, allow_outside)
@@ -66,8 +71,12 @@ class FolderSource:
         """Source-level remarks for the ingest report's warnings."""
         if not self.hidden:
             return []
-        return [(self.name, f"{self.hidden} hidden files or folders (names starting with '.') "
-                            "not indexed")]
+        return [
+            (
+                self.name,
+                f"{self.hidden} hidden files or folders (names starting with '.') not indexed",
+            )
+        ]
 
     @functools.cached_property
     def _files(self) -> list[Path]:
@@ -79,8 +88,9 @@ class FolderSource:
         out: list[Path] = []
         self.hidden = 0
         # A folder that cannot be listed is kept as an entry: reading it then says why.
-        for dirpath, dirnames, filenames in os.walk(self.root, onerror=lambda e: out.append(
-                Path(e.filename))):
+        for dirpath, dirnames, filenames in os.walk(
+            self.root, onerror=lambda e: out.append(Path(e.filename))
+        ):
             here = Path(dirpath)
             self.hidden += sum(n.startswith(".") for n in dirnames + filenames)
             links = [d for d in dirnames if not d.startswith(".") and (here / d).is_symlink()]
@@ -96,8 +106,11 @@ class FolderSource:
             rel = str(path.relative_to(self.root))
             if not _is_utf8(rel):  # the store holds text: such a name cannot be a key or a path
                 shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
-                yield Entry(key=str(self.root / shown), where=shown,
-                            error="file name is not valid UTF-8: rename the file to index it")
+                yield Entry(
+                    key=str(self.root / shown),
+                    where=shown,
+                    error="file name is not valid UTF-8: rename the file to index it",
+                )
                 continue
             try:
                 yield self._entry(path, rel)
@@ -122,8 +135,12 @@ class FolderSource:
             raise SkipEntry(not_media_reason(path, head))
         modality, mime = kind
         if modality != Modality.TEXT:
-            return Entry(key=str(path), media=[MediaRef(modality, path, mime)], where=rel,
-                         attrs={"file": rel})
+            return Entry(
+                key=str(path),
+                media=[MediaRef(modality, path, mime)],
+                where=rel,
+                attrs={"file": rel},
+            )
         text, truncated = read_text_file(path, self.max_text_chars)
         if not text.strip():
             raise SkipEntry("text file holds only whitespace: nothing to index")
@@ -145,8 +162,10 @@ def not_media_reason(path: Path, head: bytes) -> str:
         return f"named {suffix} but the content is {content}, not an image"
     if suffix in _AUDIO_SUFFIXES:
         return f"named {suffix} but the content is {content}, not a supported audio format"
-    return (f"unsupported file type ({suffix or 'no extension'}, content is {content}): "
-            "not an image, audio, .txt or .md file")
+    return (
+        f"unsupported file type ({suffix or 'no extension'}, content is {content}): "
+        "not an image, audio, .txt or .md file"
+    )
 
 
 def _is_utf8(name: str) -> bool:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indexer.pipeline import Ingestor, media_item, text_hash, text_item
+from indexer.pipeline import Ingestor
+from indexer.rows import media_item, text_hash, text_item
 from retrieval.errors import MediaTooLargeError, StorageFullError, UnsupportedMediaError
 from retrieval.fsutil import atomic_write_bytes, is_disk_full
 from retrieval.media.decode import MediaRef, decode_media

@@ -17,14 +17,15 @@ import numpy as np
 
 from retrieval.encoders.base import EmbeddingSpace
 from retrieval.errors import CatalogueError, SpaceMismatchError
-from retrieval.index import FaissIndex, VectorIndex, auto_nprobe, create_index
-from retrieval.index_files import DEFAULT_FACTORY, IndexFiles
+from retrieval.index import FaissIndex, VectorIndex, create_index
+from retrieval.index_files import IndexFiles
 from retrieval.media_access import add_media_roots, inside, media_roots
 from retrieval.modality import ALL_MODALITIES
 from retrieval.store import ItemRecord, NewItem, Store, WriteResult
 from retrieval.write_lock import WriteLock
 
 log = logging.getLogger(__name__)
+
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("CROSSMEDIA_DATA_DIR") or "./crossmedia-data")
@@ -44,7 +45,9 @@ class Catalogue:
 
     # -- open / close ------------------------------------------------------------------------------
     @classmethod
-    def open(cls, data_dir: Path | str, *, db_url: str | None = None, create: bool = True) -> Catalogue:
+    def open(
+        cls, data_dir: Path | str, *, db_url: str | None = None, create: bool = True
+    ) -> Catalogue:
         data_dir = Path(data_dir).expanduser().resolve()
         if not data_dir.exists():
             if not create:
@@ -54,7 +57,11 @@ class Catalogue:
                 )
             data_dir.mkdir(parents=True)
         (data_dir / "index").mkdir(exist_ok=True)
-        url = db_url or os.environ.get("CROSSMEDIA_DB_URL") or f"sqlite:///{data_dir / 'catalogue.db'}"
+        url = (
+            db_url
+            or os.environ.get("CROSSMEDIA_DB_URL")
+            or f"sqlite:///{data_dir / 'catalogue.db'}"
+        )
         return cls(data_dir, Store(url))
 
     def close(self) -> None:
@@ -123,7 +130,11 @@ class Catalogue:
 
     def _load_verified(self, modality: str) -> VectorIndex:
         space, factory = self.space, self.files.default_factory()
-        return self.files.load_verified(modality, space, factory) if space else create_index(factory, 1)
+        return (
+            self.files.load_verified(modality, space, factory)
+            if space
+            else create_index(factory, 1)
+        )
 
     def rebuild(self, modality: str, factory: str | None = None) -> VectorIndex:
         space = self.space
@@ -133,35 +144,6 @@ class Catalogue:
         self._after_save(modality)
         self._indexes[modality] = index
         return index
-
-    def upgrade_fallback_indexes(self) -> list[str]:
-        """Rebuild indexes still on the exact fallback into the catalogue's chosen factory.
-
-        A trained type (IVF, PQ) cannot be built while there is nothing to train on, so a new
-        catalogue's first index is Flat; once vectors exist, this gives it the type asked for, or
-        the automatic choice once a modality outgrows exact search.
-        Returns the modalities rebuilt.
-        """
-        if self.space is None:
-            return []
-        done = []
-        for modality in map(str, ALL_MODALITIES):
-            want = self.files.wanted_factory(modality)
-            index = self.index(modality)
-            if want == DEFAULT_FACTORY or index.factory != DEFAULT_FACTORY or not index.count():
-                continue
-            try:
-                index = self.rebuild(modality, want)
-            except RuntimeError as exc:  # e.g. fewer vectors than IVF lists: stay exact for now
-                log.info("%s index stays %s for now: %s", modality, DEFAULT_FACTORY, exc)
-                continue
-            nprobe = auto_nprobe(want)
-            if nprobe is not None and not self.store.get_meta("index_factory"):
-                assert isinstance(index, FaissIndex)
-                index.set_search_params(nprobe=nprobe)
-                self.save_index(modality, index)
-            done.append(modality)
-        return done
 
     def save_index(self, modality: str, index: VectorIndex) -> None:
         with self.lock.holding(self.write_timeout):
@@ -185,15 +167,22 @@ class Catalogue:
         with self.lock.holding(self.write_timeout):
             return self._write(items, links, errors, save)
 
-    def _write(self, items: list[NewItem], links: list[tuple[str, str, str]] | None,
-               errors: list[tuple[str, str | None, str]] | None, save: bool) -> WriteResult:
+    def _write(
+        self,
+        items: list[NewItem],
+        links: list[tuple[str, str, str]] | None,
+        errors: list[tuple[str, str | None, str]] | None,
+        save: bool,
+    ) -> WriteResult:
         # Load (and verify) the indexes before the commit: loading after it would already see
         # the new rows in the store and then add them a second time.
         for modality in {it.modality for it in items}:
             self.index(modality)
         result = self.store.write_batch(items, links or [], errors or [])
         touched: set[str] = set()
-        rebuilt: set[str] = set()  # these already hold the just-committed rows (read from the store)
+        rebuilt: set[str] = (
+            set()
+        )  # these already hold the just-committed rows (read from the store)
         for modality, old_ids in _by_modality(result.removed.items()).items():
             if self._remove_from_index(modality, old_ids):
                 rebuilt.add(modality)

@@ -47,8 +47,13 @@ def verify(cat: Catalogue) -> dict[str, Any]:
         if not np.array_equal(index.ids(), cat.store.ids(modality)):
             problems.append(f"{modality}: index ids differ from the store's after repair")
         checked[modality] = _compare_vectors(cat, modality, index, problems)
-    return {"ok": not problems, "problems": problems, "vectors_checked": checked,
-            "repairs": list(cat.repairs), "degraded": cat.degraded}
+    return {
+        "ok": not problems,
+        "problems": problems,
+        "vectors_checked": checked,
+        "repairs": list(cat.repairs),
+        "degraded": cat.degraded,
+    }
 
 
 def _compare_vectors(cat: Catalogue, modality: str, index: object, problems: list[str]) -> int:
@@ -60,7 +65,9 @@ def _compare_vectors(cat: Catalogue, modality: str, index: object, problems: lis
         held = index.reconstruct(ids)
         bad = ~np.all(np.isclose(held, vecs, atol=1e-6), axis=1)
         if bad.any():
-            problems.append(f"{modality}: {int(bad.sum())} vectors differ from the store "
-                            f"(e.g. id {int(ids[bad][0])})")
+            problems.append(
+                f"{modality}: {int(bad.sum())} vectors differ from the store "
+                f"(e.g. id {int(ids[bad][0])})"
+            )
         n += len(ids)
     return n

@@ -24,8 +24,18 @@ from sqlalchemy import ColumnElement, and_, not_
 from retrieval.errors import CrossmediaError
 from retrieval.store.models import Item
 
-COLUMNS = {"modality", "source", "mime", "path", "key", "duration", "width", "height",
-           "size_bytes", "created_at"}
+COLUMNS = {
+    "modality",
+    "source",
+    "mime",
+    "path",
+    "key",
+    "duration",
+    "width",
+    "height",
+    "size_bytes",
+    "created_at",
+}
 NUMERIC = {"duration", "width", "height", "size_bytes"}
 OPS = ("<=", ">=", "!=", "=", "<", ">", "in")
 _CLI = re.compile(r"^\s*([\w.]+)\s*(<=|>=|!=|==|=|<|>|\s+in\s+)\s*(.+?)\s*$", re.IGNORECASE)
@@ -41,8 +51,10 @@ def parse_where(clauses: Iterable[str]) -> dict[str, Any]:
     for clause in clauses:
         m = _CLI.match(clause)
         if m is None:
-            raise FilterError(f"Cannot read the filter {clause!r}. Use FIELD=VALUE, FIELD>=NUMBER, "
-                              "FIELD<VALUE or 'FIELD in A,B,C' (e.g. --where 'label in cat,dog').")
+            raise FilterError(
+                f"Cannot read the filter {clause!r}. Use FIELD=VALUE, FIELD>=NUMBER, "
+                "FIELD<VALUE or 'FIELD in A,B,C' (e.g. --where 'label in cat,dog')."
+            )
         field, op, raw = m.group(1), m.group(2).strip().lower().replace("==", "="), m.group(3)
         value: Any = [_scalar(v.strip()) for v in raw.split(",")] if op == "in" else _scalar(raw)
         out.setdefault(field, {})[op] = value
@@ -82,8 +94,14 @@ def _condition(field: str, op: str, value: Any) -> ColumnElement[bool]:
     if op == "in":
         return col.in_(values)
     v = values[0]
-    return {"=": col == v, "!=": not_(col == v) | col.is_(None), ">": col > v, ">=": col >= v,
-            "<": col < v, "<=": col <= v}[op]
+    return {
+        "=": col == v,
+        "!=": not_(col == v) | col.is_(None),
+        ">": col > v,
+        ">=": col >= v,
+        "<": col < v,
+        "<=": col <= v,
+    }[op]
 
 
 def _column(field: str, values: list[Any]) -> Any:
@@ -99,8 +117,9 @@ def _column(field: str, values: list[Any]) -> Any:
         return attr.as_float()
     if all(isinstance(v, str) for v in values):
         return attr.as_string()
-    raise FilterError(f"Values compared with {field!r} must all be numbers, all text or all "
-                      "true/false.")
+    raise FilterError(
+        f"Values compared with {field!r} must all be numbers, all text or all true/false."
+    )
 
 
 def _coerce(field: str, value: Any) -> Any:
@@ -108,7 +127,9 @@ def _coerce(field: str, value: Any) -> Any:
         try:
             return datetime.fromisoformat(str(value))
         except ValueError as exc:
-            raise FilterError(f"created_at needs an ISO date such as 2026-01-31, got {value!r}.") from exc
+            raise FilterError(
+                f"created_at needs an ISO date such as 2026-01-31, got {value!r}."
+            ) from exc
     if field in NUMERIC and not isinstance(value, int | float):
         raise FilterError(f"{field} is a number; got {value!r}.")
     return value

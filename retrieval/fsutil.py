@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

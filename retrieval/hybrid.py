@@ -36,8 +36,10 @@ def resolve_mode(mode: str | None, has_words: bool) -> str:
     if mode not in MODES:
         raise CrossmediaError(f"Unknown search mode {mode!r}. Use one of {list(MODES)}.")
     if mode == "lexical" and not has_words:
-        raise CrossmediaError("Lexical search needs words: a text query, or a spoken query in "
-                              "which speech was heard. Use --mode vector for this query.")
+        raise CrossmediaError(
+            "Lexical search needs words: a text query, or a spoken query in "
+            "which speech was heard. Use --mode vector for this query."
+        )
     return mode
 
 
@@ -63,8 +65,9 @@ class Fused:
 class Fuser:
     """Maps channel hits to result items (media first) and fuses the channels."""
 
-    def __init__(self, store: Store, target: str, rrf_k: int = RRF_K,
-                 weights: dict[str, float] | None = None) -> None:
+    def __init__(
+        self, store: Store, target: str, rrf_k: int = RRF_K, weights: dict[str, float] | None = None
+    ) -> None:
         self.store = store
         self.targets = target_modalities(target)
         self.rrf_k = rrf_k
@@ -80,18 +83,23 @@ class Fuser:
             seen: set[int] = set()
             rank = 0
             for item_id, score, modality in channel.hits:
-                for unit_id, unit_mod, evidence in self._units(item_id, modality, records,
-                                                               channel.name):
+                for unit_id, unit_mod, evidence in self._units(
+                    item_id, modality, records, channel.name
+                ):
                     unit = units.setdefault(unit_id, Fused(unit_id, unit_mod, 0.0))
                     if evidence is not None:
-                        unit.matched.append({**evidence, "channel": channel.name,
-                                             "score": round(float(score), 6)})
+                        unit.matched.append(
+                            {**evidence, "channel": channel.name, "score": round(float(score), 6)}
+                        )
                     if unit_id in seen:
                         continue
                     seen.add(unit_id)
                     rank += 1
-                    unit.score += (float(score) if len(channels) == 1 else
-                                   self.weights.get(channel.name, 1.0) / (self.rrf_k + rank))
+                    unit.score += (
+                        float(score)
+                        if len(channels) == 1
+                        else self.weights.get(channel.name, 1.0) / (self.rrf_k + rank)
+                    )
         if len(channels) == 1:
             return list(units.values())[:k]
         return sorted(units.values(), key=lambda u: (-u.score, u.id))[:k]
@@ -105,14 +113,19 @@ class Fuser:
         records.update(self.store.get_items(sorted(media - set(records))))
         return records
 
-    def _units(self, item_id: int, modality: str, records: dict[int, ItemRecord], channel: str
-               ) -> list[tuple[int, str, dict[str, Any] | None]]:
+    def _units(
+        self, item_id: int, modality: str, records: dict[int, ItemRecord], channel: str
+    ) -> list[tuple[int, str, dict[str, Any] | None]]:
         """The result items a hit stands for, each with the evidence it brings (or None)."""
         rec = records.get(item_id)
         if modality == "text" and rec is not None and self.targets != ("text",):
-            described = [(m, records[m].modality) for m in rec.linked
-                         if m in records and records[m].modality in self.targets
-                         and records[m].modality in MEDIA]
+            described = [
+                (m, records[m].modality)
+                for m in rec.linked
+                if m in records
+                and records[m].modality in self.targets
+                and records[m].modality in MEDIA
+            ]
             if described:
                 return [(m, mod, {"id": item_id, "text": rec.text}) for m, mod in described]
         if modality not in self.targets:

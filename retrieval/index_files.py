@@ -70,7 +70,9 @@ class IndexFiles:
         pinned = self.store.get_meta("index_factory")
         return pinned or auto_factory(self.store.counts().get(modality, 0))
 
-    def load_verified(self, modality: str, space: EmbeddingSpace, default_factory: str) -> VectorIndex:
+    def load_verified(
+        self, modality: str, space: EmbeddingSpace, default_factory: str
+    ) -> VectorIndex:
         """The index file of `modality`, checked against its record and the store; repaired or
         rebuilt when it fails (a note lands in `repairs`)."""
         meta = self.read_info()["indexes"].get(modality)
@@ -115,8 +117,11 @@ class IndexFiles:
                 vecs = self.store.vectors_for(missing.tolist(), index.dim)
                 index.add(missing, np.stack([vecs[int(i)] for i in missing]))
         except NotImplementedError:
-            self._repair_note(modality, f"out of step with the store (+{len(missing)} / "
-                                        f"-{len(extra)} ids) and cannot remove ids in place")
+            self._repair_note(
+                modality,
+                f"out of step with the store (+{len(missing)} / "
+                f"-{len(extra)} ids) and cannot remove ids in place",
+            )
             return self.rebuild(modality, index.factory, space, persist=self.save_if_possible)
         msg = f"{modality} index: caught up with the store (+{len(missing)} / -{len(extra)} ids)"
         self.repairs.append(msg)
@@ -124,9 +129,13 @@ class IndexFiles:
         self.save_if_possible(modality, index, space)
         return index
 
-    def rebuild(self, modality: str, factory: str, space: EmbeddingSpace,
-                persist: Callable[[str, VectorIndex, EmbeddingSpace], None] | None = None
-                ) -> VectorIndex:
+    def rebuild(
+        self,
+        modality: str,
+        factory: str,
+        space: EmbeddingSpace,
+        persist: Callable[[str, VectorIndex, EmbeddingSpace], None] | None = None,
+    ) -> VectorIndex:
         """A new index of `factory` over every stored vector of `modality`, saved (by `persist`,
         default `save`: the caller holds the write lock)."""
         index = create_index(factory, space.dim)
@@ -153,7 +162,9 @@ class IndexFiles:
         try:
             self.save(modality, index, space)
         except OSError as exc:
-            self.degraded = f"index repairs kept in memory: cannot save them ({exc.strerror or exc})"
+            self.degraded = (
+                f"index repairs kept in memory: cannot save them ({exc.strerror or exc})"
+            )
             self.repairs.append(f"{modality} index: {self.degraded}")
             log.warning("%s index: %s", modality, self.degraded)
         finally:
@@ -168,8 +179,11 @@ class IndexFiles:
         atomic_write_bytes(self.path(modality), data)
         info = self.read_info()
         info["indexes"][modality] = {
-            "factory": index.factory, "count": index.count(), "sha256": sha256_bytes(data),
-            "bytes": len(data), "saved_at": time.time(),
+            "factory": index.factory,
+            "count": index.count(),
+            "sha256": sha256_bytes(data),
+            "bytes": len(data),
+            "saved_at": time.time(),
         }
         info["generation"] = int(info.get("generation", 0)) + 1
         info["space"] = None if space is None else space.as_dict()
@@ -178,5 +192,7 @@ class IndexFiles:
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """Per modality with a saved index: its factory string, vector count and file size."""
-        return {m: {k: meta[k] for k in ("factory", "count", "bytes")}
-                for m, meta in self.read_info()["indexes"].items()}
+        return {
+            m: {k: meta[k] for k in ("factory", "count", "bytes")}
+            for m, meta in self.read_info()["indexes"].items()
+        }

@@ -63,8 +63,12 @@ class Hit:
 
     def to_json(self) -> dict[str, Any]:
         out = {
-            "id": self.id, "modality": self.modality, "score": round(float(self.score), 6),
-            "path": self.path, "text": self.text, "attrs": self.attrs,
+            "id": self.id,
+            "modality": self.modality,
+            "score": round(float(self.score), 6),
+            "path": self.path,
+            "text": self.text,
+            "attrs": self.attrs,
         }
         if self.segment is not None:
             out["segment"] = self.segment
@@ -81,7 +85,8 @@ class SearchResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "query": self.query, "results": [h.to_json() for h in self.hits],
+            "query": self.query,
+            "results": [h.to_json() for h in self.hits],
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
         }
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,7 +12,7 @@ import numpy as np
 from retrieval.errors import CrossmediaError
 from retrieval.filters import compile_filter
 from retrieval.hybrid import RRF_K, Channel, Fused, Fuser, resolve_mode
-from retrieval.modality import ALL_MODALITIES, Modality
+from retrieval.query_encoding import EncodedQuery, encode_queries
 from retrieval.results import Candidates, Hit, Query, Reranker, RerankQuery, SearchResult
 from retrieval.vector_search import filtered_search, lexical_search, vector_search
 
@@ -25,16 +24,6 @@ __all__ = ["TARGETS", "Hit", "Query", "SearchResult", "SearchService", "filtered
 
 TARGETS = ("image", "text", "audio", "any")
 FUSION_DEPTH = 50  # candidates each channel brings to the fusion
-
-
-@dataclass
-class _Encoded:
-    """One query as the channels see it."""
-
-    vector: np.ndarray
-    modality: str
-    tokens: np.ndarray | None = None
-    words: str | None = None  # typed text, or what a spoken query says
 
 
 class SearchService:
@@ -57,43 +46,38 @@ class SearchService:
 
     def encode_queries(self, queries: Sequence[Query]) -> np.ndarray:
         """Batch-encode mixed queries, grouped by modality; (Q, dim) float32."""
-        return np.stack([e.vector for e in self._encode(queries, with_tokens=False)])
+        return np.stack(
+            [e.vector for e in encode_queries(self.encoder, queries, with_tokens=False)]
+        )
 
-    def _encode(self, queries: Sequence[Query], with_tokens: bool) -> list[_Encoded]:
-        """Vectors and, with_tokens, token sets from the SAME encoder call; a spoken query's
-        transcript from the same pass as its vector."""
-        out: list[_Encoded | None] = [None] * len(queries)
-        for modality in ALL_MODALITIES:
-            idx = [i for i, q in enumerate(queries) if q.modality == modality]
-            if not idx:
-                continue
-            if modality == Modality.AUDIO:
-                described = self.encoder.describe_audio([q.audio for i in idx if (q := queries[i]).audio])
-                for i, d in zip(idx, described, strict=True):
-                    out[i] = _Encoded(d.vector, "audio", None, d.transcript)
-                continue
-            payload = [queries[i].text if modality == Modality.TEXT else queries[i].image for i in idx]
-            if with_tokens:
-                vecs, sets = self.encoder.encode_with_tokens(modality, payload)
-            else:
-                vecs, sets = self.encoder.encode(modality, payload), None
-            for j, i in enumerate(idx):
-                out[i] = _Encoded(vecs[j], str(modality), None if sets is None else sets[j],
-                                  queries[i].text)
-        return [e for e in out if e is not None]
+    def search(
+        self,
+        query: Query,
+        *,
+        target: str = "any",
+        k: int = 10,
+        rerank: bool | None = None,
+        filters: Mapping[str, Any] | None = None,
+        mode: str | None = None,
+    ) -> SearchResult:
+        return self.search_many(
+            [query], target=target, k=k, rerank=rerank, filters=filters, mode=mode
+        )[0]
 
-    def search(self, query: Query, *, target: str = "any", k: int = 10, rerank: bool | None = None,
-               filters: Mapping[str, Any] | None = None, mode: str | None = None) -> SearchResult:
-        return self.search_many([query], target=target, k=k, rerank=rerank, filters=filters,
-                                mode=mode)[0]
-
-    def search_many(self, queries: Sequence[Query], *, target: str = "any", k: int = 10,
-                    rerank: bool | None = None, filters: Mapping[str, Any] | None = None,
-                    mode: str | None = None) -> list[SearchResult]:
+    def search_many(
+        self,
+        queries: Sequence[Query],
+        *,
+        target: str = "any",
+        k: int = 10,
+        rerank: bool | None = None,
+        filters: Mapping[str, Any] | None = None,
+        mode: str | None = None,
+    ) -> list[SearchResult]:
         self._check(target, k)
         use_rerank = self.reranker is not None and (rerank is None or rerank)
         t0 = time.perf_counter()
-        encoded = self._encode(queries, with_tokens=use_rerank)
+        encoded = encode_queries(self.encoder, queries, with_tokens=use_rerank)
         t1 = time.perf_counter()
         rerank_ms: list[float] = []
         fused = self._search_encoded(encoded, target, k, use_rerank, filters, mode, rerank_ms)
@@ -104,18 +88,30 @@ class SearchService:
         for i, (query, enc, units) in enumerate(zip(queries, encoded, fused, strict=True)):
             t3 = time.perf_counter()
             hits = self._hydrate(units, enc.vector)
-            timings = {**per_query, **({"rerank": rerank_ms[i]} if use_rerank else {}),
-                       "metadata": (time.perf_counter() - t3) * 1e3}
-            described = {**query.describe(),
-                         "mode": resolve_mode(mode, bool(enc.words and enc.words.strip()))}
+            timings = {
+                **per_query,
+                **({"rerank": rerank_ms[i]} if use_rerank else {}),
+                "metadata": (time.perf_counter() - t3) * 1e3,
+            }
+            described = {
+                **query.describe(),
+                "mode": resolve_mode(mode, bool(enc.words and enc.words.strip())),
+            }
             if enc.modality == "audio" and enc.words:
                 described["transcript"] = enc.words
             results.append(SearchResult(query=described, hits=hits[:k], timings_ms=timings))
         return results
 
-    def search_items(self, query_ids: Sequence[int], *, target: str = "any", k: int = 10,
-                     rerank: bool = False, filters: Mapping[str, Any] | None = None,
-                     mode: str | None = None) -> list[list[tuple[int, float, str]]]:
+    def search_items(
+        self,
+        query_ids: Sequence[int],
+        *,
+        target: str = "any",
+        k: int = 10,
+        rerank: bool = False,
+        filters: Mapping[str, Any] | None = None,
+        mode: str | None = None,
+    ) -> list[list[tuple[int, float, str]]]:
         """Queries that are catalogue items (the recall benchmark): their stored vectors, token
         sets and words (a text item's text, the transcript the system heard in a recording)."""
         self._check(target, k)
@@ -123,9 +119,15 @@ class SearchService:
         records = store.get_items(list(query_ids))
         vectors = store.vectors_for(list(query_ids), self.encoder.dim)
         tokens = store.token_sets(list(query_ids)) if rerank else {}
-        encoded = [_Encoded(vectors[q], records[q].modality, tokens.get(q),
-                            records[q].text if records[q].modality in ("text", "audio") else None)
-                   for q in query_ids]
+        encoded = [
+            EncodedQuery(
+                vectors[q],
+                records[q].modality,
+                tokens.get(q),
+                records[q].text if records[q].modality in ("text", "audio") else None,
+            )
+            for q in query_ids
+        ]
         use_rerank = rerank and self.reranker is not None
         fused = self._search_encoded(encoded, target, k, use_rerank, filters, mode)
         return [[(u.id, u.score, u.modality) for u in units] for units in fused]
@@ -136,20 +138,35 @@ class SearchService:
         if not 1 <= k <= self.max_k:
             raise CrossmediaError(f"k must be between 1 and {self.max_k}, got {k}.")
 
-    def _search_encoded(self, encoded: Sequence[_Encoded], target: str, k: int, use_rerank: bool,
-                        filters: Mapping[str, Any] | None, mode: str | None,
-                        rerank_ms: list[float] | None = None) -> list[list[Fused]]:
+    def _search_encoded(
+        self,
+        encoded: Sequence[EncodedQuery],
+        target: str,
+        k: int,
+        use_rerank: bool,
+        filters: Mapping[str, Any] | None,
+        mode: str | None,
+        rerank_ms: list[float] | None = None,
+    ) -> list[list[Fused]]:
         modes = [resolve_mode(mode, bool(e.words and e.words.strip())) for e in encoded]
         depth = max(self.rerank_depth(k) if use_rerank else k, FUSION_DEPTH)
         vectors = np.stack([e.vector for e in encoded])
         first = self.search_vectors(vectors, target=target, k=depth, filters=filters)
-        spoken = [i for i, e in enumerate(encoded) if e.modality == "audio" and e.words and
-                  modes[i] == "hybrid"]
+        spoken = [
+            i
+            for i, e in enumerate(encoded)
+            if e.modality == "audio" and e.words and modes[i] == "hybrid"
+        ]
         by_transcript: dict[int, list[tuple[int, float, str]]] = {}
         if spoken:
             tv = self.encoder.encode_texts([encoded[i].words or "" for i in spoken])
-            by_transcript = dict(zip(spoken, self.search_vectors(tv, target=target, k=depth,
-                                                                 filters=filters), strict=True))
+            by_transcript = dict(
+                zip(
+                    spoken,
+                    self.search_vectors(tv, target=target, k=depth, filters=filters),
+                    strict=True,
+                )
+            )
         out = []
         for i, (enc, cands) in enumerate(zip(encoded, first, strict=True)):
             first_stage = {c[0]: c[1] for c in cands}
@@ -163,11 +180,14 @@ class SearchService:
                 rerank_ms.append((time.perf_counter() - t) * 1e3)
             channels = [] if modes[i] == "lexical" else [Channel("vector", cands)]
             if modes[i] != "vector" and enc.words:
-                channels.append(Channel("lexical", lexical_search(self.catalogue, enc.words, target, depth)))
+                channels.append(
+                    Channel("lexical", lexical_search(self.catalogue, enc.words, target, depth))
+                )
             if i in by_transcript:
                 channels.append(Channel("transcript", by_transcript[i]))
             units = Fuser(self.catalogue.store, target, self.rrf_k, self.channel_weights).fuse(
-                channels, k * 4)
+                channels, k * 4
+            )
             for u in units:
                 u.first_stage = first_stage.get(u.id)
             out.append(self._apply_filter(units, filters)[:k])
@@ -179,12 +199,15 @@ class SearchService:
         if not filters or not units:
             return units
         condition = compile_filter(filters)
-        allowed = {m: set(self.catalogue.store.filter_ids(condition, m).tolist())
-                   for m in {u.modality for u in units}}
+        allowed = {
+            m: set(self.catalogue.store.filter_ids(condition, m).tolist())
+            for m in {u.modality for u in units}
+        }
         return [u for u in units if u.id in allowed[u.modality]]
 
-    def _rerank(self, query: RerankQuery, cands: list[tuple[int, float, str]], k: int
-                ) -> list[tuple[int, float, str]]:
+    def _rerank(
+        self, query: RerankQuery, cands: list[tuple[int, float, str]], k: int
+    ) -> list[tuple[int, float, str]]:
         """Hand the re-ranker the candidates with their stored token sets and vectors."""
         assert self.reranker is not None
         ids = [i for i, _, _ in cands]
@@ -201,11 +224,16 @@ class SearchService:
         """How many first-stage candidates the re-ranker sees for a top k (k x overfetch)."""
         return k * self.overfetch
 
-    def search_vectors(self, vectors: np.ndarray, *, target: str = "any", k: int = 10,
-                       filters: Mapping[str, Any] | None = None) -> list[list[tuple[int, float, str]]]:
+    def search_vectors(
+        self,
+        vectors: np.ndarray,
+        *,
+        target: str = "any",
+        k: int = 10,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[list[tuple[int, float, str]]]:
         """First-stage search for a batch of query vectors: [(id, score, modality)] per query."""
         return vector_search(self.catalogue, vectors, target, k, filters)
-
 
     def _hydrate(self, units: list[Fused], qvec: np.ndarray) -> list[Hit]:
         records = self.catalogue.store.get_items([u.id for u in units])
@@ -215,10 +243,19 @@ class SearchService:
             rec = records.get(item_id)
             if rec is None:
                 continue  # deleted between search and join
-            hit = Hit(id=rec.id, modality=modality, score=unit.score, key=rec.key, path=rec.path,
-                      text=rec.text, attrs=rec.attrs, mime=rec.mime, linked=rec.linked,
-                      matched=unit.matched,
-                      first_stage_score=unit.score if unit.first_stage is None else unit.first_stage)
+            hit = Hit(
+                id=rec.id,
+                modality=modality,
+                score=unit.score,
+                key=rec.key,
+                path=rec.path,
+                text=rec.text,
+                attrs=rec.attrs,
+                mime=rec.mime,
+                linked=rec.linked,
+                matched=unit.matched,
+                first_stage_score=unit.score if unit.first_stage is None else unit.first_stage,
+            )
             if modality == "audio" and (rec.duration or 0) > 30:
                 hit.segment = self._best_segment(item_id, qvec)
             hits.append(hit)

@@ -18,8 +18,13 @@ if TYPE_CHECKING:
 PREFILTER_FRACTION = 0.2  # filters letting through at most this share of an index pre-filter
 
 
-def vector_search(catalogue: Catalogue, vectors: np.ndarray, target: str, k: int,
-                  filters: Mapping[str, Any] | None = None) -> list[list[tuple[int, float, str]]]:
+def vector_search(
+    catalogue: Catalogue,
+    vectors: np.ndarray,
+    target: str,
+    k: int,
+    filters: Mapping[str, Any] | None = None,
+) -> list[list[tuple[int, float, str]]]:
     """[(id, score, modality)] per query, best first; with `filters`, the top k among the items
     that satisfy them (exact for exact indexes)."""
     modalities = [str(m) for m in ALL_MODALITIES] if target == "any" else [target]
@@ -35,13 +40,15 @@ def vector_search(catalogue: Catalogue, vectors: np.ndarray, target: str, k: int
             allowed = catalogue.store.filter_ids(condition, modality)
             scores, ids = filtered_search(index, vectors, k, allowed)
         for q, (sr, ir) in enumerate(zip(scores, ids, strict=True)):
-            merged[q].extend((int(i), float(s), modality) for s, i in zip(sr, ir, strict=True)
-                             if i >= 0)
+            merged[q].extend(
+                (int(i), float(s), modality) for s, i in zip(sr, ir, strict=True) if i >= 0
+            )
     return [sorted(m, key=lambda t: (-t[1], t[0]))[:k] for m in merged]
 
 
-def filtered_search(index: VectorIndex, vectors: np.ndarray, k: int, allowed: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def filtered_search(
+    index: VectorIndex, vectors: np.ndarray, k: int, allowed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Top k among `allowed` ids. A selective filter becomes an ID selector inside the index
     (pre-filter); a broad one a post-filter with adaptive over-fetch, doubling until every query
     has k allowed hits or the whole index was read."""
@@ -65,8 +72,9 @@ def filtered_search(index: VectorIndex, vectors: np.ndarray, k: int, allowed: np
     return out_s, out_i
 
 
-def lexical_search(catalogue: Catalogue, words: str, target: str, k: int
-                   ) -> list[tuple[int, float, str]]:
+def lexical_search(
+    catalogue: Catalogue, words: str, target: str, k: int
+) -> list[tuple[int, float, str]]:
     """Full-text hits for `target`, captions included (evidence for the media they describe):
     [(id, score, modality)], best first."""
     wanted = [str(m) for m in ALL_MODALITIES] if target == "any" else sorted({target, "text"})

@@ -115,7 +115,8 @@ def build_engine(
     )
     entries = coco_entries(n)
     for i, entry in enumerate(entries):
-        rec = add_upload(engine.ingestor,
+        rec = add_upload(
+            engine.ingestor,
             coco_bytes(entry),
             Path(entry["image"]).name,
             captions=entry["captions"][:2],
@@ -125,7 +126,8 @@ def build_engine(
         entry["caption_ids"] = list(rec.linked)
     clips = fsdd_entries(n_audio) if FSDD.is_dir() and n_audio else []
     for clip in clips:
-        rec = add_upload(engine.ingestor,
+        rec = add_upload(
+            engine.ingestor,
             (FSDD / clip["audio"]).read_bytes(),
             Path(clip["audio"]).name,
             captions=[f"someone says {clip['label']}"],

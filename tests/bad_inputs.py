@@ -82,22 +82,36 @@ def media_bytes(seed: int = 3) -> dict[str, bytes]:
 
     jpg, png, flac, wav = image("JPEG"), image("PNG"), sound("FLAC"), sound("WAV")
     return {
-        "good.jpg": jpg, "good.png": png, "good.wav": wav, "other.jpg": image("JPEG"),
-        "zero.jpg": b"", "text.jpg": b"I am a text file, not a photo.\n",
-        "trunc.jpg": jpg[:300], "trunc.png": png[:500], "bomb.png": png_bomb_header(),
+        "good.jpg": jpg,
+        "good.png": png,
+        "good.wav": wav,
+        "other.jpg": image("JPEG"),
+        "zero.jpg": b"",
+        "text.jpg": b"I am a text file, not a photo.\n",
+        "trunc.jpg": jpg[:300],
+        "trunc.png": png[:500],
+        "bomb.png": png_bomb_header(),
         "garbage.mp3": b"\xff\xfb\x90\x00" + rng.bytes(4001),
-        "trunc.flac": flac[: len(flac) // 2], "trunc.wav": wav[: len(wav) // 2],
+        "trunc.flac": flac[: len(flac) // 2],
+        "trunc.wav": wav[: len(wav) // 2],
     }
 
 
 def png_bomb_header(side: int = 100_000) -> bytes:
     """A valid PNG header claiming side x side pixels, with almost no data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _write_media(folder: Path) -> None:
@@ -119,8 +133,13 @@ _MEDIA_CASES = [  # (file, field, what it is, outcome, word)
     ("text.jpg", "image", "text file named .jpg", "skipped", "Not a recognised image"),
     ("trunc.jpg", "image", "truncated JPEG", "skipped", "Truncated"),
     ("trunc.png", "image", "truncated PNG", "skipped", "truncated"),
-    ("bomb.png", "image", "decompression-bomb PNG header (100000 x 100000)", "skipped",
-     "decompression bomb"),
+    (
+        "bomb.png",
+        "image",
+        "decompression-bomb PNG header (100000 x 100000)",
+        "skipped",
+        "decompression bomb",
+    ),
     ("garbage.mp3", "audio", "garbage MP3", "skipped", "not a decodable audio file"),
     ("trunc.flac", "audio", "truncated FLAC", "skipped", "truncated"),
     ("trunc.wav", "audio", "truncated WAV", "skipped", "truncated"),
@@ -145,26 +164,73 @@ def _manifest_lines(root: Path) -> list[tuple[str, Any, str, str, str]]:
     secret = root / "elsewhere" / "secret.jpg"
     rows += [
         ("text-only item", {"id": "note", "text": "a short note"}, "indexed", "", "note"),
-        ("path inside an --allow-outside root", {"id": "allowed", "image": str(root / "allowed" /
-                                                 "ok.jpg")}, "indexed", "", "allowed"),
-        ("/dev/zero (with /dev allowed)", {"id": "devzero", "image": "/dev/zero"}, "skipped",
-         "character device", ""),
-        ("absolute path outside the roots", {"id": "abs", "image": str(secret)}, "skipped",
-         "--allow-outside", ""),
-        ("../ path outside the roots", {"id": "up", "image": "../elsewhere/secret.jpg"}, "skipped",
-         "outside", ""),
+        (
+            "path inside an --allow-outside root",
+            {"id": "allowed", "image": str(root / "allowed" / "ok.jpg")},
+            "indexed",
+            "",
+            "allowed",
+        ),
+        (
+            "/dev/zero (with /dev allowed)",
+            {"id": "devzero", "image": "/dev/zero"},
+            "skipped",
+            "character device",
+            "",
+        ),
+        (
+            "absolute path outside the roots",
+            {"id": "abs", "image": str(secret)},
+            "skipped",
+            "--allow-outside",
+            "",
+        ),
+        (
+            "../ path outside the roots",
+            {"id": "up", "image": "../elsewhere/secret.jpg"},
+            "skipped",
+            "outside",
+            "",
+        ),
         ("path with a NUL byte", {"id": "nul", "image": "m/a\x00.jpg"}, "skipped", "bad path", ""),
         ("non-UTF-8 line", b'{"id": "latin", "caption": "caf\xe9"}', "skipped", "not UTF-8", ""),
-        ("lone surrogate escape in JSON", b'{"id": "s\\udce9", "caption": "x"}', "skipped",
-         "lone surrogate", ""),
+        (
+            "lone surrogate escape in JSON",
+            b'{"id": "s\\udce9", "caption": "x"}',
+            "skipped",
+            "lone surrogate",
+            "",
+        ),
         ("invalid JSON", b'{"id": "broken", "image": ', "skipped", "invalid JSON", ""),
         ("deeply nested JSON", b"[" * 100_000 + b"]" * 100_000, "skipped", "nested too deeply", ""),
-        ("huge caption (200,000 characters)", {"id": "huge-caption", "captions": ["c" * HUGE]},
-         "truncated", "truncated", "huge-caption#caption0"),
-        ("huge text (200,000 characters)", {"id": "huge-text", "text": "t" * HUGE}, "truncated",
-         "truncated", "huge-text"),
-        ("huge id (2,000 characters)", {"id": "i" * 2000, "caption": "x"}, "skipped", "too long", ""),
-        ("huge line (2 MiB)", {"id": "long", "caption": "z" * (2 << 20)}, "skipped", "line longer", ""),
+        (
+            "huge caption (200,000 characters)",
+            {"id": "huge-caption", "captions": ["c" * HUGE]},
+            "truncated",
+            "truncated",
+            "huge-caption#caption0",
+        ),
+        (
+            "huge text (200,000 characters)",
+            {"id": "huge-text", "text": "t" * HUGE},
+            "truncated",
+            "truncated",
+            "huge-text",
+        ),
+        (
+            "huge id (2,000 characters)",
+            {"id": "i" * 2000, "caption": "x"},
+            "skipped",
+            "too long",
+            "",
+        ),
+        (
+            "huge line (2 MiB)",
+            {"id": "long", "caption": "z" * (2 << 20)},
+            "skipped",
+            "line longer",
+            "",
+        ),
         ("duplicate id", {"id": "good.png", "image": "m/other.jpg"}, "skipped", "duplicate", ""),
     ]
     return rows
@@ -205,17 +271,39 @@ def _build_folder(root: Path) -> list[Case]:
         (folder / "locked" / "inside.jpg").write_bytes(media_bytes()["good.jpg"])
         (folder / "locked").chmod(0)
     res = folder.resolve()
-    cases = [Case("folder", what, file, outcome, word.replace("Empty file", "empty file")
-                  .replace("Not a recognised image", "not an image"), str(res / file))
-             for file, _, what, outcome, word in _MEDIA_CASES
-             if file not in ("dir.jpg", "missing.jpg")
-             and not (file == "unreadable.jpg" and reads_anything())]
+    cases = [
+        Case(
+            "folder",
+            what,
+            file,
+            outcome,
+            word.replace("Empty file", "empty file").replace(
+                "Not a recognised image", "not an image"
+            ),
+            str(res / file),
+        )
+        for file, _, what, outcome, word in _MEDIA_CASES
+        if file not in ("dir.jpg", "missing.jpg")
+        and not (file == "unreadable.jpg" and reads_anything())
+    ]
     cases += [
-        Case("folder", "good JPEG in a folder named dir.jpg", "dir.jpg/inner.jpg", "indexed", "",
-             str(res / "dir.jpg" / "inner.jpg")),
+        Case(
+            "folder",
+            "good JPEG in a folder named dir.jpg",
+            "dir.jpg/inner.jpg",
+            "indexed",
+            "",
+            str(res / "dir.jpg" / "inner.jpg"),
+        ),
         Case("folder", "text file", "note.txt", "indexed", "", str(res / "note.txt")),
-        Case("folder", "huge text file (200,000 characters)", "huge.txt", "truncated", "truncated",
-             str(res / "huge.txt")),
+        Case(
+            "folder",
+            "huge text file (200,000 characters)",
+            "huge.txt",
+            "truncated",
+            "truncated",
+            str(res / "huge.txt"),
+        ),
         Case("folder", "whitespace-only text file", "blank.txt", "skipped", "only whitespace"),
         Case("folder", "non-UTF-8 text file", "latin1.txt", "skipped", "not UTF-8"),
         Case("folder", "unsupported file type (.xmp)", "sidecar.xmp", "skipped", "unsupported"),
@@ -225,16 +313,20 @@ def _build_folder(root: Path) -> list[Case]:
         Case("folder", "file name not UTF-8", "caf\\xe9.jpg", "skipped", "not valid UTF-8"),
     ]
     if not reads_anything():
-        cases.append(Case("folder", "unreadable folder (chmod 000)", "locked", "skipped",
-                          "Permission denied"))
+        cases.append(
+            Case(
+                "folder", "unreadable folder (chmod 000)", "locked", "skipped", "Permission denied"
+            )
+        )
     return cases
 
 
 def build_corpus(root: Path) -> Corpus:
     root.mkdir(parents=True, exist_ok=True)
     cases = _build_manifest(root) + _build_folder(root)
-    return Corpus(root, root / "set" / "items.jsonl", root / "folder",
-                  [root / "allowed", Path("/dev")], cases)
+    return Corpus(
+        root, root / "set" / "items.jsonl", root / "folder", [root / "allowed", Path("/dev")], cases
+    )
 
 
 def outcomes(cases: Sequence[Case], reports: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
@@ -253,8 +345,16 @@ def outcomes(cases: Sequence[Case], reports: dict[str, dict[str, Any]]) -> list[
             detail = warned[c.where]
         else:
             got, detail = "indexed", ""
-        rows.append({"source": c.source, "input": c.name, "where": c.where, "expected": c.outcome,
-                     "outcome": got, "detail": detail})
+        rows.append(
+            {
+                "source": c.source,
+                "input": c.name,
+                "where": c.where,
+                "expected": c.outcome,
+                "outcome": got,
+                "detail": detail,
+            }
+        )
     return rows
 
 
@@ -290,10 +390,14 @@ def corpus_outcomes(tmp: Path, encoder: Any) -> list[dict[str, str]]:
 
     corpus = build_corpus(tmp)
     reports = {}
-    for source in (ManifestSource(corpus.manifest, corpus.allow_outside),
-                   FolderSource(corpus.folder, allow_outside=())):
+    for source in (
+        ManifestSource(corpus.manifest, corpus.allow_outside),
+        FolderSource(corpus.folder, allow_outside=()),
+    ):
         data_dir = tmp / f"data-{'manifest' if isinstance(source, ManifestSource) else 'folder'}"
-        with Catalogue.open(data_dir, db_url=f"sqlite:///{data_dir.resolve() / 'catalogue.db'}") as cat:
+        with Catalogue.open(
+            data_dir, db_url=f"sqlite:///{data_dir.resolve() / 'catalogue.db'}"
+        ) as cat:
             report = Ingestor(cat, WithAudio(encoder), batch_size=7).ingest(source, progress=False)
         reports["manifest" if isinstance(source, ManifestSource) else "folder"] = report.to_json()
     return outcomes(corpus.cases, reports)

@@ -68,8 +68,16 @@ def make_manifest(folder: Path, n: int) -> tuple[Path, int]:
 
 
 def _index_args(manifest: Path, data_dir: Path) -> list[str]:
-    return ["index", str(manifest), "--data-dir", str(data_dir), "--model", "tiny-test",
-            "--batch-size", "2"]
+    return [
+        "index",
+        str(manifest),
+        "--data-dir",
+        str(data_dir),
+        "--model",
+        "tiny-test",
+        "--batch-size",
+        "2",
+    ]
 
 
 def _rows(db: Path) -> int:
@@ -84,8 +92,12 @@ def _run_killed(args: list[str], data_dir: Path, rng: random.Random, tally: Tall
     """One run that dies: at a random atomic replace (in a save), or at a random moment."""
     in_save = rng.random() < 0.5
     kill_at = rng.randint(1, 10) if in_save else 0
-    proc = subprocess.Popen([*KILLABLE, str(kill_at), "--", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*KILLABLE, str(kill_at), "--", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     if not in_save:
         target = rng.randint(1, 60)
         deadline = time.monotonic() + 120
@@ -115,8 +127,13 @@ def cli_rounds(tmp: Path, rounds: int, kills_per_round: int, seed: int = 0) -> T
         while tally.kills < target and tries < 3 * kills_per_round:  # a run may finish first
             _run_killed(_index_args(manifest, data_dir), data_dir, rng, tally)
             tries += 1
-        done = subprocess.run([*KILLABLE, "0", "--", *_index_args(manifest, data_dir), "--json"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [*KILLABLE, "0", "--", *_index_args(manifest, data_dir), "--json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         tally.runs += 1
         if done.returncode != 0:
             tally.notes.append(f"round {r}: final run failed: {done.stderr[-500:]}")
@@ -125,7 +142,9 @@ def cli_rounds(tmp: Path, rounds: int, kills_per_round: int, seed: int = 0) -> T
     return tally
 
 
-def _check_catalogue(data_dir: Path, want: dict[str, int], tally: Tally, strict_files: bool) -> None:
+def _check_catalogue(
+    data_dir: Path, want: dict[str, int], tally: Tally, strict_files: bool
+) -> None:
     from retrieval.catalogue import Catalogue
     from retrieval.catalogue_check import verify
     from retrieval.index import FaissIndex
@@ -136,8 +155,9 @@ def _check_catalogue(data_dir: Path, want: dict[str, int], tally: Tally, strict_
         tally.found_items += sum(counts.get(m, 0) for m in want)
         tally.lost += sum(max(0, n - counts.get(m, 0)) for m, n in want.items())
         keys = [r.key for r in cat.store.iter_items()]
-        tally.duplicates += len(keys) - len(set(keys)) + sum(
-            max(0, counts.get(m, 0) - n) for m, n in want.items())
+        tally.duplicates += (
+            len(keys) - len(set(keys)) + sum(max(0, counts.get(m, 0) - n) for m, n in want.items())
+        )
         for modality in want:
             store_ids = cat.store.ids(modality)
             if strict_files:  # the files exactly as the finished command left them
@@ -159,8 +179,11 @@ def _check_lexical(cat: object, tally: Tally) -> None:
 
     store = cat.store  # type: ignore[attr-defined]
     fields = store.lexical_fields
-    want = sorted(r.id for r in store.iter_items()
-                  if body_of(r.modality, r.text, r.path, r.attrs, fields).strip())
+    want = sorted(
+        r.id
+        for r in store.iter_items()
+        if body_of(r.modality, r.text, r.path, r.attrs, fields).strip()
+    )
     with store.engine.connect() as conn:
         have = store.lexical.ids(conn)
     if have != want:
@@ -185,11 +208,21 @@ def _png(rng: np.random.Generator) -> bytes:
 
 def _upload(port: int, data: bytes, caption: str) -> dict | None:
     boundary = "----crossmediakill"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"captions\"\r\n\r\n{caption}\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/items", data=body, method="POST",
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="captions"\r\n\r\n{caption}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/items",
+        data=body,
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read()) if resp.status == 201 else None
@@ -200,8 +233,13 @@ def _upload(port: int, data: bytes, caption: str) -> dict | None:
 def _start_server(data_dir: Path, port: int, kill_at: int) -> subprocess.Popen:
     args = ["serve", "--data-dir", str(data_dir), "--port", str(port), "--model", "tiny-test"]
     env = dict(os.environ, CROSSMEDIA_RATE_LIMIT_PER_MINUTE="0", CROSSMEDIA_CREATE_CATALOGUE="true")
-    proc = subprocess.Popen([*KILLABLE, str(kill_at), "--", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*KILLABLE, str(kill_at), "--", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -225,19 +263,8 @@ def api_rounds(tmp: Path, kills: int, seed: int = 0) -> Tally:
         port = _free_port()
         proc = _start_server(data_dir, port, rng.randint(1, 6) if in_save else 0)
         stop = threading.Event()
-
-        def client() -> None:
-            while not stop.is_set() and proc.poll() is None:
-                with lock:
-                    data = _png(img_rng)
-                got = _upload(port, data, f"caption {rng.random():.6f}")
-                if got is not None:
-                    import hashlib
-
-                    with lock:
-                        acked[f"upload:{hashlib.sha256(data).hexdigest()}"] = got["id"]
-
-        threads = [threading.Thread(target=client) for _ in range(2)]
+        client = _Client(port, proc, stop, lock, acked, rng, img_rng)
+        threads = [threading.Thread(target=client.run) for _ in range(2)]
         for t in threads:
             t.start()
         if not in_save:
@@ -254,6 +281,31 @@ def api_rounds(tmp: Path, kills: int, seed: int = 0) -> Tally:
             tally.kills_in_save += in_save
     _check_uploads(data_dir, acked, tally)
     return tally
+
+
+@dataclass
+class _Client:
+    """Uploads fresh random PNGs until stopped or the server dies; records every 201."""
+
+    port: int
+    proc: subprocess.Popen
+    stop: threading.Event
+    lock: threading.Lock
+    acked: dict[str, int]
+    rng: random.Random
+    img_rng: np.random.Generator
+
+    def run(self) -> None:
+        import hashlib
+
+        while not self.stop.is_set() and self.proc.poll() is None:
+            with self.lock:
+                data = _png(self.img_rng)
+                caption = f"caption {self.rng.random():.6f}"
+            got = _upload(self.port, data, caption)
+            if got is not None:
+                with self.lock:
+                    self.acked[f"upload:{hashlib.sha256(data).hexdigest()}"] = got["id"]
 
 
 def _check_uploads(data_dir: Path, acked: dict[str, int], tally: Tally) -> None:

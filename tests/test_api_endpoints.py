@@ -69,7 +69,9 @@ def test_text_search_ranks_exact_caption_first(
     client: TestClient, entries: list[dict[str, Any]]
 ) -> None:
     caption = entries[3]["captions"][0]
-    r = client.post("/v1/search", json={"text": caption, "target": "text", "k": 5, "mode": "vector"})
+    r = client.post(
+        "/v1/search", json={"text": caption, "target": "text", "k": 5, "mode": "vector"}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     results = body["results"]
@@ -81,8 +83,14 @@ def test_text_search_ranks_exact_caption_first(
     assert len({h["id"] for h in results}) == len(results)  # no item twice
     assert all(h["media_url"] is None for h in results)
     assert {"decode", "encode", "total"} <= set(body["timings_ms"])
-    assert body["query"] == {"modality": "text", "target": "text", "k": 5, "rerank": False,
-                             "mode": "vector", "transcript": None}
+    assert body["query"] == {
+        "modality": "text",
+        "target": "text",
+        "k": 5,
+        "rerank": False,
+        "mode": "vector",
+        "transcript": None,
+    }
 
 
 def test_text_search_for_images_returns_media_urls(client: TestClient) -> None:
@@ -417,13 +425,21 @@ def test_hybrid_search_returns_media_with_the_matching_caption(
     body = client.post("/v1/search", json={"text": caption, "target": "any", "k": 5}).json()
     top = body["results"][0]
     assert top["modality"] == "image" and top["id"] == entries[2]["item_id"]
-    assert any(m["text"] == caption and m["channel"] in ("lexical", "vector") for m in top["matched"])
+    assert any(
+        m["text"] == caption and m["channel"] in ("lexical", "vector") for m in top["matched"]
+    )
     assert len({h["id"] for h in body["results"]}) == len(body["results"])
-    lexical = client.post("/v1/search", json={"text": caption, "target": "image", "k": 3,
-                                              "mode": "lexical"}).json()
-    assert lexical["query"]["mode"] == "lexical" and lexical["results"][0]["id"] == entries[2]["item_id"]
-    odd = client.post("/v1/search", json={"text": caption, "target": "image", "k": 5,
-                                          "where": {"label": {"in": ["odd"]}}}).json()
+    lexical = client.post(
+        "/v1/search", json={"text": caption, "target": "image", "k": 3, "mode": "lexical"}
+    ).json()
+    assert (
+        lexical["query"]["mode"] == "lexical"
+        and lexical["results"][0]["id"] == entries[2]["item_id"]
+    )
+    odd = client.post(
+        "/v1/search",
+        json={"text": caption, "target": "image", "k": 5, "where": {"label": {"in": ["odd"]}}},
+    ).json()
     assert odd["results"] and all(h["attrs"]["label"] == "odd" for h in odd["results"])
     bad = client.post("/v1/search", json={"text": "x", "where": {"label": {"~": 1}}})
     assert bad.status_code == 422

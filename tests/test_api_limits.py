@@ -332,7 +332,9 @@ class _SlowSearch:
 
 def test_request_timeout_is_504_json(engine: Runtime) -> None:
     slow = dataclasses.replace(engine, search=_SlowSearch(engine.search, 1.5))
-    app = create_app(test_settings(engine.catalogue.data_dir, request_timeout_s=0.3), runtime=engine)
+    app = create_app(
+        test_settings(engine.catalogue.data_dir, request_timeout_s=0.3), runtime=engine
+    )
     app.dependency_overrides[get_runtime] = lambda: slow
     with TestClient(app) as c:
         t0 = time.monotonic()

@@ -33,8 +33,14 @@ def encode(x: np.ndarray, rate: int, fmt: str, subtype: str | None = None) -> by
 
 
 @pytest.mark.parametrize(
-    "fmt,subtype", [("WAV", "PCM_16"), ("WAV", "FLOAT"), ("FLAC", "PCM_16"),
-                    ("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III")],
+    "fmt,subtype",
+    [
+        ("WAV", "PCM_16"),
+        ("WAV", "FLOAT"),
+        ("FLAC", "PCM_16"),
+        ("OGG", "VORBIS"),
+        ("MP3", "MPEG_LAYER_III"),
+    ],
 )
 def test_formats_decode_to_mono_16k(fmt: str, subtype: str) -> None:
     audio = decode_audio(encode(tone(1.3, 44100, channels=2), 44100, fmt, subtype))
@@ -53,19 +59,27 @@ def test_target_rate_and_path_input(tmp_path: Path) -> None:
 
 
 @needs_data
-@pytest.mark.parametrize("rel", ["animal_sounds/audio/lion/aslan_1.flac",
-                                 "fsdd/audio/0_george_0.flac",
-                                 "tuxpaint/audio/animals_amphibians_frog.ogg"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "animal_sounds/audio/lion/aslan_1.flac",
+        "fsdd/audio/0_george_0.flac",
+        "tuxpaint/audio/animals_amphibians_frog.ogg",
+    ],
+)
 def test_real_files(rel: str) -> None:
     audio = decode_audio(DATA / rel)
     assert audio.sample_rate == 16000 and 0.1 < audio.seconds < 30
     assert np.isfinite(audio.samples).all()
 
 
-@pytest.mark.parametrize("data,match", [
-    (b"", "empty"),
-    (b"\x00garbage, not audio" * 50, "Cannot decode"),
-])
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        (b"", "empty"),
+        (b"\x00garbage, not audio" * 50, "Cannot decode"),
+    ],
+)
 def test_empty_and_garbage(data: bytes, match: str) -> None:
     with pytest.raises(MediaError, match=match):
         decode_audio(data)
@@ -152,7 +166,9 @@ def test_one_hour_file_refused_by_duration_limit(tmp_path: Path) -> None:
         for _ in range(60):
             f.write(block)
     tracemalloc.start()
-    with pytest.raises(MediaTooLargeError, match=r"3600\.0 s exceeds max_seconds=600 s.*iter_audio_windows"):
+    with pytest.raises(
+        MediaTooLargeError, match=r"3600\.0 s exceeds max_seconds=600 s.*iter_audio_windows"
+    ):
         decode_audio(path, max_bytes=10**9)
     assert tracemalloc.get_traced_memory()[1] < 5_000_000  # refused from the header
     tracemalloc.stop()

@@ -69,7 +69,9 @@ def test_audio_items_get_vectors_transcripts_and_windows(tmp_path: Path, starter
         assert long_hit.segment is not None and long_hit.segment["offset_s"] in (0.0, 30.0, 60.0)
 
 
-def test_audio_longer_than_the_limit_is_refused_with_the_setting_named(tmp_path: Path, starter) -> None:
+def test_audio_longer_than_the_limit_is_refused_with_the_setting_named(
+    tmp_path: Path, starter
+) -> None:
     from retrieval.media.decode import MediaLimits
 
     path = tmp_path / "hour.wav"
@@ -81,7 +83,9 @@ def test_audio_longer_than_the_limit_is_refused_with_the_setting_named(tmp_path:
     manifest = tmp_path / "items.jsonl"
     manifest.write_text(json.dumps({"id": "hour", "audio": str(path)}) + "\n")
     with Catalogue.open(tmp_path / "cat") as cat:
-        report = Ingestor(cat, starter, limits=MediaLimits()).ingest(open_source(manifest, [DATA]), progress=False)
+        report = Ingestor(cat, starter, limits=MediaLimits()).ingest(
+            open_source(manifest, [DATA]), progress=False
+        )
         assert cat.counts() == {}
     [(where, reason)] = report.failed
     assert "max_audio_seconds" in reason or "seconds" in reason, reason

@@ -13,8 +13,8 @@ import pytest
 from conftest import sqlite_url
 
 from retrieval.catalogue import Catalogue
-from retrieval.index_files import INFO_FILE
 from retrieval.fsutil import sha256_file
+from retrieval.index_files import INFO_FILE
 from retrieval.search import Query, SearchService
 from retrieval.store import NewItem
 

@@ -36,8 +36,21 @@ def _manifest(tmp: Path, n: int) -> Path:
 
 
 def _cmd(manifest: Path, data_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "api.cli", "index", str(manifest), "--data-dir", str(data_dir), "--allow-outside", str(DATA),
-            "--model", "tiny-test", "--batch-size", "3"]
+    return [
+        sys.executable,
+        "-m",
+        "api.cli",
+        "index",
+        str(manifest),
+        "--data-dir",
+        str(data_dir),
+        "--allow-outside",
+        str(DATA),
+        "--model",
+        "tiny-test",
+        "--batch-size",
+        "3",
+    ]
 
 
 def _rows(db: Path) -> int:
@@ -52,8 +65,13 @@ def _rows(db: Path) -> int:
 
 def _kill_mid_run(manifest: Path, data_dir: Path, min_rows: int, extra_delay: float) -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(_cmd(manifest, data_dir), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.Popen(
+        _cmd(manifest, data_dir),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     deadline = time.monotonic() + 120
     while _rows(data_dir / "catalogue.db") < min_rows and proc.poll() is None:
         if time.monotonic() > deadline:
@@ -84,7 +102,9 @@ def _check_consistent(data_dir: Path, n_images: int, n_captions: int) -> None:
         service = SearchService(cat, create_encoder("tiny-test"))
         images = list(cat.store.iter_items("image"))
         for rec in images[:: max(1, len(images) // 6)]:
-            hits = service.search(Query(image=decode_image(Path(rec.path))), target="image", k=1).hits
+            hits = service.search(
+                Query(image=decode_image(Path(rec.path))), target="image", k=1
+            ).hits
             assert hits[0].id == rec.id
 
 
@@ -99,12 +119,24 @@ def test_kill_9_during_ingestion_then_rerun_is_consistent(tmp_path: Path) -> Non
         code = _kill_mid_run(manifest, data_dir, min_rows, rng.uniform(0.0, 0.4))
         killed += code == -signal.SIGKILL
     assert killed >= 2, "the runs finished before they could be killed; the test proved nothing"
-    done = subprocess.run(_cmd(manifest, data_dir), capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1], timeout=300)
+    done = subprocess.run(
+        _cmd(manifest, data_dir),
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
-    n_captions = sum(len(json.loads(line)["captions"]) for line in manifest.read_text().splitlines())
+    n_captions = sum(
+        len(json.loads(line)["captions"]) for line in manifest.read_text().splitlines()
+    )
     _check_consistent(data_dir, n, n_captions)
-    again = subprocess.run(_cmd(manifest, data_dir) + ["--json"], capture_output=True, text=True,
-                           cwd=Path(__file__).resolve().parents[1], timeout=300)
+    again = subprocess.run(
+        _cmd(manifest, data_dir) + ["--json"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["added"] == {}

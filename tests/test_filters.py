@@ -26,7 +26,9 @@ class _Encoder:
     dim = DIM
 
 
-def _catalogue(url: str, data_dir: Path, n: int, seed: int) -> tuple[Catalogue, list[dict[str, Any]]]:
+def _catalogue(
+    url: str, data_dir: Path, n: int, seed: int
+) -> tuple[Catalogue, list[dict[str, Any]]]:
     rng = np.random.default_rng(seed)
     vecs = rng.normal(size=(n, DIM)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
@@ -34,10 +36,22 @@ def _catalogue(url: str, data_dir: Path, n: int, seed: int) -> tuple[Catalogue, 
     cat.bind_space(_Encoder.space)
     rows, items = [], []
     for i in range(n):
-        attrs = {"label": LABELS[int(rng.integers(len(LABELS)))], "score": float(rng.uniform(0, 100))}
+        attrs = {
+            "label": LABELS[int(rng.integers(len(LABELS)))],
+            "score": float(rng.uniform(0, 100)),
+        }
         rows.append({"vec": vecs[i], "duration": float(rng.uniform(0, 20)), **attrs})
-        items.append(NewItem(key=f"k{i}", modality="audio", content_hash=f"h{i}", vector=vecs[i],
-                             duration=rows[-1]["duration"], attrs=attrs, path=f"/x/{i}.wav"))
+        items.append(
+            NewItem(
+                key=f"k{i}",
+                modality="audio",
+                content_hash=f"h{i}",
+                vector=vecs[i],
+                duration=rows[-1]["duration"],
+                attrs=attrs,
+                path=f"/x/{i}.wav",
+            )
+        )
     cat.write(items)
     return cat, rows
 
@@ -47,7 +61,10 @@ FILTERS = [  # (filter, python predicate), from very selective to broad
     ({"label": "cat", "score": {">=": 80}}, lambda r: r["label"] == "cat" and r["score"] >= 80),
     ({"label": {"in": ["cat", "dog"]}}, lambda r: r["label"] in ("cat", "dog")),
     ({"duration": {">=": 2, "<": 19}}, lambda r: 2 <= r["duration"] < 19),
-    ({"label": {"!=": "lion"}, "score": {">": 5}}, lambda r: r["label"] != "lion" and r["score"] > 5),
+    (
+        {"label": {"!=": "lion"}, "score": {">": 5}},
+        lambda r: r["label"] != "lion" and r["score"] > 5,
+    ),
 ]
 
 
@@ -83,7 +100,9 @@ def test_filtered_top_k_equals_the_oracle_sqlite(tmp_path: Path, n: int) -> None
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("n", [11, 409])
-def test_filtered_top_k_equals_the_oracle_postgres(pg_fresh_url: str, tmp_path: Path, n: int) -> None:
+def test_filtered_top_k_equals_the_oracle_postgres(
+    pg_fresh_url: str, tmp_path: Path, n: int
+) -> None:
     cat, rows = _catalogue(pg_fresh_url, tmp_path / "d", n, seed=n)
     try:
         _check_against_oracle(cat, rows, seed=n)
@@ -112,6 +131,9 @@ def test_both_filter_paths_are_used(tmp_path: Path) -> None:
 
 def test_cli_filter_syntax() -> None:
     assert parse_where(["label in cat,dog", "duration>=2", "duration<10.5", "mime=image/png"]) == {
-        "label": {"in": ["cat", "dog"]}, "duration": {">=": 2, "<": 10.5}, "mime": {"=": "image/png"}}
+        "label": {"in": ["cat", "dog"]},
+        "duration": {">=": 2, "<": 10.5},
+        "mime": {"=": "image/png"},
+    }
     with pytest.raises(FilterError, match="FIELD=VALUE"):
         parse_where(["just words"])

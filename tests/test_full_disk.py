@@ -27,8 +27,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
@@ -38,8 +41,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _fill(folder: Path) -> None:
@@ -61,7 +69,10 @@ def _fill(folder: Path) -> None:
 def test_full_disk_reads_work_writes_fail_cleanly(small_disk: Path, tmp_path: Path) -> None:
     first, _ = make_manifest(tmp_path / "src1", 6)
     data_dir = small_disk / "cat"
-    assert _cli("index", str(first), "--data-dir", str(data_dir), "--model", "tiny-test").returncode == 0
+    assert (
+        _cli("index", str(first), "--data-dir", str(data_dir), "--model", "tiny-test").returncode
+        == 0
+    )
     before = _cli("info", "--data-dir", str(data_dir), "--json").stdout
     (data_dir / "index" / "text.faiss").write_bytes(b"torn")  # a repair will be needed
     _fill(small_disk)
@@ -82,5 +93,7 @@ def test_full_disk_reads_work_writes_fail_cleanly(small_disk: Path, tmp_path: Pa
         f.unlink()
     after = _cli("info", "--data-dir", str(data_dir), "--json")
     assert after.returncode == 0
-    assert json.loads(after.stdout)["counts"] == json.loads(before)["counts"]  # nothing half-written
+    assert (
+        json.loads(after.stdout)["counts"] == json.loads(before)["counts"]
+    )  # nothing half-written
     assert _cli("verify", "--data-dir", str(data_dir)).returncode == 0

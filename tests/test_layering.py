@@ -65,9 +65,15 @@ def test_the_checker_sees_the_packages() -> None:
 
 
 def test_no_import_runs_up_a_layer() -> None:
-    up = sorted(f"{a} -> {b}" for a, deps in GRAPH.items() for b in deps
-                if LAYERS[b.split(".")[0]] > LAYERS[a.split(".")[0]])
-    assert up == [], "imports that run up the layers (retrieval <- indexer <- api): " + ", ".join(up)
+    up = sorted(
+        f"{a} -> {b}"
+        for a, deps in GRAPH.items()
+        for b in deps
+        if LAYERS[b.split(".")[0]] > LAYERS[a.split(".")[0]]
+    )
+    assert up == [], "imports that run up the layers (retrieval <- indexer <- api): " + ", ".join(
+        up
+    )
 
 
 def _cycles() -> list[list[str]]:

@@ -15,8 +15,11 @@ from retrieval.store.lexical import body_of, query_words
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = (f"sqlite:///{tmp_path / 'c.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("pg_fresh_url"))
+    url = (
+        f"sqlite:///{tmp_path / 'c.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_fresh_url")
+    )
     s = Store(url)
     try:
         yield s
@@ -24,10 +27,23 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         s.close()
 
 
-def _item(key: str, modality: str, text: str | None = None, path: str | None = None,
-          h: str = "h", **attrs: object) -> NewItem:
-    return NewItem(key=key, modality=modality, content_hash=h, vector=np.ones(4, np.float32),
-                   text=text, path=path, attrs=dict(attrs))
+def _item(
+    key: str,
+    modality: str,
+    text: str | None = None,
+    path: str | None = None,
+    h: str = "h",
+    **attrs: object,
+) -> NewItem:
+    return NewItem(
+        key=key,
+        modality=modality,
+        content_hash=h,
+        vector=np.ones(4, np.float32),
+        text=text,
+        path=path,
+        attrs=dict(attrs),
+    )
 
 
 ITEMS = [
@@ -49,7 +65,9 @@ def test_ranking_contract(store: Store) -> None:
     hits = store.lexical_search("two people riding horses on a beach", 10)
     assert hits[0][0] == ids["c1"]  # the caption sharing the most (and rarest) words first
     assert {i for i, _ in hits} >= {ids["c1"], ids["c2"], ids["a1"]}  # any word matches
-    assert all(s > 0 for _, s in hits) and [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+    assert all(s > 0 for _, s in hits) and [s for _, s in hits] == sorted(
+        (s for _, s in hits), reverse=True
+    )
     assert ids["c3"] not in {i for i, _ in hits}
     assert [i for i, _ in store.lexical_search("horses", 10, modalities=["audio"])] == [ids["a1"]]
     assert [i for i, _ in store.lexical_search("bicycle red", 10)] == [ids["i1"]]  # name + attrs

@@ -333,8 +333,10 @@ def test_read_regular_file_refuses_devices_fifos_and_folders(tmp_path: Path) -> 
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB
     big = tmp_path / "big.jpg"
     big.write_bytes(b"\xff\xd8\xff" + b"\x00" * 1000)
-    with pytest.raises(MediaTooLargeError, match="larger than the image limit of 1000 bytes; "
-                                                 "raise CROSSMEDIA_MAX_IMAGE_BYTES"):
+    with pytest.raises(
+        MediaTooLargeError,
+        match="larger than the image limit of 1000 bytes; raise CROSSMEDIA_MAX_IMAGE_BYTES",
+    ):
         read_regular_file(big, 1000, what="image", setting="CROSSMEDIA_MAX_IMAGE_BYTES")
     assert read_regular_file(big, 1003) == big.read_bytes()
     assert read_head(big, 3) == (b"\xff\xd8\xff", 1003)

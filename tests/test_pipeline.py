@@ -14,15 +14,16 @@ import pytest
 from conftest import CAPTIONS, N_GOOD, build_scenario, coco_entries, sqlite_url, write_manifest
 from PIL import Image
 
-from indexer.pipeline import Ingestor, IngestReport
+from indexer.pipeline import Ingestor
+from indexer.rows import IngestReport
 from indexer.sources import ManifestSource
 from retrieval.catalogue import Catalogue
-from tests.conftest import SHARED_DATA
 from retrieval.catalogue_check import describe
 from retrieval.errors import CatalogueError, SpaceMismatchError
 from retrieval.index import FaissIndex
 from retrieval.media.image import decode_image
 from retrieval.search import Query, SearchService
+from tests.conftest import SHARED_DATA
 
 
 def ingest(data_dir: Path, manifest: Path, encoder: Any, batch_size: int = 8) -> IngestReport:
@@ -376,7 +377,9 @@ def test_trained_index_type_on_a_new_catalogue(
     data_dir = tmp_path / "data"
     with Catalogue.open(data_dir, db_url=sqlite_url(data_dir)) as cat:
         cat.set_default_factory(factory)
-        Ingestor(cat, tiny_encoder, batch_size=4).ingest(ManifestSource(manifest, [SHARED_DATA]), progress=False)
+        Ingestor(cat, tiny_encoder, batch_size=4).ingest(
+            ManifestSource(manifest, [SHARED_DATA]), progress=False
+        )
     with open_cat(data_dir) as cat:
         assert {m: cat.index(m).factory for m in ("image", "text")} == {
             "image": expect,
@@ -391,7 +394,9 @@ def test_trained_index_type_on_a_new_catalogue(
     assert_index_matches_store(data_dir)
 
 
-def test_captions_removed_from_an_entry_are_removed_from_the_catalogue(tmp_path, tiny_encoder) -> None:
+def test_captions_removed_from_an_entry_are_removed_from_the_catalogue(
+    tmp_path, tiny_encoder
+) -> None:
     import json as _json
 
     from indexer.pipeline import Ingestor
@@ -407,7 +412,9 @@ def test_captions_removed_from_an_entry_are_removed_from_the_catalogue(tmp_path,
         manifest.write_text(_json.dumps({"id": "p", "image": str(photo), "captions": caps}) + "\n")
         ing.ingest(open_source(manifest, [SHARED_DATA]), progress=False)
         assert cat.counts()["text"] == 5
-        manifest.write_text(_json.dumps({"id": "p", "image": str(photo), "captions": caps[:2]}) + "\n")
+        manifest.write_text(
+            _json.dumps({"id": "p", "image": str(photo), "captions": caps[:2]}) + "\n"
+        )
         report = ing.ingest(open_source(manifest, [SHARED_DATA]), progress=False)
         assert report.removed_captions == 3 and report.added == {}
         assert cat.counts()["text"] == 2

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from retrieval.encoders.starter_tokens import MAX_TOKENS, budget_bytes, pool_rows, to_store
 from retrieval.errors import SpaceMismatchError, UnknownModelError
 from retrieval.rerank import create_reranker, list_rerankers
 from retrieval.rerank.model import CrossReranker, RerankerConfig
 from retrieval.rerank.reranker import CrossAttentionReranker, TokenSet, load_reranker, pad_tokens
-from retrieval.encoders.starter_tokens import MAX_TOKENS, budget_bytes, pool_rows, to_store
 
 DIM = 32
 SPACE = f"tiny-test|seed0|{DIM}"
@@ -25,8 +25,9 @@ def make_reranker(alpha: float = 0.5, seed: int = 0) -> CrossAttentionReranker:
     return CrossAttentionReranker(model, SPACE, alpha, "test-v0")
 
 
-def token_set(rng: np.random.Generator, n: int, modality: str, id_: int = -1,
-              first: float | None = None) -> TokenSet:
+def token_set(
+    rng: np.random.Generator, n: int, modality: str, id_: int = -1, first: float | None = None
+) -> TokenSet:
     x = rng.standard_normal((n, DIM)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return TokenSet(x.astype(np.float16), modality, id_, first)
@@ -35,7 +36,10 @@ def token_set(rng: np.random.Generator, n: int, modality: str, id_: int = -1,
 def candidates(n: int, seed: int = 1) -> list[TokenSet]:
     rng = np.random.default_rng(seed)
     sizes = [7, 11, 16, 3]
-    return [token_set(rng, sizes[i % 4], "image", 100 + i, float(rng.uniform(0.1, 0.4))) for i in range(n)]
+    return [
+        token_set(rng, sizes[i % 4], "image", 100 + i, float(rng.uniform(0.1, 0.4)))
+        for i in range(n)
+    ]
 
 
 def test_forward_shapes_and_padding_invariance() -> None:
@@ -43,9 +47,14 @@ def test_forward_shapes_and_padding_invariance() -> None:
     q, qk = pad_tokens([np.ones((5, DIM))], 16)
     c, ck = pad_tokens([np.ones((9, DIM)), np.ones((3, DIM))], 16)
     assert q.shape == (1, 5, DIM) and c.shape == (2, 9, DIM) and ck.sum() == 12
-    out = rr.model(torch.from_numpy(q).expand(2, -1, -1), torch.from_numpy(qk).expand(2, -1),
-                   torch.zeros(2, dtype=torch.long), torch.from_numpy(c), torch.from_numpy(ck),
-                   torch.ones(2, dtype=torch.long))
+    out = rr.model(
+        torch.from_numpy(q).expand(2, -1, -1),
+        torch.from_numpy(qk).expand(2, -1),
+        torch.zeros(2, dtype=torch.long),
+        torch.from_numpy(c),
+        torch.from_numpy(ck),
+        torch.ones(2, dtype=torch.long),
+    )
     assert out.shape == (2,)
     # padding must not change a candidate's logit: score it alone (no padding) and in a batch
     rng = np.random.default_rng(3)
@@ -59,8 +68,10 @@ def test_untrained_head_is_exactly_first_stage() -> None:
     model = CrossReranker(RerankerConfig(token_dim=DIM, d_model=32))
     rr = CrossAttentionReranker(model, SPACE, 1.0, "v")
     cands = candidates(17)
-    np.testing.assert_array_equal(rr.score(token_set(np.random.default_rng(0), 5, "text"), cands),
-                                  np.array([c.first_stage for c in cands], np.float32))
+    np.testing.assert_array_equal(
+        rr.score(token_set(np.random.default_rng(0), 5, "text"), cands),
+        np.array([c.first_stage for c in cands], np.float32),
+    )
 
 
 def test_deterministic_and_batched_equals_single() -> None:
@@ -87,7 +98,9 @@ def test_rank_contract() -> None:
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert [h.id for h in hits] == [cands[i].id for i in np.argsort(-scores, kind="stable")[:7]]
     assert {h.id for h in hits} <= {c.id for c in cands}
-    assert all(h.first_stage_score == next(c.first_stage for c in cands if c.id == h.id) for h in hits)
+    assert all(
+        h.first_stage_score == next(c.first_stage for c in cands if c.id == h.id) for h in hits
+    )
     assert len(rr.rank(q, cands, top_k=50)) == 11
     assert rr.rank(q, [], top_k=5) == []
 

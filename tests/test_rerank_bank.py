@@ -45,8 +45,9 @@ def test_correct_reorders_only_the_window() -> None:
     head = scores[:7] - hub[:7]
     assert order[:7].tolist() == np.argsort(-head, kind="stable").tolist()
     assert set(qb.correct(scores, hub, k=12)[:12].tolist()) == set(range(12))
-    np.testing.assert_array_equal(QueryBank({"text": unit(rng, 5)}, beta=0.0).correct(scores, hub, 5),
-                                  np.arange(17))  # beta 0 is the identity
+    np.testing.assert_array_equal(
+        QueryBank({"text": unit(rng, 5)}, beta=0.0).correct(scores, hub, 5), np.arange(17)
+    )  # beta 0 is the identity
 
 
 def test_covers_only_fitted_directions() -> None:
@@ -54,7 +55,9 @@ def test_covers_only_fitted_directions() -> None:
     assert qb.covers("text", "image")
     assert not qb.covers("text", "audio")  # chosen on image-text data only
     assert not qb.covers("image", "text")  # no image rows in this bank
-    assert not QueryBank({"text": unit(np.random.default_rng(1), 4)}, beta=0.0).covers("text", "image")
+    assert not QueryBank({"text": unit(np.random.default_rng(1), 4)}, beta=0.0).covers(
+        "text", "image"
+    )
     with pytest.raises(ValueError, match="k >= 1"):
         QueryBank({}, k=0)
 
@@ -69,7 +72,9 @@ def test_artifact_round_trip_keeps_the_bank(tmp_path: Path) -> None:
     assert back.bank.pairs == bank.pairs
     cands = unit(rng, 5)
     # fp16 storage: hubness agrees to fp16 precision
-    np.testing.assert_allclose(back.bank.hubness(cands, "image"), bank.hubness(cands, "image"), atol=2e-3)
+    np.testing.assert_allclose(
+        back.bank.hubness(cands, "image"), bank.hubness(cands, "image"), atol=2e-3
+    )
     assert not any(k.startswith("hub_") for k in back.meta)
 
 
@@ -78,13 +83,19 @@ def test_service_bank_stage_keeps_the_top_k_set(token_catalogue) -> None:  # noq
     torch.manual_seed(0)
     model = CrossReranker(RerankerConfig(token_dim=enc.dim, d_model=32))  # match head is 0
     texts = enc.encode_texts([f"bank caption {i}" for i in range(13)])
-    rr = CrossAttentionReranker(model, enc.space.key(), 0.0, "t",
-                                bank=QueryBank({"text": texts}, k=4, beta=2.0, window=5))
+    rr = CrossAttentionReranker(
+        model, enc.space.key(), 0.0, "t", bank=QueryBank({"text": texts}, k=4, beta=2.0, window=5)
+    )
     plain = SearchService(cat, enc)
     bank_svc = SearchService(cat, enc, reranker=rr)
     changed = 0
     for q in QUERIES:
-        base = [h.id for h in plain.search(Query(text=q), mode="vector", target="image", k=5, rerank=False).hits]
+        base = [
+            h.id
+            for h in plain.search(
+                Query(text=q), mode="vector", target="image", k=5, rerank=False
+            ).hits
+        ]
         got = bank_svc.search(Query(text=q), mode="vector", target="image", k=5).hits
         assert sorted(h.id for h in got) == sorted(base)  # same top 5, maybe another order
         vecs = cat.store.vectors_for([h.id for h in got], enc.dim)
@@ -98,9 +109,17 @@ def test_service_bank_stage_keeps_the_top_k_set(token_catalogue) -> None:  # noq
 
 
 def test_bank_skips_unfitted_directions() -> None:
-    rr = CrossAttentionReranker(CrossReranker(RerankerConfig(token_dim=DIM, d_model=32)), "s", 0.0, "t",
-                                bank=QueryBank({"text": unit(np.random.default_rng(3), 5)}, beta=5.0))
-    hits = [Hit(id=i, modality="audio", score=1.0 - i / 10, first_stage_score=1.0 - i / 10) for i in range(7)]
+    rr = CrossAttentionReranker(
+        CrossReranker(RerankerConfig(token_dim=DIM, d_model=32)),
+        "s",
+        0.0,
+        "t",
+        bank=QueryBank({"text": unit(np.random.default_rng(3), 5)}, beta=5.0),
+    )
+    hits = [
+        Hit(id=i, modality="audio", score=1.0 - i / 10, first_stage_score=1.0 - i / 10)
+        for i in range(7)
+    ]
 
     # no vectors given: the audio direction must not need them
     query = RerankQuery(np.zeros(DIM, np.float32), "text")

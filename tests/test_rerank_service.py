@@ -28,7 +28,11 @@ class TokenTiny(Encoder):
         self.base = base
         self.space = base.space
         self.modalities = base.modalities
-        self.mix = np.random.default_rng(7).standard_normal((EXTRA_TOKENS, self.dim, self.dim)).astype(np.float32)
+        self.mix = (
+            np.random.default_rng(7)
+            .standard_normal((EXTRA_TOKENS, self.dim, self.dim))
+            .astype(np.float32)
+        )
         self.calls: list[str] = []
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
@@ -39,11 +43,15 @@ class TokenTiny(Encoder):
         self.calls.append("images")
         return self.base.encode_images(images, batch_size)
 
-    def encode_with_tokens(self, modality: Modality, items: Sequence, batch_size: int | None = None):  # noqa: ANN201
+    def encode_with_tokens(
+        self, modality: Modality, items: Sequence, batch_size: int | None = None
+    ):  # noqa: ANN201
         self.calls.append("with_tokens")
         v = self.encode(modality, items, batch_size)
         extra = l2_normalize(np.einsum("kij,nj->nki", self.mix, v))  # (N, K, D)
-        return v, [np.vstack([row[None], e]).astype(np.float16) for row, e in zip(v, extra, strict=True)]
+        return v, [
+            np.vstack([row[None], e]).astype(np.float16) for row, e in zip(v, extra, strict=True)
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +64,9 @@ def token_catalogue(tmp_path_factory: pytest.TempPathFactory, tiny_encoder):  # 
     root: Path = tmp_path_factory.mktemp("rerank_catalogue")
     manifest = write_manifest(root / "items.jsonl", coco_entries(N_ITEMS))
     cat = Catalogue.open(root / "data", db_url=sqlite_url(root / "data"))
-    report = Ingestor(cat, enc, batch_size=4).ingest(ManifestSource(manifest, [SHARED_DATA]), progress=False)
+    report = Ingestor(cat, enc, batch_size=4).ingest(
+        ManifestSource(manifest, [SHARED_DATA]), progress=False
+    )
     assert not report.failed
     yield cat, enc
     cat.close()
@@ -69,7 +79,13 @@ def reranker_for(dim: int, space_key: str, alpha: float = 1.0) -> CrossAttention
     return CrossAttentionReranker(model, space_key, alpha, "test")
 
 
-QUERIES = ["a dog in the snow", "people at a table with cake", "a red bus", "a cat", "a boat on water"]
+QUERIES = [
+    "a dog in the snow",
+    "people at a table with cake",
+    "a red bus",
+    "a cat",
+    "a boat on water",
+]
 
 
 def test_store_keeps_token_sets(token_catalogue) -> None:  # noqa: ANN001
@@ -104,7 +120,9 @@ def test_rerank_only_reorders_the_overfetched_candidates(token_catalogue) -> Non
     changed = 0
     for text in QUERIES:
         res = svc.search(Query(text=text), mode="vector", target="image", k=3)
-        pool = svc.search_vectors(enc.encode_texts([text]), target="image", k=svc.rerank_depth(3))[0]
+        pool = svc.search_vectors(enc.encode_texts([text]), target="image", k=svc.rerank_depth(3))[
+            0
+        ]
         first = {i: s for i, s, _ in pool}
         assert len(res.hits) == 3 and {h.id for h in res.hits} <= set(first)
         assert [h.score for h in res.hits] == sorted((h.score for h in res.hits), reverse=True)
@@ -132,15 +150,19 @@ def test_rerank_vectors_for_catalogue_queries(token_catalogue) -> None:  # noqa:
     vecs = cat.store.vectors_for(texts, enc.dim)
     q = np.stack([vecs[i] for i in texts])
     plain = SearchService(cat, enc)
-    assert plain.search_items(texts, target="image", k=3, mode="vector") == \
-        plain.search_vectors(q, target="image", k=3)
+    assert plain.search_items(texts, target="image", k=3, mode="vector") == plain.search_vectors(
+        q, target="image", k=3
+    )
     svc = SearchService(cat, enc, reranker=reranker_for(enc.dim, enc.space.key()), overfetch=2)
     pools = svc.search_vectors(q, target="image", k=6)
     rows = svc.search_items(texts, target="image", k=3, rerank=True, mode="vector")
     for row, pool in zip(rows, pools, strict=True):
         assert len(row) == 3 and {i for i, _, _ in row} <= {i for i, _, _ in pool}
     # alpha = 0 is exactly the first stage
-    zero = SearchService(cat, enc, reranker=reranker_for(enc.dim, enc.space.key(), alpha=0.0), overfetch=2)
-    assert [[i for i, _, _ in r] for r in zero.search_items(texts, target="image", k=3, rerank=True,
-                                                            mode="vector")] == \
-        [[i for i, _, _ in r] for r in plain.search_vectors(q, target="image", k=3)]
+    zero = SearchService(
+        cat, enc, reranker=reranker_for(enc.dim, enc.space.key(), alpha=0.0), overfetch=2
+    )
+    assert [
+        [i for i, _, _ in r]
+        for r in zero.search_items(texts, target="image", k=3, rerank=True, mode="vector")
+    ] == [[i for i, _, _ in r] for r in plain.search_vectors(q, target="image", k=3)]

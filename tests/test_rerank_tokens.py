@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.modality import Modality
 from retrieval.encoders.starter_tokens import MAX_TOKENS
+from retrieval.modality import Modality
 from tests.conftest import coco_entries
 
 pytestmark = pytest.mark.slow
@@ -28,8 +28,9 @@ def towers_encoder():  # noqa: ANN201 - StarterEncoder
     with torch.no_grad():  # give the (untrained) heads and bridge non-trivial values
         towers.visual.bridge.class_text.normal_()
         towers.visual.bridge_proj.weight.normal_(0, 0.05)
-    return StarterEncoder(towers.model, towers.preprocess, towers.tokenizer,
-                          EmbeddingSpace("starter", "test", 256))
+    return StarterEncoder(
+        towers.model, towers.preprocess, towers.tokenizer, EmbeddingSpace("starter", "test", 256)
+    )
 
 
 def test_image_tokens_from_the_same_pass(towers_encoder) -> None:  # noqa: ANN001
@@ -49,8 +50,11 @@ def test_image_tokens_from_the_same_pass(towers_encoder) -> None:  # noqa: ANN00
 
 
 def test_text_tokens_from_the_same_pass(towers_encoder) -> None:  # noqa: ANN001
-    texts = ["a dog", "A man and his dog cross country skiing in the snow next to a yellow lab.",
-             " ".join(["word"] * 60)]
+    texts = [
+        "a dog",
+        "A man and his dog cross country skiing in the snow next to a yellow lab.",
+        " ".join(["word"] * 60),
+    ]
     vecs, sets = towers_encoder.encode_with_tokens(Modality.TEXT, texts)
     np.testing.assert_allclose(vecs, towers_encoder.encode_texts(texts), atol=1e-5)
     assert sets is not None

@@ -90,7 +90,9 @@ def test_manifest_media_paths_resolve_relative_to_the_manifest(
         ],
     )
     monkeypatch.chdir(tmp_path.parent)
-    x, y = list(ManifestSource(Path(manifest.relative_to(tmp_path.parent)), allow_outside=[tmp_path]))
+    x, y = list(
+        ManifestSource(Path(manifest.relative_to(tmp_path.parent)), allow_outside=[tmp_path])
+    )
     assert x.media[0].path == tmp_path / "photos" / "x.jpg"
     assert y.media[0].path == tmp_path / "abs.jpg"
 
@@ -155,7 +157,9 @@ def test_folder_walk_sniffs_content(tmp_path: Path) -> None:
     assert "named .jpg but the content is text, not an image" in str(bad["fake.jpg"])
     assert all("hidden" not in e.where and "cache" not in e.where for e in entries)
     # Hidden names are left out, but counted: .hidden.jpg, .cache, b/.DS_Store.
-    assert src.notes == [(str(tmp_path), "3 hidden files or folders (names starting with '.') not indexed")]
+    assert src.notes == [
+        (str(tmp_path), "3 hidden files or folders (names starting with '.') not indexed")
+    ]
 
 
 def test_open_source_errors(tmp_path: Path) -> None:
@@ -200,13 +204,16 @@ def test_manifest_paths_are_confined_to_its_folder(
     (elsewhere / "x.jpg").write_bytes(_jpeg())
     (home / "img" / "in.jpg").write_bytes(_jpeg())
     (home / "img" / "link.jpg").symlink_to(elsewhere / "x.jpg")
-    manifest = _write_lines(home / "items.jsonl", [
-        '{"id": "in", "image": "img/in.jpg"}',
-        '{"id": "up", "image": "../elsewhere/x.jpg"}',
-        f'{{"id": "abs", "image": "{elsewhere / "x.jpg"}"}}',
-        '{"id": "link", "image": "img/link.jpg"}',
-        '{"id": "passwd", "image": "/etc/passwd"}',
-    ])
+    manifest = _write_lines(
+        home / "items.jsonl",
+        [
+            '{"id": "in", "image": "img/in.jpg"}',
+            '{"id": "up", "image": "../elsewhere/x.jpg"}',
+            f'{{"id": "abs", "image": "{elsewhere / "x.jpg"}"}}',
+            '{"id": "link", "image": "img/link.jpg"}',
+            '{"id": "passwd", "image": "/etc/passwd"}',
+        ],
+    )
     src = open_source(manifest)
     assert src.media_roots == [home.resolve()]
     by_key = {e.key: e for e in src}
@@ -217,8 +224,13 @@ def test_manifest_paths_are_confined_to_its_folder(
     allowed = open_source(manifest, allow_outside=[elsewhere])
     assert allowed.media_roots == [home.resolve(), elsewhere.resolve()]
     errors = {e.key: e.error for e in allowed}
-    assert errors == {"in": None, "up": None, "abs": None, "link": None,
-                      "passwd": errors["passwd"]} and "outside" in str(errors["passwd"])
+    assert errors == {
+        "in": None,
+        "up": None,
+        "abs": None,
+        "link": None,
+        "passwd": errors["passwd"],
+    } and "outside" in str(errors["passwd"])
     monkeypatch.setenv("CROSSMEDIA_MEDIA_ROOTS", str(elsewhere))
     assert ManifestSource(manifest).media_roots == [home.resolve(), elsewhere.resolve()]
 
@@ -275,16 +287,23 @@ def test_bad_manifest_lines_are_skipped_not_fatal(tmp_path: Path) -> None:
 
 def test_bad_csv_lines_are_skipped_not_fatal(tmp_path: Path) -> None:
     manifest = tmp_path / "items.csv"
-    manifest.write_bytes(b"id,image,captions\n"
-                         b"a,,first\n"
-                         b"b,,caf\xe9\n"
-                         b"c,,\"two\nlines\"\n"
-                         b"d,," + b"y" * (1024 * 1024 + 5) + b"\n"
-                         b"e,,last\n")
+    manifest.write_bytes(
+        b"id,image,captions\n"
+        b"a,,first\n"
+        b"b,,caf\xe9\n"
+        b'c,,"two\nlines"\n'
+        b"d,," + b"y" * (1024 * 1024 + 5) + b"\n"
+        b"e,,last\n"
+    )
     entries = list(ManifestSource(manifest))
     got = [(e.where, e.key if e.error is None else None, e.error) for e in entries]
-    assert [w for w, _, _ in got] == ["items.csv:2", "items.csv:3", "items.csv:4",
-                                      "items.csv:6", "items.csv:7"]
+    assert [w for w, _, _ in got] == [
+        "items.csv:2",
+        "items.csv:3",
+        "items.csv:4",
+        "items.csv:6",
+        "items.csv:7",
+    ]
     assert [k for _, k, _ in got] == ["a", None, "c", None, "e"]
     assert "not UTF-8" in str(got[1][2]) and "line longer" in str(got[3][2])
     assert entries[2].captions == ["two\nlines"]

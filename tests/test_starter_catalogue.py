@@ -10,7 +10,9 @@ from typer.testing import CliRunner
 
 from api.cli import app
 
-MANIFEST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco_mini" / "items.jsonl"
+MANIFEST = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco_mini" / "items.jsonl"
+)
 pytestmark = pytest.mark.slow
 
 
@@ -34,23 +36,57 @@ def test_every_photo_ranks_itself_first(coco_dir: Path) -> None:
     with Catalogue.open(coco_dir, create=False) as cat:
         service = SearchService(cat, create_encoder("starter"))
         images = list(cat.store.iter_items("image"))
-        misses = [r.key for r in images if service.search(
-            Query(image=decode_image(Path(r.path))), target="image", k=1, rerank=False).hits[0].id != r.id]
+        misses = [
+            r.key
+            for r in images
+            if service.search(
+                Query(image=decode_image(Path(r.path))), target="image", k=1, rerank=False
+            )
+            .hits[0]
+            .id
+            != r.id
+        ]
     assert len(images) == 239 and misses == []
 
 
 def test_cli_text_finds_images_and_image_finds_its_captions(coco_dir: Path) -> None:
     runner = CliRunner()
-    out = runner.invoke(app, ["search", "--text", "a man and his dog cross country skiing",
-                              "--target", "image", "-k", "3", "--json", "--data-dir", str(coco_dir)])
+    out = runner.invoke(
+        app,
+        [
+            "search",
+            "--text",
+            "a man and his dog cross country skiing",
+            "--target",
+            "image",
+            "-k",
+            "3",
+            "--json",
+            "--data-dir",
+            str(coco_dir),
+        ],
+    )
     assert out.exit_code == 0, out.output
     results = json.loads(out.stdout)["results"]
     assert {r["modality"] for r in results} == {"image"}
     assert results[0]["path"].endswith("000000030752.jpg")  # the photo with that caption
 
     photo = MANIFEST.parent / "images" / "000000000790.jpg"
-    out = runner.invoke(app, ["search", "--image", str(photo), "--target", "text", "-k", "5",
-                              "--json", "--data-dir", str(coco_dir)])
+    out = runner.invoke(
+        app,
+        [
+            "search",
+            "--image",
+            str(photo),
+            "--target",
+            "text",
+            "-k",
+            "5",
+            "--json",
+            "--data-dir",
+            str(coco_dir),
+        ],
+    )
     assert out.exit_code == 0, out.output
     body = json.loads(out.stdout)
     assert body["query"] == {"image": str(photo)}

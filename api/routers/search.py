@@ -165,7 +165,9 @@ async def _from_form(request: Request, settings: Settings) -> tuple[SearchReques
                 fields[name] = json.loads(raw)
             except json.JSONDecodeError as exc:
                 raise ApiError(
-                    422, f'{name} must be a JSON object, e.g. {{"label": "dog"}}.', f"invalid_{name}"
+                    422,
+                    f'{name} must be a JSON object, e.g. {{"label": "dog"}}.',
+                    f"invalid_{name}",
                 ) from exc
     files = {n: form.get(n) for n in ("image", "audio")}
     uploads = {n: f for n, f in files.items() if isinstance(f, UploadFile)}

@@ -45,7 +45,9 @@ async def healthz() -> Health:
 async def readyz(request: Request) -> Ready:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:
-        raise ApiError(503, "The server is still loading the catalogue and models; retry shortly.", "not_ready")
+        raise ApiError(
+            503, "The server is still loading the catalogue and models; retry shortly.", "not_ready"
+        )
     counts = await run_in_threadpool(runtime.catalogue.counts)
     # Still 200: searches work from memory, so taking the server out of rotation would only
     # lose reads; monitoring reads `status` (and /v1/stats `info.degraded`).

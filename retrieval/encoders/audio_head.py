@@ -96,7 +96,10 @@ def load_audio_head(path: Path) -> AudioHeadArtifact:
     head = AudioHead(AudioHeadConfig(**json.loads(meta["head_config"])))
     head.load_state_dict(load_file(str(path)), strict=True)
     return AudioHeadArtifact(
-        head=head.eval(), space_key=meta["space_key"], version=meta["head_version"],
-        tower=json.loads(meta.get("tower", "{}")), fusion=json.loads(meta.get("fusion", "{}")),
+        head=head.eval(),
+        space_key=meta["space_key"],
+        version=meta["head_version"],
+        tower=json.loads(meta.get("tower", "{}")),
+        fusion=json.loads(meta.get("fusion", "{}")),
         extra=json.loads(meta.get("extra", "{}")),
     )

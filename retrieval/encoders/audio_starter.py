@@ -54,9 +54,12 @@ class FusionConfig:
     max_compression_ratio: float = 2.4  # Whisper's own test for looping output ("AHHHH...")
 
     def is_speech(self, t: Transcript) -> bool:
-        return (any(ch.isalnum() for ch in t.text) and t.no_speech_prob <= self.max_no_speech_prob
-                and t.avg_logprob >= self.min_avg_logprob
-                and compression_ratio(t.text) <= self.max_compression_ratio)
+        return (
+            any(ch.isalnum() for ch in t.text)
+            and t.no_speech_prob <= self.max_no_speech_prob
+            and t.avg_logprob >= self.min_avg_logprob
+            and compression_ratio(t.text) <= self.max_compression_ratio
+        )
 
     def weight(self, t: Transcript) -> float:
         if not self.is_speech(t):
@@ -75,8 +78,9 @@ def compression_ratio(text: str) -> float:
 
 def normalize_transcript(text: str) -> str:
     """What gets embedded: Whisper writes "7 3 0" where people write "seven three zero"."""
-    return re.sub(r"(?<![\w.,])(\d)(?![\w]|[.,]\d)", lambda m: _DIGITS[int(m.group(1))],
-                  text.strip())
+    return re.sub(
+        r"(?<![\w.,])(\d)(?![\w]|[.,]\d)", lambda m: _DIGITS[int(m.group(1))], text.strip()
+    )
 
 
 def fuse(acoustic: np.ndarray, spoken: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -103,8 +107,12 @@ class LongAudioEmbedding:
 class StarterAudioTower:
     """`encode_audio` for StarterEncoder: Audio clips (16 kHz) -> (N, D) in the starter space."""
 
-    def __init__(self, tower: WhisperAudioTower, artifact: AudioHeadArtifact,
-                 encode_texts: TextFn | None = None) -> None:
+    def __init__(
+        self,
+        tower: WhisperAudioTower,
+        artifact: AudioHeadArtifact,
+        encode_texts: TextFn | None = None,
+    ) -> None:
         self.tower = tower
         self.artifact = artifact
         # None: acoustic vectors only, no transcription (~25x cheaper on CPU, no spoken content).
@@ -122,31 +130,44 @@ class StarterAudioTower:
         with torch.inference_mode():
             return self.artifact.head(tokens).numpy().astype(np.float32)
 
-    def encode_windows(self, windows: Sequence[Audio]) -> tuple[np.ndarray, list[Transcript | None]]:
+    def encode_windows(
+        self, windows: Sequence[Audio]
+    ) -> tuple[np.ndarray, list[Transcript | None]]:
         """Window vectors (N, D) with fusion applied, and their transcripts (None: not run)."""
         vecs = self.acoustic(windows)
         f = self.fusion
-        if max(f.transcript_weight, f.phrase_weight) <= 0 or self.encode_texts is None or not windows:
+        if (
+            max(f.transcript_weight, f.phrase_weight) <= 0
+            or self.encode_texts is None
+            or not windows
+        ):
             return vecs, [None] * len(windows)
         transcripts = self.tower.transcribe_detailed(windows)
         weights = np.array([f.weight(t) for t in transcripts], np.float32)
         spoken = np.zeros_like(vecs)
         if (weights > 0).any():
             spoken[weights > 0] = self.encode_texts(
-                [normalize_transcript(t.text) for t, w in zip(transcripts, weights, strict=True)
-                 if w > 0])
+                [
+                    normalize_transcript(t.text)
+                    for t, w in zip(transcripts, weights, strict=True)
+                    if w > 0
+                ]
+            )
         return fuse(vecs, spoken, weights), list(transcripts)
 
-    def encode_with_transcripts(self, clips: Sequence[Audio]
-                                ) -> tuple[np.ndarray, list[LongAudioEmbedding]]:
+    def encode_with_transcripts(
+        self, clips: Sequence[Audio]
+    ) -> tuple[np.ndarray, list[LongAudioEmbedding]]:
         """(N, D) clip vectors plus, per clip, its windows (offsets, vectors, transcripts)."""
         spans = [list(split_windows(c, WINDOW_SECONDS, HOP_SECONDS)) for c in clips]
         flat = [w for s in spans for _, w in s]
         vecs, transcripts = self.encode_windows(flat)
         out, k = [], 0
         for s in spans:
-            wins = [WindowVector(off, w.seconds, vecs[k + j], transcripts[k + j])
-                    for j, (off, w) in enumerate(s)]
+            wins = [
+                WindowVector(off, w.seconds, vecs[k + j], transcripts[k + j])
+                for j, (off, w) in enumerate(s)
+            ]
             k += len(s)
             out.append(LongAudioEmbedding(wins, _file_vector(wins)))
         return np.stack([e.vector for e in out]) if out else np.zeros((0, self.dim)), out
@@ -165,21 +186,36 @@ class StarterAudioTower:
         out = []
         for clip in clips:
             emb = self.encode_with_transcripts([clip])[1][0]
-            said = [w.transcript.text.strip() for w in emb.windows
-                    if w.transcript is not None and self.fusion.is_speech(w.transcript)]
+            said = [
+                w.transcript.text.strip()
+                for w in emb.windows
+                if w.transcript is not None and self.fusion.is_speech(w.transcript)
+            ]
             segments = [(w.offset_seconds, w.seconds, w.vector) for w in emb.windows]
-            out.append(AudioDescription(emb.vector, transcript=" ".join(said) or None,
-                                        segments=segments if len(segments) > 1 else []))
+            out.append(
+                AudioDescription(
+                    emb.vector,
+                    transcript=" ".join(said) or None,
+                    segments=segments if len(segments) > 1 else [],
+                )
+            )
         return out
 
-    def encode_long(self, source: AudioSource, *, window_seconds: float = WINDOW_SECONDS,
-                    hop_seconds: float = HOP_SECONDS, **limits: float) -> LongAudioEmbedding:
+    def encode_long(
+        self,
+        source: AudioSource,
+        *,
+        window_seconds: float = WINDOW_SECONDS,
+        hop_seconds: float = HOP_SECONDS,
+        **limits: float,
+    ) -> LongAudioEmbedding:
         """Stream a recording of any length; memory grows with the number of windows' vectors."""
         from retrieval.media.audio import iter_audio_windows
 
         wins: list[WindowVector] = []
-        for off, w in iter_audio_windows(source, window_seconds=window_seconds,
-                                         hop_seconds=hop_seconds, **limits):  # type: ignore[arg-type]
+        for off, w in iter_audio_windows(
+            source, window_seconds=window_seconds, hop_seconds=hop_seconds, **limits
+        ):  # type: ignore[arg-type]
             vec, tr = self.encode_windows([w])
             wins.append(WindowVector(off, w.seconds, vec[0], tr[0]))
         return LongAudioEmbedding(wins, _file_vector(wins))
@@ -197,9 +233,12 @@ def _file_vector(wins: Sequence[WindowVector]) -> np.ndarray:
     return l2_normalize((weights[:, None] * np.stack([w.vector for w in wins])).sum(0))
 
 
-def create_audio_tower(device: str = "cpu", encode_texts: TextFn | None = None,
-                       space_key: str | None = None, head_path: Path = HEAD_PATH
-                       ) -> StarterAudioTower:
+def create_audio_tower(
+    device: str = "cpu",
+    encode_texts: TextFn | None = None,
+    space_key: str | None = None,
+    head_path: Path = HEAD_PATH,
+) -> StarterAudioTower:
     """Whisper tiny.en + the trained head. Pass the starter's `encode_texts` (and its
     `space.key()`, checked against the head's) to enable transcript fusion."""
     artifact = load_audio_head(head_path)
@@ -233,7 +272,9 @@ class _LazyAudioTower:
         if self._tower is None:
             encoder, device, head_path = self._args
             self._tower = create_audio_tower(
-                device, encode_texts=encoder.encode_texts, space_key=encoder.space.key(),
+                device,
+                encode_texts=encoder.encode_texts,
+                space_key=encoder.space.key(),
                 head_path=head_path,
             )
         return self._tower

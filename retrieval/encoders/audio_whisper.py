@@ -75,7 +75,9 @@ class WhisperAudioTower:
                 "The Whisper audio tower needs ctranslate2: pip install 'ctranslate2>=4.4'"
             ) from exc
         self.model = ctranslate2.models.Whisper(
-            str(path), device=device, compute_type=self.config.compute_type,
+            str(path),
+            device=device,
+            compute_type=self.config.compute_type,
             intra_threads=self.config.threads,
         )
         self.tokenizer = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
@@ -90,8 +92,14 @@ class WhisperAudioTower:
 
         if self._mel is None:
             self._mel = torchaudio.transforms.MelSpectrogram(
-                sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS,
-                power=2.0, norm="slaney", mel_scale="slaney", center=True,
+                sample_rate=SAMPLE_RATE,
+                n_fft=N_FFT,
+                hop_length=HOP,
+                n_mels=N_MELS,
+                power=2.0,
+                norm="slaney",
+                mel_scale="slaney",
+                center=True,
             )
         x = torch.from_numpy(np.ascontiguousarray(samples[: n_mel_frames * HOP], np.float32))
         x = torch.nn.functional.pad(x, (0, n_mel_frames * HOP - x.shape[0]))
@@ -138,15 +146,19 @@ class WhisperAudioTower:
             mel = np.stack([self.log_mel(c.samples, MAX_MEL_FRAMES) for c in batch])
             results = self.model.generate(
                 ctranslate2.StorageView.from_array(np.ascontiguousarray(mel)),
-                [SOT_PROMPT] * len(batch), beam_size=self.config.beam_size,
-                max_length=self.config.max_new_tokens, return_scores=True,
-                return_no_speech_prob=True, suppress_blank=True,
+                [SOT_PROMPT] * len(batch),
+                beam_size=self.config.beam_size,
+                max_length=self.config.max_new_tokens,
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
             )
             for r in results:
                 ids = r.sequences_ids[0]
                 score = float(r.scores[0]) if r.scores else 0.0  # length-normalised log-prob
-                out.append(Transcript(self.tokenizer.decode(ids).strip(),
-                                      float(r.no_speech_prob), score))
+                out.append(
+                    Transcript(self.tokenizer.decode(ids).strip(), float(r.no_speech_prob), score)
+                )
         return out
 
     # -- internals ---------------------------------------------------------------------------

@@ -90,9 +90,7 @@ class Encoder(ABC):
     @abstractmethod
     def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray: ...
 
-    def encode_images(
-        self, images: Sequence[Image.Image], batch_size: int = 32
-    ) -> np.ndarray:
+    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         raise UnsupportedModalityError(f"Model {self.space.model!r} has no image tower.")
 
     def encode_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> np.ndarray:
@@ -111,8 +109,10 @@ class Encoder(ABC):
     def describe_audio(self, clips: Sequence[Audio], batch_size: int = 8) -> list[AudioDescription]:
         """Vectors plus transcripts and windows where the audio tower provides them."""
         vecs, tokens = self.encode_with_tokens(Modality.AUDIO, clips, batch_size)
-        return [AudioDescription(v, tokens=None if tokens is None else tokens[i])
-                for i, v in enumerate(vecs)]
+        return [
+            AudioDescription(v, tokens=None if tokens is None else tokens[i])
+            for i, v in enumerate(vecs)
+        ]
 
     def encode_text(self, text: str) -> np.ndarray:
         return self.encode_texts([text])[0]
@@ -120,7 +120,9 @@ class Encoder(ABC):
     def encode_image(self, image: Image.Image) -> np.ndarray:
         return self.encode_images([image])[0]
 
-    def encode(self, modality: Modality, items: Sequence, batch_size: int | None = None) -> np.ndarray:
+    def encode(
+        self, modality: Modality, items: Sequence, batch_size: int | None = None
+    ) -> np.ndarray:
         """Dispatch on modality; `items` are str, PIL images or Audio clips."""
         kwargs = {} if batch_size is None else {"batch_size": batch_size}
         if modality == Modality.TEXT:

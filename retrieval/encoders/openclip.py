@@ -93,7 +93,8 @@ def create_openclip(name: str, device: str | None = None) -> OpenClipEncoder:
     device = default_device(device)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            model_name, pretrained=str(Path(pretrained).expanduser()) if is_file else pretrained,
+            model_name,
+            pretrained=str(Path(pretrained).expanduser()) if is_file else pretrained,
             device=device,
         )
     except Exception as exc:  # network, hub and file errors all mean "no weights here"
@@ -105,8 +106,11 @@ def create_openclip(name: str, device: str | None = None) -> OpenClipEncoder:
             "default --model starter."
         ) from exc
     tokenizer = open_clip.get_tokenizer(model_name)
-    dim = int(model.text_projection.shape[1]) if getattr(model, "text_projection", None) is not None \
+    dim = (
+        int(model.text_projection.shape[1])
+        if getattr(model, "text_projection", None) is not None
         else int(model.encode_text(tokenizer(["x"]).to(device)).shape[-1])
+    )
     tag = f"sha256:{_file_digest(Path(pretrained))}" if is_file else pretrained
     space = EmbeddingSpace(model=f"openclip:{model_name}/{tag}", head_version="", dim=dim)
     return OpenClipEncoder(model, preprocess, tokenizer, space, device=device)

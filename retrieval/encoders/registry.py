@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from retrieval.encoders.base import Encoder
-from retrieval.errors import UnknownModelError
 
 EncoderFactory = Callable[..., Encoder]
 
@@ -18,7 +17,9 @@ _PREFIX: dict[str, EncoderFactory] = {}
 DEFAULT_MODEL = "starter"
 
 
-def register_encoder(name: str, *, prefix: bool = False) -> Callable[[EncoderFactory], EncoderFactory]:
+def register_encoder(
+    name: str, *, prefix: bool = False
+) -> Callable[[EncoderFactory], EncoderFactory]:
     """Register `fn(name, device=None) -> Encoder` under an exact name or a `prefix:` scheme."""
 
     def deco(fn: EncoderFactory) -> EncoderFactory:
@@ -40,7 +41,9 @@ def lookup(name: str) -> EncoderFactory | None:
 
 
 def registered_names() -> list[str]:
-    return sorted(_EXACT) + sorted(f"{p}:<model>/<pretrained-tag or checkpoint path>" for p in _PREFIX)
+    return sorted(_EXACT) + sorted(
+        f"{p}:<model>/<pretrained-tag or checkpoint path>" for p in _PREFIX
+    )
 
 
 def default_device(device: str | None = None) -> str:

@@ -61,8 +61,9 @@ class StarterEncoder(OpenClipEncoder):
             return np.zeros((0, self.dim), dtype=np.float32)
         return l2_normalize(np.concatenate(out))
 
-    def encode_with_tokens(self, modality: Modality, items: Sequence, batch_size: int | None = None
-                           ) -> tuple[np.ndarray, list[np.ndarray] | None]:
+    def encode_with_tokens(
+        self, modality: Modality, items: Sequence, batch_size: int | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray] | None]:
         """Vectors + re-ranker token sets from ONE pass of each tower (starter_tokens.py).
         Audio keeps its own path (window fusion with transcripts) and has no token sets yet."""
         from retrieval.modality import Modality
@@ -124,7 +125,10 @@ def _preprocess_and_tokenizer(cfg: Any, model: Any) -> tuple[Any, Any]:
     import open_clip
 
     preprocess = open_clip.image_transform(
-        cfg.vision_cfg.get("image_size", 224), is_train=False, mean=cfg.image_mean, std=cfg.image_std
+        cfg.vision_cfg.get("image_size", 224),
+        is_train=False,
+        mean=cfg.image_mean,
+        std=cfg.image_std,
     )
     tokenizer = open_clip.tokenizer.HFTokenizer(
         model.text.transformer.name_or_path, context_length=cfg.text_cfg.get("context_length", 128)

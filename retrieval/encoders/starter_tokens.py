@@ -46,7 +46,9 @@ def image_regions(fmap: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def image_token_set(towers: StarterTowers, regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def image_token_set(
+    towers: StarterTowers, regions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """regions (B, R, 1280) from `image_regions` -> (vectors (B, D), tokens (B, R, D)), normalised."""
     import torch.nn.functional as F
 
@@ -55,8 +57,9 @@ def image_token_set(towers: StarterTowers, regions: torch.Tensor) -> tuple[torch
     return out[:, 0], out
 
 
-def text_token_set(towers: StarterTowers, states: torch.Tensor, mask: torch.Tensor
-                   ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def text_token_set(
+    towers: StarterTowers, states: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """MiniLM states (B, T, 384) and mask (B, T) -> (vectors (B, D), [tokens (n_i, D)]) normalised.
 
     The vector is exactly open_clip's mean-pooler + projection; the tokens are the same projection
@@ -90,8 +93,9 @@ def to_store(tokens: torch.Tensor) -> np.ndarray:
     return arr
 
 
-def image_vectors_and_tokens(towers: StarterTowers, images: Sequence, batch_size: int = 32
-                             ) -> tuple[np.ndarray, list[np.ndarray]]:
+def image_vectors_and_tokens(
+    towers: StarterTowers, images: Sequence, batch_size: int = 32
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """PIL images -> vectors (N, D) float32 and token sets, from one trunk pass per batch."""
     import torch
 
@@ -106,8 +110,9 @@ def image_vectors_and_tokens(towers: StarterTowers, images: Sequence, batch_size
     return np.ascontiguousarray(torch.cat(vecs).numpy(), dtype=np.float32), sets
 
 
-def text_vectors_and_tokens(towers: StarterTowers, texts: Sequence[str], batch_size: int = 64
-                            ) -> tuple[np.ndarray, list[np.ndarray]]:
+def text_vectors_and_tokens(
+    towers: StarterTowers, texts: Sequence[str], batch_size: int = 64
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Strings -> vectors (N, D) float32 and token sets, from one MiniLM pass per batch."""
     import torch
 

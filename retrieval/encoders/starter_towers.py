@@ -72,8 +72,9 @@ class StarterTowers:
         states = self.text.transformer(input_ids=ids, attention_mask=mask).last_hidden_state
         return states, mask
 
-    def iter_text_states(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False,
-                         desc: str = "text") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def iter_text_states(
+        self, texts: Sequence[str], batch_size: int = 64, progress: bool = False, desc: str = "text"
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for i in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress):
             yield self.text_states(texts[i : i + batch_size])
 
@@ -96,9 +97,13 @@ class StarterTowers:
         """PIL images -> the trunk's last feature map (B, 1280, h, w)."""
         return self.visual.tower.trunk.forward_features(self.image_batch(images))
 
-    def iter_image_feature_maps(self, paths: Sequence[Path], batch_size: int = 32,
-                                progress: bool = False, desc: str = "images"
-                                ) -> Iterator[torch.Tensor]:
+    def iter_image_feature_maps(
+        self,
+        paths: Sequence[Path],
+        batch_size: int = 32,
+        progress: bool = False,
+        desc: str = "images",
+    ) -> Iterator[torch.Tensor]:
         """Image files -> feature maps, one batch at a time."""
         for i in tqdm(range(0, len(paths), batch_size), desc=desc, disable=not progress):
             yield self.image_feature_map([load_rgb(p) for p in paths[i : i + batch_size]])

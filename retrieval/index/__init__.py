@@ -40,4 +40,12 @@ def auto_nprobe(factory: str) -> int | None:
     return max(1, nlist // 16)
 
 
-__all__ = ["ExactIndex", "FaissIndex", "VectorIndex", "auto_factory", "auto_nprobe", "create_index", "gpu_available"]
+__all__ = [
+    "ExactIndex",
+    "FaissIndex",
+    "VectorIndex",
+    "auto_factory",
+    "auto_nprobe",
+    "create_index",
+    "gpu_available",
+]

@@ -21,8 +21,9 @@ class VectorIndex(ABC):
         """Add rows; `ids` int64 (N,), `vectors` float32 (N, dim). Ids must be new."""
 
     @abstractmethod
-    def search(self, queries: np.ndarray, k: int, among: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, among: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product: (scores float32 (Q, k), ids int64 (Q, k)), -1 ids pad.
         `among` (sorted int64 ids) restricts the search to those ids (a pre-filter)."""
 

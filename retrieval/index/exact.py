@@ -24,8 +24,9 @@ class ExactIndex(VectorIndex):
         self._ids = np.concatenate([self._ids, ids])
         self._vecs = np.concatenate([self._vecs, vectors])
 
-    def search(self, queries: np.ndarray, k: int, among: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, among: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         n_q = len(queries)
         scores = np.full((n_q, k), -np.inf, dtype=np.float32)

@@ -60,8 +60,9 @@ class FaissIndex(VectorIndex):
         self._index.add_with_ids(vectors, ids)
         self._gpu_index = None
 
-    def search(self, queries: np.ndarray, k: int, among: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, among: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         if self.count() == 0 or k <= 0 or (among is not None and len(among) == 0):
             return (
@@ -76,8 +77,9 @@ class FaissIndex(VectorIndex):
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
         return scores, ids.astype(np.int64)
 
-    def _search_among(self, queries: np.ndarray, k: int, among: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray]:
+    def _search_among(
+        self, queries: np.ndarray, k: int, among: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """A pre-filtered search on the CPU index: FAISS skips every id not in `among` (the
         ID map translates the selector to the inner index's positions)."""
         import faiss
@@ -139,7 +141,9 @@ class FaissIndex(VectorIndex):
         return faiss.serialize_index(self._index).tobytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes, dim: int, factory: str, use_gpu: bool | None = None) -> FaissIndex:
+    def from_bytes(
+        cls, data: bytes, dim: int, factory: str, use_gpu: bool | None = None
+    ) -> FaissIndex:
         import faiss
 
         index = cls.__new__(cls)
@@ -188,5 +192,7 @@ class FaissIndex(VectorIndex):
             self._gpu_res = self._gpu_res or faiss.StandardGpuResources()
             self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self._index)
             if self.nprobe is not None:
-                faiss.GpuParameterSpace().set_index_parameter(self._gpu_index, "nprobe", self.nprobe)
+                faiss.GpuParameterSpace().set_index_parameter(
+                    self._gpu_index, "nprobe", self.nprobe
+                )
         return self._gpu_index

@@ -130,8 +130,10 @@ def iter_audio_windows(
             samples = _to_mono(block)
             _check_finite(samples)
             produced = True
-            yield start / rate, Audio(resample(np.clip(samples, -1.0, 1.0), rate, target_rate),
-                                      target_rate)
+            yield (
+                start / rate,
+                Audio(resample(np.clip(samples, -1.0, 1.0), rate, target_rate), target_rate),
+            )
             if block.shape[0] < win or (f.frames > 0 and start + win >= f.frames):
                 break
             start += hop
@@ -149,7 +151,10 @@ def split_windows(
     n = len(audio.samples)
     start = 0
     while True:
-        yield start / audio.sample_rate, Audio(audio.samples[start : start + win], audio.sample_rate)
+        yield (
+            start / audio.sample_rate,
+            Audio(audio.samples[start : start + win], audio.sample_rate),
+        )
         if start + win >= n:
             return
         start += hop
@@ -203,16 +208,25 @@ def _open(data: AudioSource, max_bytes: int) -> soundfile.SoundFile:
 
 # libsndfile says these about bytes it cannot parse, whatever the file's real state ("does not
 # exist" for a garbage MP3 that plainly exists).
-_MISLEADING = ("does not exist", "not a regular file", "format not recognised", "unknown format",
-               "unsupported", "unspecified internal error", "malformed")
+_MISLEADING = (
+    "does not exist",
+    "not a regular file",
+    "format not recognised",
+    "unknown format",
+    "unsupported",
+    "unspecified internal error",
+    "malformed",
+)
 
 
 def libsndfile_reason(exc: BaseException) -> str:
     """libsndfile's message, rewritten where it misdescribes undecodable bytes."""
     original = str(getattr(exc, "error_string", None) or exc).strip()
     if any(m in original.lower() for m in _MISLEADING):
-        return ("not a decodable audio file (corrupt, truncated or an unsupported codec) "
-                f"(libsndfile: {original})")
+        return (
+            "not a decodable audio file (corrupt, truncated or an unsupported codec) "
+            f"(libsndfile: {original})"
+        )
     return original
 
 

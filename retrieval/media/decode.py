@@ -36,8 +36,11 @@ class MediaLimits:
 
     def setting(self, modality: Modality | str) -> str:
         """The setting an operator raises to admit a larger file of this modality."""
-        return ("CROSSMEDIA_MAX_IMAGE_BYTES" if modality == Modality.IMAGE
-                else "CROSSMEDIA_MAX_AUDIO_BYTES")
+        return (
+            "CROSSMEDIA_MAX_IMAGE_BYTES"
+            if modality == Modality.IMAGE
+            else "CROSSMEDIA_MAX_AUDIO_BYTES"
+        )
 
 
 @dataclass
@@ -65,15 +68,18 @@ def decode_media(data: bytes, ref: MediaRef, limits: MediaLimits) -> DecodedMedi
             raise UnsupportedMediaError(f"expected an image but the content is {kind[1]}")
         with_size = _image_size(data, limits)
         im = decode_image(data, limits.image, max_side=limits.decode_side)
-        return DecodedMedia(Modality.IMAGE, ref.path, mime, len(data), im,
-                            width=with_size[0], height=with_size[1])
+        return DecodedMedia(
+            Modality.IMAGE, ref.path, mime, len(data), im, width=with_size[0], height=with_size[1]
+        )
     if ref.modality == Modality.AUDIO:
         from retrieval.media.audio import decode_audio
 
-        audio = decode_audio(data, max_bytes=limits.max_audio_bytes,
-                             max_seconds=limits.max_audio_seconds)
-        return DecodedMedia(Modality.AUDIO, ref.path, mime, len(data), audio,
-                            duration=audio.seconds)
+        audio = decode_audio(
+            data, max_bytes=limits.max_audio_bytes, max_seconds=limits.max_audio_seconds
+        )
+        return DecodedMedia(
+            Modality.AUDIO, ref.path, mime, len(data), audio, duration=audio.seconds
+        )
     raise UnsupportedMediaError(f"cannot decode modality {ref.modality!r}")
 
 

@@ -64,8 +64,9 @@ def _read_upto(fd: int, n: int) -> bytes:
     return b"".join(parts)
 
 
-def read_regular_file(path: Path | str, max_bytes: int, *, what: str = "file",
-                      setting: str = "the size limit") -> bytes:
+def read_regular_file(
+    path: Path | str, max_bytes: int, *, what: str = "file", setting: str = "the size limit"
+) -> bytes:
     """The whole content of a regular file of at most `max_bytes` bytes.
 
     A larger file is refused from its size before reading, and again if it grew while read (at
@@ -113,7 +114,9 @@ def read_text_file(path: Path | str, max_chars: int) -> tuple[str, bool]:
         # Not final when cut: a character split by the bound is dropped, not an error.
         text = codecs.getincrementaldecoder("utf-8-sig")().decode(data[:bound], final=not more)
     except UnicodeDecodeError as exc:
-        raise MediaError(f"not UTF-8 text ({describe_decode_error(exc)}); save it as UTF-8") from exc
+        raise MediaError(
+            f"not UTF-8 text ({describe_decode_error(exc)}); save it as UTF-8"
+        ) from exc
     if more or len(text) > max_chars:
         return text[:max_chars], True
     return text, False

@@ -40,8 +40,15 @@ def sniff(head: bytes, name: str = "") -> tuple[Modality, str] | None:
     # Text by name before the MPEG frame sync: a UTF-16 byte order mark (FF FE) looks like one.
     if Path(name).suffix.lower() in _TEXT_SUFFIXES:
         return Modality.TEXT, "text/plain"
-    if len(head) >= 3 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) \
-            and (head[1] >> 3) & 3 != 1 and head[2] >> 4 != 15 and (head[2] >> 2) & 3 != 3:
+    if (
+        len(head) >= 3
+        and head[0] == 0xFF
+        and (head[1] & 0xE0) == 0xE0
+        and (head[1] & 0x06)
+        and (head[1] >> 3) & 3 != 1
+        and head[2] >> 4 != 15
+        and (head[2] >> 2) & 3 != 3
+    ):
         return Modality.AUDIO, "audio/mpeg"  # MPEG audio frame header without an ID3 tag
     return None
 

@@ -27,7 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-META_KEYS = ("hub_k", "hub_beta", "hub_window", "hub_pairs")  # the bank's entries in an artifact's metadata
+META_KEYS = (
+    "hub_k",
+    "hub_beta",
+    "hub_window",
+    "hub_pairs",
+)  # the bank's entries in an artifact's metadata
 
 
 @dataclass
@@ -41,12 +46,19 @@ class QueryBank:
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.window < 1:
-            raise ValueError(f"QueryBank needs k >= 1 and window >= 1 (got k={self.k}, window={self.window}).")
-        self.vectors = {m: np.ascontiguousarray(v, dtype=np.float32) for m, v in self.vectors.items()}
+            raise ValueError(
+                f"QueryBank needs k >= 1 and window >= 1 (got k={self.k}, window={self.window})."
+            )
+        self.vectors = {
+            m: np.ascontiguousarray(v, dtype=np.float32) for m, v in self.vectors.items()
+        }
 
     def covers(self, query_modality: str, candidate_modality: str) -> bool:
-        return (self.beta != 0.0 and (str(query_modality), str(candidate_modality)) in self.pairs
-                and len(self.vectors.get(str(query_modality), ())) > 0)
+        return (
+            self.beta != 0.0
+            and (str(query_modality), str(candidate_modality)) in self.pairs
+            and len(self.vectors.get(str(query_modality), ())) > 0
+        )
 
     def hubness(self, candidates: np.ndarray, query_modality: str) -> np.ndarray:
         """(C, D) candidate vectors -> (C,) mean of each one's top-k cosines to the bank."""
@@ -70,13 +82,26 @@ class QueryBank:
 
     def meta(self) -> dict[str, str]:
         pairs = ",".join(f"{q}>{c}" for q, c in self.pairs)
-        return dict(zip(META_KEYS, (str(self.k), repr(float(self.beta)), str(self.window), pairs), strict=True))
+        return dict(
+            zip(
+                META_KEYS,
+                (str(self.k), repr(float(self.beta)), str(self.window), pairs),
+                strict=True,
+            )
+        )
 
     @classmethod
-    def from_artifact(cls, tensors: Mapping[str, np.ndarray], meta: Mapping[str, str]) -> QueryBank | None:
+    def from_artifact(
+        cls, tensors: Mapping[str, np.ndarray], meta: Mapping[str, str]
+    ) -> QueryBank | None:
         vecs = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("bank.")}
         if not vecs or "hub_beta" not in meta:
             return None
         pairs = tuple(tuple(p.split(">", 1)) for p in meta["hub_pairs"].split(",") if p)
-        return cls(vecs, k=int(meta["hub_k"]), beta=float(meta["hub_beta"]), window=int(meta["hub_window"]),
-                   pairs=pairs)  # type: ignore[arg-type]
+        return cls(
+            vecs,
+            k=int(meta["hub_k"]),
+            beta=float(meta["hub_beta"]),
+            window=int(meta["hub_window"]),
+            pairs=pairs,
+        )  # type: ignore[arg-type]

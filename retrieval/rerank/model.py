@@ -60,7 +60,9 @@ class PairEmbedding(nn.Module):
         s = self.side.weight[side]  # (d,)
         return self.proj(x) + pos + s + self.modality(modality)[:, None]
 
-    def forward(self, q: torch.Tensor, q_mod: torch.Tensor, c: torch.Tensor, c_mod: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, q: torch.Tensor, q_mod: torch.Tensor, c: torch.Tensor, c_mod: torch.Tensor
+    ) -> torch.Tensor:
         b = q.shape[0]
         cls = self.cls.expand(b, 1, -1)  # (B, 1, d)
         sep = self.sep.expand(b, 1, -1)  # (B, 1, d)
@@ -80,9 +82,16 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=2)  # each (B, T, d)
-        q, k, v = (z.view(b, t, self.n_head, d // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, H, T, hd)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :],
-                                           dropout_p=self.dropout if self.training else 0.0)
+        q, k, v = (
+            z.view(b, t, self.n_head, d // self.n_head).transpose(1, 2) for z in (q, k, v)
+        )  # (B, H, T, hd)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=keep[:, None, None, :],
+            dropout_p=self.dropout if self.training else 0.0,
+        )
         return self.out(y.transpose(1, 2).reshape(b, t, d))  # (B, T, d)
 
 
@@ -113,7 +122,9 @@ class Block(nn.Module):
 N_SIM_FEATURES = 3
 
 
-def late_interaction(q: torch.Tensor, q_keep: torch.Tensor, c: torch.Tensor, c_keep: torch.Tensor) -> torch.Tensor:
+def late_interaction(
+    q: torch.Tensor, q_keep: torch.Tensor, c: torch.Tensor, c_keep: torch.Tensor
+) -> torch.Tensor:
     """(B, 3): cosine of the first rows (the vectors), mean over query tokens of their best
     candidate token (MaxSim), and the same from the candidate side."""
     qn, cn = F.normalize(q, dim=-1), F.normalize(c, dim=-1)
@@ -151,8 +162,15 @@ class CrossReranker(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.head = MatchHead(cfg)
 
-    def forward(self, q: torch.Tensor, q_keep: torch.Tensor, q_mod: torch.Tensor,
-                c: torch.Tensor, c_keep: torch.Tensor, c_mod: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        q: torch.Tensor,
+        q_keep: torch.Tensor,
+        q_mod: torch.Tensor,
+        c: torch.Tensor,
+        c_keep: torch.Tensor,
+        c_mod: torch.Tensor,
+    ) -> torch.Tensor:
         # q (B, Tq, token_dim), q_keep (B, Tq) bool, q_mod (B,); c likewise -> match logits (B,)
         if not self.cfg.use_global:
             q, q_keep, c, c_keep = q[:, 1:], q_keep[:, 1:], c[:, 1:], c_keep[:, 1:]

@@ -55,8 +55,15 @@ def pad_tokens(sets: Sequence[np.ndarray], max_tokens: int) -> tuple[np.ndarray,
 
 
 class CrossAttentionReranker:
-    def __init__(self, model: CrossReranker, space_key: str, alpha: float, version: str,
-                 meta: dict[str, Any] | None = None, bank: QueryBank | None = None) -> None:
+    def __init__(
+        self,
+        model: CrossReranker,
+        space_key: str,
+        alpha: float,
+        version: str,
+        meta: dict[str, Any] | None = None,
+        bank: QueryBank | None = None,
+    ) -> None:
         self.model = model.eval()
         self.cfg = model.cfg
         self.space_key = space_key
@@ -77,8 +84,11 @@ class CrossAttentionReranker:
         n = len(candidates)
         with torch.inference_mode():
             out = self.model(
-                torch.from_numpy(q).expand(n, -1, -1), torch.from_numpy(qk).expand(n, -1),
-                _modality_ids([query.modality] * n), torch.from_numpy(c), torch.from_numpy(ck),
+                torch.from_numpy(q).expand(n, -1, -1),
+                torch.from_numpy(qk).expand(n, -1),
+                _modality_ids([query.modality] * n),
+                torch.from_numpy(c),
+                torch.from_numpy(ck),
                 _modality_ids([s.modality for s in candidates]),
             )
         return out.numpy().astype(np.float32)
@@ -86,11 +96,15 @@ class CrossAttentionReranker:
     def score(self, query: TokenSet, candidates: Sequence[TokenSet]) -> np.ndarray:
         """Final scores (C,): first-stage cosine + alpha * match. A candidate without a first-stage
         score uses the cosine of the two sets' first rows (the items' vectors)."""
-        first = np.array([
-            s.first_stage if s.first_stage is not None
-            else float(query.tokens[0].astype(np.float32) @ s.tokens[0].astype(np.float32))
-            for s in candidates
-        ], np.float32)
+        first = np.array(
+            [
+                s.first_stage
+                if s.first_stage is not None
+                else float(query.tokens[0].astype(np.float32) @ s.tokens[0].astype(np.float32))
+                for s in candidates
+            ],
+            np.float32,
+        )
         if self.alpha == 0.0 or not candidates:
             return first
         return first + self.alpha * self.match(query, candidates)
@@ -99,8 +113,15 @@ class CrossAttentionReranker:
         """Top `top_k` candidates by final score, best first (ties: first-stage order)."""
         scores = self.score(query, candidates)
         order = np.argsort(-scores, kind="stable")[:top_k]
-        return [Hit(id=candidates[i].id, modality=candidates[i].modality, score=float(scores[i]),
-                    first_stage_score=candidates[i].first_stage) for i in order]
+        return [
+            Hit(
+                id=candidates[i].id,
+                modality=candidates[i].modality,
+                score=float(scores[i]),
+                first_stage_score=candidates[i].first_stage,
+            )
+            for i in order
+        ]
 
     def rerank(self, query: RerankQuery, candidates: Candidates, k: int) -> list[Hit]:
         """The search service's seam: reorder the over-fetched candidates (first-stage order).
@@ -117,16 +138,22 @@ class CrossAttentionReranker:
         if query.tokens is not None and self.alpha != 0.0 and all(h.id in stored for h in hits):
             cands = [TokenSet(stored[h.id], h.modality, h.id, h.first_stage_score) for h in hits]
             by_id = {h.id: h for h in hits}
-            ranked = [replace(by_id[r.id], score=r.score)
-                      for r in self.rank(TokenSet(query.tokens, query.modality), cands, len(cands))]
-        if self.bank is not None and all(self.bank.covers(query.modality, h.modality) for h in ranked):
+            ranked = [
+                replace(by_id[r.id], score=r.score)
+                for r in self.rank(TokenSet(query.tokens, query.modality), cands, len(cands))
+            ]
+        if self.bank is not None and all(
+            self.bank.covers(query.modality, h.modality) for h in ranked
+        ):
             n = min(len(ranked), max(k, self.bank.window))
             vecs = candidates.vectors
             if all(h.id in vecs for h in ranked[:n]):
                 hub = self.bank.hubness(np.stack([vecs[h.id] for h in ranked[:n]]), query.modality)
                 order = self.bank.correct(np.array([h.score for h in ranked[:n]]), hub, k)
-                ranked = [replace(ranked[i], score=float(ranked[i].score - self.bank.beta * hub[i]))
-                          for i in order] + ranked[n:]
+                ranked = [
+                    replace(ranked[i], score=float(ranked[i].score - self.bank.beta * hub[i]))
+                    for i in order
+                ] + ranked[n:]
         return ranked[:k]
 
     # -- artifact ------------------------------------------------------------------------------
@@ -134,8 +161,15 @@ class CrossAttentionReranker:
         import torch
         from safetensors.torch import save_file
 
-        meta = {"format": ARTIFACT_FORMAT, "config": self.cfg.to_json(), "space_key": self.space_key,
-                "alpha": repr(self.alpha), "version": self.version, **self.meta, **(extra or {})}
+        meta = {
+            "format": ARTIFACT_FORMAT,
+            "config": self.cfg.to_json(),
+            "space_key": self.space_key,
+            "alpha": repr(self.alpha),
+            "version": self.version,
+            **self.meta,
+            **(extra or {}),
+        }
         tensors = {k: v.contiguous() for k, v in self.model.state_dict().items()}
         if self.bank is not None:
             meta.update(self.bank.meta())
@@ -155,25 +189,34 @@ def load_reranker(path: Path, space_key: str | None = None) -> CrossAttentionRer
     if not path.is_file():
         raise ModelUnavailableError(
             f"Re-ranker artifact {path} is missing. Fix: train it with `crossmedia train-reranker "
-            f"--out {path}` (needs ../shared/data), restore it from git, or search with --no-rerank.")
+            f"--out {path}` (needs ../shared/data), restore it from git, or search with --no-rerank."
+        )
     with safe_open(str(path), framework="pt") as f:
         meta = dict(f.metadata() or {})
     if meta.get("format") != ARTIFACT_FORMAT:
-        raise ModelUnavailableError(f"{path} is not a {ARTIFACT_FORMAT} artifact (format {meta.get('format')!r}).")
+        raise ModelUnavailableError(
+            f"{path} is not a {ARTIFACT_FORMAT} artifact (format {meta.get('format')!r})."
+        )
     if space_key is not None and meta["space_key"] != space_key:
         raise SpaceMismatchError(
             f"Re-ranker {path.name} was trained for embedding space {meta['space_key']!r}, but the "
             f"encoder is {space_key!r}. Its token sets would mean something else. Fix: retrain it "
-            "for this space with `crossmedia train-reranker`, or search with --no-rerank.")
+            "for this space with `crossmedia train-reranker`, or search with --no-rerank."
+        )
     cfg = RerankerConfig.from_json(meta.pop("config"))
     model = CrossReranker(cfg)
     tensors = load_file(str(path))
-    model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("bank.")}, strict=True)
-    bank = QueryBank.from_artifact({k: v.float().numpy() for k, v in tensors.items() if k.startswith("bank.")},
-                                   meta)
+    model.load_state_dict(
+        {k: v for k, v in tensors.items() if not k.startswith("bank.")}, strict=True
+    )
+    bank = QueryBank.from_artifact(
+        {k: v.float().numpy() for k, v in tensors.items() if k.startswith("bank.")}, meta
+    )
     skip = ("format", "space_key", "alpha", "version", *BANK_META_KEYS)
     extra = {k: v for k, v in meta.items() if k not in skip}
-    return CrossAttentionReranker(model, meta["space_key"], float(meta["alpha"]), meta["version"], extra, bank)
+    return CrossAttentionReranker(
+        model, meta["space_key"], float(meta["alpha"]), meta["version"], extra, bank
+    )
 
 
 def _modality_ids(mods: Sequence[str]) -> torch.Tensor:

@@ -32,11 +32,17 @@ MAX_QUERY_WORDS = 64
 STOP_WORDS = frozenset(
     "a an and are as at be but by for from has have he her his i in into is it its of on or "
     "our she so that the their them there these they this to was we were what when where which "
-    "who will with you your".split())
+    "who will with you your".split()
+)
 
 
-def body_of(modality: str, text_: str | None, path: str | None, attrs: dict[str, Any],
-            fields: Sequence[str] = ALL_FIELDS) -> str:
+def body_of(
+    modality: str,
+    text_: str | None,
+    path: str | None,
+    attrs: dict[str, Any],
+    fields: Sequence[str] = ALL_FIELDS,
+) -> str:
     """The text an item is found by in the lexical channel."""
     parts = []
     if "text" in fields and text_:
@@ -65,19 +71,32 @@ class Lexical:
         """Create the table if needed; True when it is new (the caller backfills it)."""
         if self.dialect == "postgresql":
             exists = conn.execute(text("SELECT to_regclass('lexical')")).scalar() is not None
-            conn.execute(text(
-                "CREATE TABLE IF NOT EXISTS lexical (item_id BIGINT PRIMARY KEY REFERENCES "
-                "items(id) ON DELETE CASCADE, body TEXT NOT NULL, tsv tsvector GENERATED ALWAYS "
-                "AS (to_tsvector('english', body)) STORED)"))
-            conn.execute(text("CREATE INDEX IF NOT EXISTS ix_lexical_tsv ON lexical USING GIN (tsv)"))
+            conn.execute(
+                text(
+                    "CREATE TABLE IF NOT EXISTS lexical (item_id BIGINT PRIMARY KEY REFERENCES "
+                    "items(id) ON DELETE CASCADE, body TEXT NOT NULL, tsv tsvector GENERATED ALWAYS "
+                    "AS (to_tsvector('english', body)) STORED)"
+                )
+            )
+            conn.execute(
+                text("CREATE INDEX IF NOT EXISTS ix_lexical_tsv ON lexical USING GIN (tsv)")
+            )
             return not exists
-        exists = conn.execute(text(
-            "SELECT 1 FROM sqlite_master WHERE name = 'lexical'")).first() is not None
-        conn.execute(text(
-            "CREATE VIRTUAL TABLE IF NOT EXISTS lexical USING fts5(body, tokenize='porter unicode61')"))
-        conn.execute(text(
-            "CREATE TRIGGER IF NOT EXISTS items_lexical_delete AFTER DELETE ON items "
-            "BEGIN DELETE FROM lexical WHERE rowid = old.id; END"))
+        exists = (
+            conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'lexical'")).first()
+            is not None
+        )
+        conn.execute(
+            text(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS lexical USING fts5(body, tokenize='porter unicode61')"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER IF NOT EXISTS items_lexical_delete AFTER DELETE ON items "
+                "BEGIN DELETE FROM lexical WHERE rowid = old.id; END"
+            )
+        )
         return not exists
 
     def add(self, conn: Connection, rows: Iterable[tuple[int, str]]) -> None:
@@ -86,15 +105,25 @@ class Lexical:
         if not params:
             return
         if self.dialect == "postgresql":
-            conn.execute(text("INSERT INTO lexical (item_id, body) VALUES (:id, :body) "
-                              "ON CONFLICT (item_id) DO UPDATE SET body = EXCLUDED.body"), params)
+            conn.execute(
+                text(
+                    "INSERT INTO lexical (item_id, body) VALUES (:id, :body) "
+                    "ON CONFLICT (item_id) DO UPDATE SET body = EXCLUDED.body"
+                ),
+                params,
+            )
         else:
             conn.execute(text("DELETE FROM lexical WHERE rowid = :id"), params)
             conn.execute(text("INSERT INTO lexical (rowid, body) VALUES (:id, :body)"), params)
 
-    def search(self, conn: Connection, query: str, k: int,
-               modalities: Sequence[str] | None = None, ids: Sequence[int] | None = None
-               ) -> list[tuple[int, float]]:
+    def search(
+        self,
+        conn: Connection,
+        query: str,
+        k: int,
+        modalities: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[tuple[int, float]]:
         words = query_words(query)
         if not words or k <= 0:
             return []
@@ -102,14 +131,18 @@ class Lexical:
         params["k"] = k
         if self.dialect == "postgresql":
             params["q"] = " | ".join(words)
-            sql = ("SELECT l.item_id, ts_rank_cd(l.tsv, q) AS score FROM lexical l "
-                   "JOIN items i ON i.id = l.item_id, to_tsquery('english', :q) q "
-                   f"WHERE l.tsv @@ q{where} ORDER BY score DESC, l.item_id LIMIT :k")
+            sql = (
+                "SELECT l.item_id, ts_rank_cd(l.tsv, q) AS score FROM lexical l "
+                "JOIN items i ON i.id = l.item_id, to_tsquery('english', :q) q "
+                f"WHERE l.tsv @@ q{where} ORDER BY score DESC, l.item_id LIMIT :k"
+            )
         else:
             params["q"] = " OR ".join(f'"{w}"' for w in words)
-            sql = ("SELECT l.rowid, -bm25(lexical) AS score FROM lexical l "
-                   f"JOIN items i ON i.id = l.rowid WHERE lexical MATCH :q{where} "
-                   "ORDER BY score DESC, l.rowid LIMIT :k")
+            sql = (
+                "SELECT l.rowid, -bm25(lexical) AS score FROM lexical l "
+                f"JOIN items i ON i.id = l.rowid WHERE lexical MATCH :q{where} "
+                "ORDER BY score DESC, l.rowid LIMIT :k"
+            )
         return [(int(i), float(s)) for i, s in conn.execute(text(sql), params)]
 
     def count(self, conn: Connection) -> int:
@@ -120,8 +153,9 @@ class Lexical:
         return sorted(int(r[0]) for r in conn.execute(text(f"SELECT {col} FROM lexical")))
 
 
-def _conditions(modalities: Sequence[str] | None, ids: Sequence[int] | None
-                ) -> tuple[str, dict[str, Any]]:
+def _conditions(
+    modalities: Sequence[str] | None, ids: Sequence[int] | None
+) -> tuple[str, dict[str, Any]]:
     where, params = "", {}
     if modalities:
         names = [f"m{j}" for j in range(len(modalities))]

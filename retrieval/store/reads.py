@@ -26,50 +26,68 @@ class StoreReads:
 
     def counts(self) -> dict[str, int]:
         with self._session() as s:
-            return dict(s.execute(select(Item.modality, func.count()).group_by(Item.modality)).all())
+            return dict(
+                s.execute(select(Item.modality, func.count()).group_by(Item.modality)).all()
+            )
 
     def ids(self, modality: str) -> np.ndarray:
         """Sorted ids of the items of `modality` that have a vector."""
         with self._session() as s:
             rows = s.scalars(
-                select(Item.id).join(Vector, Vector.item_id == Item.id)
-                .where(Item.modality == modality).order_by(Item.id)
+                select(Item.id)
+                .join(Vector, Vector.item_id == Item.id)
+                .where(Item.modality == modality)
+                .order_by(Item.id)
             ).all()
         return np.asarray(rows, dtype=np.int64)
 
-    def iter_vectors(self, modality: str, dim: int, chunk: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_vectors(
+        self, modality: str, dim: int, chunk: int = 20_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, vectors) in id order, `chunk` rows at a time, so a rebuild has bounded memory."""
         last = -1
         while True:
             with self._session() as s:
                 rows = s.execute(
-                    select(Vector.item_id, Vector.data).join(Item, Item.id == Vector.item_id)
+                    select(Vector.item_id, Vector.data)
+                    .join(Item, Item.id == Vector.item_id)
                     .where(Item.modality == modality, Vector.item_id > last)
-                    .order_by(Vector.item_id).limit(chunk)
+                    .order_by(Vector.item_id)
+                    .limit(chunk)
                 ).all()
             if not rows:
                 return
             ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
+                len(rows), dim
+            )
             yield ids, vecs
             last = int(ids[-1])
 
     def vectors_for(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
         with self._session() as s:
-            rows = s.execute(select(Vector.item_id, Vector.data).where(Vector.item_id.in_(list(ids)))).all()
+            rows = s.execute(
+                select(Vector.item_id, Vector.data).where(Vector.item_id.in_(list(ids)))
+            ).all()
         return {r[0]: np.frombuffer(r[1], dtype=np.float32).reshape(dim) for r in rows}
 
     def token_sets(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         with self._session() as s:
             rows = s.scalars(select(TokenSet).where(TokenSet.item_id.in_(list(ids)))).all()
         return {
-            r.item_id: np.frombuffer(r.data, dtype=np.float16).reshape(r.n_tokens, r.dim) for r in rows
+            r.item_id: np.frombuffer(r.data, dtype=np.float16).reshape(r.n_tokens, r.dim)
+            for r in rows
         }
 
     def segments(self, item_id: int, dim: int) -> list[tuple[float, float, np.ndarray]]:
         with self._session() as s:
-            rows = s.scalars(select(Segment).where(Segment.item_id == item_id).order_by(Segment.idx)).all()
-        return [(r.offset_s, r.duration_s, np.frombuffer(r.data, dtype=np.float32).reshape(dim)) for r in rows]
+            rows = s.scalars(
+                select(Segment).where(Segment.item_id == item_id).order_by(Segment.idx)
+            ).all()
+        return [
+            (r.offset_s, r.duration_s, np.frombuffer(r.data, dtype=np.float32).reshape(dim))
+            for r in rows
+        ]
 
     def get_items(self, ids: Sequence[int]) -> dict[int, ItemRecord]:
         ids = [int(i) for i in ids]
@@ -99,8 +117,9 @@ class StoreReads:
         # sort the upper bound anywhere).
         key = Item.key.collate("C") if self.engine.dialect.name == "postgresql" else Item.key
         with self._session() as s:
-            rows = s.execute(select(Item.key, Item.id).where(
-                key >= prefix, key < prefix + "\U0010ffff")).all()
+            rows = s.execute(
+                select(Item.key, Item.id).where(key >= prefix, key < prefix + "\U0010ffff")
+            ).all()
         return {k: i for k, i in rows if k.startswith(prefix)}
 
     def get_by_key(self, key: str) -> ItemRecord | None:
@@ -126,7 +145,8 @@ class StoreReads:
         with self._session() as s:
             rows = s.execute(
                 select(IngestError.key, IngestError.path, IngestError.reason)
-                .order_by(IngestError.id.desc()).limit(limit)
+                .order_by(IngestError.id.desc())
+                .limit(limit)
             ).all()
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
@@ -138,23 +158,31 @@ class StoreReads:
         with self._session.begin() as s:
             s.execute(delete(IngestError).where(IngestError.key.in_(list(keys))))
 
-
     def modalities_of(self, ids: Sequence[int]) -> dict[int, str]:
         with self._session() as s:
-            return dict(s.execute(select(Item.id, Item.modality).where(Item.id.in_(list(ids)))).all())
+            return dict(
+                s.execute(select(Item.id, Item.modality).where(Item.id.in_(list(ids)))).all()
+            )
 
     def filter_ids(self, condition: Any, modality: str) -> np.ndarray:
         """Sorted ids of `modality` items with a vector that satisfy the SQL `condition`
         (see retrieval/filters.py)."""
         with self._session() as s:
             rows = s.scalars(
-                select(Item.id).join(Vector, Vector.item_id == Item.id)
-                .where(Item.modality == modality, condition).order_by(Item.id)
+                select(Item.id)
+                .join(Vector, Vector.item_id == Item.id)
+                .where(Item.modality == modality, condition)
+                .order_by(Item.id)
             ).all()
         return np.asarray(rows, dtype=np.int64)
 
-    def lexical_search(self, query: str, k: int, modalities: Sequence[str] | None = None,
-                       ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
+    def lexical_search(
+        self,
+        query: str,
+        k: int,
+        modalities: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[tuple[int, float]]:
         """Full-text hits [(id, score)], best first (see retrieval/store/lexical.py)."""
         with self.engine.connect() as conn:
             return self.lexical.search(conn, query, k, modalities, ids)
@@ -162,9 +190,17 @@ class StoreReads:
 
 def _record(r: Item) -> ItemRecord:
     return ItemRecord(
-        id=r.id, key=r.key, modality=r.modality, path=r.path, content_hash=r.content_hash,
-        mime=r.mime, size_bytes=r.size_bytes, width=r.width, height=r.height,
-        duration=r.duration, text=r.text, attrs=dict(r.attrs or {}), source=r.source,
+        id=r.id,
+        key=r.key,
+        modality=r.modality,
+        path=r.path,
+        content_hash=r.content_hash,
+        mime=r.mime,
+        size_bytes=r.size_bytes,
+        width=r.width,
+        height=r.height,
+        duration=r.duration,
+        text=r.text,
+        attrs=dict(r.attrs or {}),
+        source=r.source,
     )
-
-

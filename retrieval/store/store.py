@@ -58,8 +58,9 @@ class Store(StoreReads):
         """A catalogue made before the lexical channel existed gets its entries once."""
         fields = self.lexical_fields_in(s)
         rows = s.execute(select(Item.id, Item.modality, Item.text, Item.path, Item.attrs)).all()
-        self.lexical.add(s.connection(), ((r[0], body_of(r[1], r[2], r[3], r[4] or {}, fields))
-                                          for r in rows))
+        self.lexical.add(
+            s.connection(), ((r[0], body_of(r[1], r[2], r[3], r[4] or {}, fields)) for r in rows)
+        )
 
     @staticmethod
     def lexical_fields_in(s: Session) -> tuple[str, ...]:
@@ -97,12 +98,18 @@ class Store(StoreReads):
         with self._session() as s:
             for i in range(0, len(keys), 500):
                 chunk = list(keys[i : i + 500])
-                for key, h in s.execute(select(Item.key, Item.content_hash).where(Item.key.in_(chunk))):
+                for key, h in s.execute(
+                    select(Item.key, Item.content_hash).where(Item.key.in_(chunk))
+                ):
                     out[key] = h
         return out
 
-    def write_batch(self, items: Sequence[NewItem], links: Iterable[tuple[str, str, str]] = (),
-                    errors: Iterable[tuple[str, str | None, str]] = ()) -> WriteResult:
+    def write_batch(
+        self,
+        items: Sequence[NewItem],
+        links: Iterable[tuple[str, str, str]] = (),
+        errors: Iterable[tuple[str, str | None, str]] = (),
+    ) -> WriteResult:
         """`_write_batch`, with a full disk reported as StorageFullError (nothing committed)."""
         try:
             return self._write_batch(items, links, errors)
@@ -155,8 +162,11 @@ class Store(StoreReads):
             if link_list:
                 need = sorted({k for a, b, _ in link_list for k in (a, b)})
                 ids = dict(
-                    row for i in range(0, len(need), 500)
-                    for row in s.execute(select(Item.key, Item.id).where(Item.key.in_(need[i : i + 500])))
+                    row
+                    for i in range(0, len(need), 500)
+                    for row in s.execute(
+                        select(Item.key, Item.id).where(Item.key.in_(need[i : i + 500]))
+                    )
                 )
                 for media_key, text_key, kind in link_list:
                     if media_key in ids and text_key in ids:
@@ -174,17 +184,29 @@ class Store(StoreReads):
     def delete_items(self, ids: Sequence[int]) -> dict[int, str]:
         """Delete items (and their vectors, links, token sets); returns id -> modality deleted."""
         with self._session.begin() as s:
-            rows = dict(s.execute(select(Item.id, Item.modality).where(Item.id.in_(list(ids)))).all())
+            rows = dict(
+                s.execute(select(Item.id, Item.modality).where(Item.id.in_(list(ids)))).all()
+            )
             if rows:
                 s.execute(delete(Item).where(Item.id.in_(list(rows))))
         return rows
 
+
 def _insert_item(s: Session, it: NewItem) -> Item:
     """One item row with its vector, token set and segments (inside the caller's transaction)."""
     row = Item(
-        key=it.key, modality=it.modality, path=it.path, content_hash=it.content_hash,
-        mime=it.mime, size_bytes=it.size_bytes, width=it.width, height=it.height,
-        duration=it.duration, text=it.text, attrs=dict(it.attrs), source=it.source,
+        key=it.key,
+        modality=it.modality,
+        path=it.path,
+        content_hash=it.content_hash,
+        mime=it.mime,
+        size_bytes=it.size_bytes,
+        width=it.width,
+        height=it.height,
+        duration=it.duration,
+        text=it.text,
+        attrs=dict(it.attrs),
+        source=it.source,
     )
     s.add(row)
     s.flush()
@@ -194,6 +216,13 @@ def _insert_item(s: Session, it: NewItem) -> Item:
         tok = np.ascontiguousarray(it.tokens, dtype=np.float16)
         s.add(TokenSet(item_id=row.id, n_tokens=tok.shape[0], dim=tok.shape[1], data=tok.tobytes()))
     for idx, (offset, dur, svec) in enumerate(it.segments):
-        s.add(Segment(item_id=row.id, idx=idx, offset_s=offset, duration_s=dur,
-                      data=np.asarray(svec, dtype=np.float32).tobytes()))
+        s.add(
+            Segment(
+                item_id=row.id,
+                idx=idx,
+                offset_s=offset,
+                duration_s=dur,
+                data=np.asarray(svec, dtype=np.float32).tobytes(),
+            )
+        )
     return row
