@@ -214,8 +214,11 @@ class StarterAudioTower:
 
         wins: list[WindowVector] = []
         for off, w in iter_audio_windows(
-            source, window_seconds=window_seconds, hop_seconds=hop_seconds, **limits
-        ):  # type: ignore[arg-type]
+            source,
+            window_seconds=window_seconds,
+            hop_seconds=hop_seconds,
+            **limits,  # type: ignore[arg-type]
+        ):
             vec, tr = self.encode_windows([w])
             wins.append(WindowVector(off, w.seconds, vec[0], tr[0]))
         return LongAudioEmbedding(wins, _file_vector(wins))

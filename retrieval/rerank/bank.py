@@ -97,11 +97,13 @@ class QueryBank:
         vecs = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("bank.")}
         if not vecs or "hub_beta" not in meta:
             return None
-        pairs = tuple(tuple(p.split(">", 1)) for p in meta["hub_pairs"].split(",") if p)
+        pairs: tuple[tuple[str, str], ...] = tuple(
+            (q, c) for q, _, c in (p.partition(">") for p in meta["hub_pairs"].split(",") if p)
+        )
         return cls(
             vecs,
             k=int(meta["hub_k"]),
             beta=float(meta["hub_beta"]),
             window=int(meta["hub_window"]),
             pairs=pairs,
-        )  # type: ignore[arg-type]
+        )
