@@ -29,13 +29,15 @@ RRF_K = 60  # the usual constant; chosen against 10 and 30 on val (benchmarks/RE
 MEDIA = ("image", "audio")
 
 
-def resolve_mode(mode: str | None, has_words: bool) -> str:
-    """The mode a query runs in: as asked, or hybrid when it has words, else vector."""
+def resolve_mode(mode: str | None, has_words: bool, lenient: bool = False) -> str:
+    """The mode a query runs in: as asked, or hybrid when it has words, else vector. Lexical
+    search of a query without words is an error, or (lenient: a batch of catalogue items in the
+    recall benchmark) a query that finds nothing."""
     if mode is None:
         return "hybrid" if has_words else "vector"
     if mode not in MODES:
         raise CrossmediaError(f"Unknown search mode {mode!r}. Use one of {list(MODES)}.")
-    if mode == "lexical" and not has_words:
+    if mode == "lexical" and not has_words and not lenient:
         raise CrossmediaError(
             "Lexical search needs words: a text query, or a spoken query in "
             "which speech was heard. Use --mode vector for this query."

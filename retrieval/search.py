@@ -129,7 +129,7 @@ class SearchService:
             for q in query_ids
         ]
         use_rerank = rerank and self.reranker is not None
-        fused = self._search_encoded(encoded, target, k, use_rerank, filters, mode)
+        fused = self._search_encoded(encoded, target, k, use_rerank, filters, mode, lenient=True)
         return [[(u.id, u.score, u.modality) for u in units] for units in fused]
 
     def _check(self, target: str, k: int) -> None:
@@ -147,8 +147,9 @@ class SearchService:
         filters: Mapping[str, Any] | None,
         mode: str | None,
         rerank_ms: list[float] | None = None,
+        lenient: bool = False,
     ) -> list[list[Fused]]:
-        modes = [resolve_mode(mode, bool(e.words and e.words.strip())) for e in encoded]
+        modes = [resolve_mode(mode, bool(e.words and e.words.strip()), lenient) for e in encoded]
         depth = max(self.rerank_depth(k) if use_rerank else k, FUSION_DEPTH)
         vectors = np.stack([e.vector for e in encoded])
         first = self.search_vectors(vectors, target=target, k=depth, filters=filters)
