@@ -94,6 +94,10 @@ def _condition(field: str, op: str, value: Any) -> ColumnElement[bool]:
     if op == "in":
         return col.in_(values)
     v = values[0]
+    if isinstance(v, bool):  # SQL compares truth values with IS, and has no order on them
+        if op not in ("=", "!="):
+            raise FilterError(f"{field!r} is compared with true/false: use = or !=, not {op}.")
+        return col.is_(v) if op == "=" else not_(col.is_(v))
     return {
         "=": col == v,
         "!=": not_(col == v) | col.is_(None),

@@ -137,3 +137,32 @@ def test_cli_filter_syntax() -> None:
     }
     with pytest.raises(FilterError, match="FIELD=VALUE"):
         parse_where(["just words"])
+
+
+def test_true_false_filters(tmp_path: Path) -> None:
+    """Found by the API fuzzer: {"flag": false} was a 500 (SQL compares truth values with IS)."""
+    from retrieval.filters import compile_filter
+
+    cat = Catalogue.open(tmp_path / "d", db_url=f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        cat.bind_space(_Encoder.space)
+        vec = np.ones(DIM, np.float32) / np.sqrt(DIM)
+        cat.write(
+            [
+                NewItem(
+                    key=f"k{i}",
+                    modality="audio",
+                    content_hash=f"h{i}",
+                    vector=vec,
+                    attrs={"flag": i % 2 == 0},
+                )
+                for i in range(5)
+            ]
+        )
+        on = cat.store.filter_ids(compile_filter({"flag": True}), "audio")
+        off = cat.store.filter_ids(compile_filter({"flag": {"!=": True}}), "audio")
+        assert len(on) == 3 and len(off) == 2
+        with pytest.raises(FilterError, match="true/false"):
+            compile_filter({"flag": {">": False}})
+    finally:
+        cat.close()
