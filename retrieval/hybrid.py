@@ -27,6 +27,8 @@ from retrieval.store import ItemRecord, Store
 MODES = ("vector", "lexical", "hybrid")
 RRF_K = 60  # the usual constant; chosen against 10 and 30 on val (benchmarks/RESULTS.md)
 MEDIA = ("image", "audio")
+# RRF weights of the channels a spoken query's transcript brings (chosen on val, see RESULTS.md).
+SPOKEN_WEIGHTS: dict[str, float] = {"vector": 1.0, "lexical": 1.0, "transcript": 1.0}
 
 
 def resolve_mode(mode: str | None, has_words: bool, lenient: bool = False) -> str:

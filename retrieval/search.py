@@ -11,7 +11,7 @@ import numpy as np
 
 from retrieval.errors import CrossmediaError
 from retrieval.filters import compile_filter
-from retrieval.hybrid import RRF_K, Channel, Fused, Fuser, resolve_mode
+from retrieval.hybrid import RRF_K, SPOKEN_WEIGHTS, Channel, Fused, Fuser, resolve_mode
 from retrieval.query_encoding import EncodedQuery, encode_queries
 from retrieval.results import Candidates, Hit, Query, Reranker, RerankQuery, SearchResult
 from retrieval.vector_search import filtered_search, lexical_search, vector_search
@@ -43,6 +43,8 @@ class SearchService:
         self.max_k = max_k
         self.rrf_k = RRF_K  # the fusion constant (retrieval/hybrid.py)
         self.channel_weights: dict[str, float] = {}  # RRF weight per channel (default 1)
+        # For spoken queries, whose words are what Whisper heard (sometimes in a sound effect).
+        self.spoken_weights: dict[str, float] = dict(SPOKEN_WEIGHTS)
 
     def encode_queries(self, queries: Sequence[Query]) -> np.ndarray:
         """Batch-encode mixed queries, grouped by modality; (Q, dim) float32."""
@@ -186,9 +188,8 @@ class SearchService:
                 )
             if i in by_transcript:
                 channels.append(Channel("transcript", by_transcript[i]))
-            units = Fuser(self.catalogue.store, target, self.rrf_k, self.channel_weights).fuse(
-                channels, k * 4
-            )
+            weights = self.spoken_weights if enc.modality == "audio" else self.channel_weights
+            units = Fuser(self.catalogue.store, target, self.rrf_k, weights).fuse(channels, k * 4)
             for u in units:
                 u.first_stage = first_stage.get(u.id)
             out.append(self._apply_filter(units, filters)[:k])
