@@ -17,18 +17,35 @@ A single channel keeps its own scores (so `vector` mode is the plain first stage
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from retrieval.errors import CrossmediaError
 from retrieval.store import ItemRecord, Store
+from retrieval.store.lexical import STOP_WORDS
 
 MODES = ("vector", "lexical", "hybrid")
 RRF_K = 60  # the usual constant; chosen against 10 and 30 on val (benchmarks/RESULTS.md)
 MEDIA = ("image", "audio")
+_WORD = re.compile(r"\w+", re.UNICODE)
 # RRF weights of the channels a spoken query's transcript brings (chosen on val, see RESULTS.md).
 SPOKEN_WEIGHTS: dict[str, float] = {"vector": 1.0, "lexical": 1.0, "transcript": 1.0}
+
+
+MIN_SPOKEN_WORDS = 2  # distinct content words before a transcript counts as words
+
+
+def spoken_words(transcript: str | None) -> str | None:
+    """What a recording says, when it is enough to search by: Whisper also "hears" words in
+    sound effects ("Help! Help!", "AHHHHH!", "Bye bye!"), mostly one interjection repeated, and
+    those would pull results towards random texts. At least MIN_SPOKEN_WORDS distinct content
+    words (chosen on val: speech, Tux Paint sounds, animal sounds; see RESULTS.md)."""
+    if not transcript:
+        return None
+    content = {w for w in _WORD.findall(transcript.lower()) if w not in STOP_WORDS}
+    return transcript if len(content) >= MIN_SPOKEN_WORDS else None
 
 
 def resolve_mode(mode: str | None, has_words: bool, lenient: bool = False) -> str:

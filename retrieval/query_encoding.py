@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from retrieval.hybrid import spoken_words
 from retrieval.modality import ALL_MODALITIES, Modality
 
 if TYPE_CHECKING:
@@ -22,7 +23,8 @@ class EncodedQuery:
     vector: np.ndarray
     modality: str
     tokens: np.ndarray | None = None
-    words: str | None = None  # typed text, or what a spoken query says
+    words: str | None = None  # typed text, or what a spoken query says (when enough to search by)
+    heard: str | None = None  # everything a spoken query's transcript said, for display
 
 
 def encode_queries(
@@ -38,7 +40,9 @@ def encode_queries(
         if modality == Modality.AUDIO:
             described = encoder.describe_audio([q.audio for i in idx if (q := queries[i]).audio])
             for i, d in zip(idx, described, strict=True):
-                out[i] = EncodedQuery(d.vector, "audio", None, d.transcript)
+                out[i] = EncodedQuery(
+                    d.vector, "audio", None, spoken_words(d.transcript), d.transcript
+                )
             continue
         payload = [queries[i].text if modality == Modality.TEXT else queries[i].image for i in idx]
         if with_tokens:

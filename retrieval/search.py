@@ -11,7 +11,15 @@ import numpy as np
 
 from retrieval.errors import CrossmediaError
 from retrieval.filters import compile_filter
-from retrieval.hybrid import RRF_K, SPOKEN_WEIGHTS, Channel, Fused, Fuser, resolve_mode
+from retrieval.hybrid import (
+    RRF_K,
+    SPOKEN_WEIGHTS,
+    Channel,
+    Fused,
+    Fuser,
+    resolve_mode,
+    spoken_words,
+)
 from retrieval.query_encoding import EncodedQuery, encode_queries
 from retrieval.results import Candidates, Hit, Query, Reranker, RerankQuery, SearchResult
 from retrieval.vector_search import filtered_search, lexical_search, vector_search
@@ -99,8 +107,8 @@ class SearchService:
                 **query.describe(),
                 "mode": resolve_mode(mode, bool(enc.words and enc.words.strip())),
             }
-            if enc.modality == "audio" and enc.words:
-                described["transcript"] = enc.words
+            if enc.modality == "audio" and enc.heard:
+                described["transcript"] = enc.heard
             results.append(SearchResult(query=described, hits=hits[:k], timings_ms=timings))
         return results
 
@@ -126,7 +134,7 @@ class SearchService:
                 vectors[q],
                 records[q].modality,
                 tokens.get(q),
-                records[q].text if records[q].modality in ("text", "audio") else None,
+                _item_words(records[q].modality, records[q].text),
             )
             for q in query_ids
         ]
@@ -270,3 +278,11 @@ class SearchService:
         sims = [float(vec @ qvec) for _, _, vec in segs]
         best = int(np.argmax(sims))
         return {"offset_s": segs[best][0], "duration_s": segs[best][1], "score": sims[best]}
+
+
+def _item_words(modality: str, text: str | None) -> str | None:
+    """A catalogue item's words as a query: a text's text; what the system heard in a
+    recording (when enough to search by); none for an image."""
+    if modality == "audio":
+        return spoken_words(text)
+    return text if modality == "text" else None

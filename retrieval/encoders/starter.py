@@ -157,6 +157,12 @@ def create_starter(name: str, device: str | None = None) -> StarterEncoder:
     return build_starter_encoder("starter", device=device)
 
 
+@register_encoder("starter-v2")
+def create_starter_v2(name: str, device: str | None = None) -> StarterEncoder:
+    """Same towers, heads v2 (trained on Flickr8k too: research use only, see its model card)."""
+    return build_starter_encoder("starter-v2", device=device)
+
+
 def open_towers(device: str = "cpu") -> StarterTowers:
     """Locked towers with untrained heads: for trainers only."""
 
