@@ -57,9 +57,24 @@ def align(
     epochs: Annotated[int, typer.Option(min=1)] = 20,
     seed: int = 0,
     dim: Annotated[int, typer.Option(min=8)] = 256,
+    batch_size: Annotated[int, typer.Option(min=2)] = 256,
     lr: float = 1e-3,
     weight_decay: float = 0.1,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.2,
+    distill: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Weight of distilling the trunk's ImageNet classifier into the heads "
+            "(keeps class-name retrieval when training on captions); 0: off.",
+        ),
+    ] = 0.0,
+    distill_temperature: Annotated[
+        float, typer.Option(min=0.01, help="Temperature of the distilled classifier.")
+    ] = 1.0,
+    card: Annotated[
+        Path | None, typer.Option(help="Model card path (default: MODEL_CARD.md beside --out).")
+    ] = None,
     cache_dir: CacheDir = None,
 ) -> None:
     """Train the starter's image and text heads contrastively on your pairs (LiT-style)."""
@@ -68,13 +83,22 @@ def align(
     if out.suffix != ".safetensors":
         raise typer.BadParameter(f"--out must end in .safetensors (got {out}).")
     head = HeadConfig(
-        dim=dim, lr=lr, weight_decay=weight_decay, dropout=dropout, epochs=epochs, seed=seed
+        dim=dim,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        dropout=dropout,
+        distill=distill,
+        distill_temperature=distill_temperature,
+        epochs=epochs,
+        seed=seed,
     )
-    report = run_align(AlignConfig(manifests=manifest, out=out, head=head, cache_dir=cache_dir))
+    cfg = AlignConfig(manifests=manifest, out=out, head=head, cache_dir=cache_dir, card=card)
+    report = run_align(cfg)
     typer.echo(
         f"wrote {report.out} (best epoch {report.best_epoch}); "
         f"val score {report.val.get('mean', {}).get('score', float('nan')):.3f}; "
-        f"card: {report.out.parent / 'MODEL_CARD.md'}"
+        f"card: {cfg.card_path()}"
     )
 
 

@@ -77,3 +77,34 @@ def test_recorded_commands_name_the_typer_commands() -> None:
     assert rerank.command() == (
         "crossmedia train-reranker --out r.safetensors --hub-folds 0 --stage1-from v1.safetensors"
     )
+
+
+def test_align_distill_flags_reach_the_job_and_its_recorded_command(
+    app: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The heads-v2 command line (as its model card gives it) builds the config it was trained
+    with, and the command the job records parses back to the same config."""
+    import indexer.align as align_pkg
+
+    seen: list[AlignConfig] = []
+
+    def fake_run(cfg: AlignConfig):
+        seen.append(cfg)
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(align_pkg, "run_align", fake_run)
+    sets = ["coco_mini", "tuxpaint", "cifar10", "flickr8k"]
+    args = ["align"] + [a for s in sets for a in ("--manifest", f"../shared/data/{s}/items.jsonl")]
+    args += ["--out", str(tmp_path / "starter-heads-v2.safetensors"), "--card", "v2.md"]
+    args += ["--epochs", "20", "--seed", "0", "--distill", "1", "--batch-size", "1024"]
+    args += ["--lr", "2e-3", "--dropout", "0.6"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    want = HeadConfig(batch_size=1024, lr=2e-3, dropout=0.6, distill=1.0)
+    assert seen[0].head == want and seen[0].card == Path("v2.md")
+    assert [p.parent.name for p in seen[0].manifests] == sets
+    recorded = seen[0].command()
+    assert "--distill 1.0" in recorded and "--batch-size 1024" in recorded
+    assert CliRunner().invoke(app, recorded.split()[1:]).exit_code == 0
+    assert seen[1] == seen[0]
+    defaults = AlignConfig([Path("a/items.jsonl")], Path("h.safetensors")).command()
+    assert "distill" not in defaults and "batch-size" not in defaults and "card" not in defaults

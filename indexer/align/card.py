@@ -28,7 +28,7 @@ def _table(metrics: dict[str, dict], title: str) -> list[str]:
         "|---" * (len(keys) + 3) + "|",
     ]
     for g, row in metrics.items():
-        if g == "mean":
+        if g in ("mean", "class_proxy"):
             continue
         lines.append(
             f"| {g} | {row.get('media', '')} | {row.get('texts', '')} | "
@@ -47,6 +47,44 @@ _ABOUT = (
     "the logit scale. Loss: symmetric InfoNCE with every pair sharing an image or an exact "
     "text counted positive."
 )
+_DISTILL = (
+    " Plus (weight {w}) distillation of the trunk's own ImageNet classifier: "
+    "KL(classifier softmax || softmax over the image embedding x the projected prompts "
+    "of the 1,000 classes), one of five prompt templates per step, so captions do not "
+    "erase class names."
+)
+_FLICKR_TERMS = (
+    "**Terms: trained on Flickr8k (Hodosh et al. 2013), which is licensed for research "
+    "use only; these weights inherit that restriction.** COCO captions CC BY 4.0 (photos "
+    "under their Flickr licences), Tux Paint stamps GPL-2, CIFAR-10 under its terms."
+)
+
+
+def _terms_lines(manifests: Sequence[Path]) -> list[str]:
+    if any(Path(m).parent.name == "flickr8k" for m in manifests):
+        return ["", _FLICKR_TERMS]
+    return []
+
+
+def _proxy_lines(val: dict[str, dict], test: dict[str, dict]) -> list[str]:
+    if "class_proxy" not in val:
+        return []
+    lines = [
+        '**Class-name proxy** ("a photo of a {class}" over the 1,000 ImageNet classes; label = '
+        "the locked trunk's own confident top-1, p >= 0.5, one image per class, the most "
+        "confident; t2i: class prompt -> those images, i2t: image -> 1,000 prompts)",
+        "",
+        "| split | classes | t2i R@1 | t2i R@10 | i2t R@1 | i2t R@10 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, metrics in (("val", val), ("test", test)):
+        c = metrics.get("class_proxy", {})
+        if c:
+            lines.append(
+                f"| {name} | {int(c['classes'])} | {c['t2i R@1']:.3f} | {c['t2i R@10']:.3f} "
+                f"| {c['i2t R@1']:.3f} | {c['i2t R@10']:.3f} |"
+            )
+    return lines + [""]
 
 
 def _data_lines(manifests: Sequence[Path], counts: dict[str, dict[str, int]]) -> list[str]:
@@ -85,7 +123,7 @@ def write_model_card(
     lines = [
         f"# Starter model heads: `{version}`",
         "",
-        _ABOUT,
+        _ABOUT + (_DISTILL.format(w=cfg.distill) if cfg.distill > 0 else ""),
         "",
         "## Reproduce",
         "",
@@ -95,6 +133,7 @@ def write_model_card(
         "",
     ]
     lines += _data_lines(manifests, counts)
+    lines += _terms_lines(manifests)
     lines += [
         "",
         'Texts: every caption; labelled sets use "a photo of a {label}".',
@@ -102,14 +141,19 @@ def write_model_card(
         "## Training",
         "",
         f"Hyper-parameters: `{asdict(cfg)}`; best epoch {best_epoch} "
-        f"of {cfg.epochs} (by mean val recall).",
+        f"of {cfg.epochs} (by mean val recall"
+        + (", averaged with the val class-name proxy R@1" if cfg.distill > 0 else "")
+        + ").",
         "",
         "## Metrics (trainer's protocol: per set, gallery = that split's images/texts)",
         "",
     ]
     lines += _table(val, "Validation")
     lines += _table(test, "Test")
+    lines += _proxy_lines(val, test)
     lines += [
+        "Variants tried for this version, with v1 and baselines side by side: "
+        "`benchmarks/starter_v2.md`. "
         "Benchmarks with baselines, chance levels and throughput: `benchmarks/RESULTS.md` "
         "(`python -m benchmarks.recall_starter`).",
         "",

@@ -28,6 +28,10 @@ class HeadConfig:
     dropout: float = 0.2  # on media features, the small data's main regulariser
     init_temperature: float = 0.07
     seed: int = 0
+    # Weight of the distillation of the trunk's ImageNet classifier into the heads (0: off); needs
+    # AlignData.teacher and .class_text (see indexer/align/classes.py).
+    distill: float = 0.0
+    distill_temperature: float = 1.0  # on the teacher's logits
 
 
 class ContrastiveHeads(nn.Module):

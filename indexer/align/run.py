@@ -11,17 +11,29 @@ from pathlib import Path
 import numpy as np
 
 from indexer.align.card import write_model_card
+from indexer.align.classes import PROXY_ROW, attach_class_knowledge, class_name_proxy
 from indexer.align.heads import HeadConfig, apply_heads
 from indexer.align.train import AlignData, evaluate_embeddings, train_heads
 from indexer.training.features import FeatureCache
 from indexer.training.pairs import manifest_digest
 from indexer.training.paths import cache_dir
 
+# HeadConfig fields that are `crossmedia align` flags besides --epochs/--seed (api/cli_train.py).
+TRAIN_FLAGS = (
+    "dim",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "dropout",
+    "distill",
+    "distill_temperature",
+)
+
 
 @dataclass
 class AlignConfig:
     """One `crossmedia align` run. `out` is a .safetensors file; its stem is the head version
-    (e.g. starter-heads-v1) and a MODEL_CARD.md is written beside it."""
+    (e.g. starter-heads-v1) and its model card goes to `card` (default: MODEL_CARD.md beside it)."""
 
     manifests: list[Path]  # items.jsonl with image + captions or label
     out: Path
@@ -29,18 +41,23 @@ class AlignConfig:
     cache_dir: Path | None = None  # cache root (features/, checkpoints/); None: the user cache
     device: str = "cpu"
     progress: bool = True
+    card: Path | None = None
+
+    def card_path(self) -> Path:
+        return Path(self.card) if self.card is not None else Path(self.out).parent / "MODEL_CARD.md"
 
     def command(self) -> str:
         """The command line that reproduces this run (written into the artifact and its card)."""
         parts = ["crossmedia align"] + [f"--manifest {shlex.quote(str(p))}" for p in self.manifests]
         parts += [
             f"--out {shlex.quote(str(self.out))}",
+            *([f"--card {shlex.quote(str(self.card))}"] if self.card is not None else []),
             f"--epochs {self.head.epochs}",
             f"--seed {self.head.seed}",
         ]
         default = HeadConfig()
         for f in fields(HeadConfig):
-            if f.name in ("dim", "lr", "weight_decay", "dropout"):
+            if f.name in TRAIN_FLAGS:
                 value = getattr(self.head, f.name)
                 if value != getattr(default, f.name):
                     parts.append(f"--{f.name.replace('_', '-')} {value}")
@@ -92,7 +109,7 @@ def gather(
 
 
 def run_align(cfg: AlignConfig) -> AlignReport:
-    """Train starter heads on `cfg.manifests`; write `cfg.out` and MODEL_CARD.md beside it.
+    """Train starter heads on `cfg.manifests`; write `cfg.out` and its model card.
 
     Tower features come from the shared feature cache and each epoch is checkpointed under the
     cache root, so rerunning the same command resumes instead of starting over.
@@ -107,10 +124,17 @@ def run_align(cfg: AlignConfig) -> AlignReport:
     )
     data, counts = gather(cfg.manifests, features)
     head = replace(cfg.head, bridge_dim=data.text.shape[1])
+    if head.distill > 0:
+        attach_class_knowledge(data, features)
     result = train_heads(data, head, cache_dir("checkpoints", cfg.cache_dir), progress=cfg.progress)
     m, t = apply_heads(result.heads, data.media, data.text, head.bridge_dim)
     val = evaluate_embeddings(data, m, t, "val")
     test = evaluate_embeddings(data, m, t, "test")
+    if data.teacher is not None and data.class_text is not None:
+        _, c = apply_heads(result.heads, None, data.class_text[PROXY_ROW])
+        for split, metrics in (("val", val), ("test", test)):
+            rows = [i for i, s in enumerate(data.split) if s == split]
+            metrics["class_proxy"] = class_name_proxy(m, c, data.teacher, rows)
     command = cfg.command()
     meta = {
         "head_version": out.stem,
@@ -123,7 +147,7 @@ def run_align(cfg: AlignConfig) -> AlignReport:
     }
     write_heads_artifact(out, result.heads, features.class_text, meta)
     write_model_card(
-        out.parent / "MODEL_CARD.md",
+        cfg.card_path(),
         version=out.stem,
         command=command,
         cfg=head,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from indexer.align.classes import PROXY_ROW, distill_loss, tempered, with_class_proxy
 from indexer.align.heads import ContrastiveHeads, HeadConfig, multi_positive_clip_loss
 from indexer.training.optim import optimiser_step
 from retrieval.metrics import retrieval_report
@@ -31,6 +32,10 @@ class AlignData:
     # Extra augmented views of the same rows, each (N_media, D_m) (e.g. mirrored images); training
     # draws one of [media, *views] per pair and step, evaluation uses `media` only.
     views: list[np.ndarray] = field(default_factory=list)
+    # Optional class knowledge to distil (HeadConfig.distill): teacher probabilities per media row
+    # (N_media, C) and locked-text features of class prompts (K templates, C, D_t); classes.py.
+    teacher: np.ndarray | None = None
+    class_text: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.pairs = np.asarray(self.pairs, dtype=np.int64).reshape(-1, 2)
@@ -44,7 +49,8 @@ class AlignData:
 
     def digest(self) -> str:
         h = hashlib.sha256()
-        for a in (self.media, self.text, self.pairs, *self.views):
+        extra = [a for a in (self.teacher, self.class_text) if a is not None]
+        for a in (self.media, self.text, self.pairs, *self.views, *extra):
             h.update(np.ascontiguousarray(a).tobytes())
         h.update(json.dumps([self.split, self.group]).encode())
         return h.hexdigest()[:16]
@@ -63,8 +69,15 @@ def evaluate(data: AlignData, model: ContrastiveHeads, split: str = "val") -> di
     with torch.no_grad():
         m = model.encode_media(torch.from_numpy(data.media)).numpy()
         t = model.encode_text(torch.from_numpy(data.text)).numpy()
+        c = None
+        if data.teacher is not None and data.class_text is not None:
+            c = model.encode_text(torch.from_numpy(data.class_text[PROXY_ROW])).numpy()
     model.train()
-    return evaluate_embeddings(data, m, t, split)
+    out = evaluate_embeddings(data, m, t, split)
+    if c is not None and out:
+        rows = [i for i, s in enumerate(data.split) if s == split]
+        out = with_class_proxy(out, m, c, data.teacher, rows)
+    return out
 
 
 def evaluate_embeddings(
@@ -189,6 +202,8 @@ class _Run:
     train_pairs: np.ndarray  # (P_train, 2)
     stacked: torch.Tensor  # (V, N, D_m): media and its views
     text: torch.Tensor  # (N_text, D_t)
+    teacher: torch.Tensor | None = None  # (N, C), tempered; set when cfg.distill > 0
+    class_text: torch.Tensor | None = None  # (K, C, D_t)
 
     @classmethod
     def build(cls, data: AlignData, cfg: HeadConfig, text_weight: np.ndarray | None) -> _Run:
@@ -199,6 +214,8 @@ class _Run:
         train_pairs = data.pairs[train_rows[data.pairs[:, 0]]]
         if len(train_pairs) == 0:
             raise ValueError("No training pairs: every media row is in val/test. Add more data.")
+        if cfg.distill > 0 and (data.teacher is None or data.class_text is None):
+            raise ValueError("HeadConfig.distill needs AlignData.teacher and .class_text.")
         model = ContrastiveHeads(media.shape[1], text.shape[1], cfg)
         if text_weight is not None:
             model.text.weight.data.copy_(
@@ -222,7 +239,11 @@ class _Run:
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1
         )
-        return cls(cfg, model, opt, sched, train_pairs, stacked, text)
+        run = cls(cfg, model, opt, sched, train_pairs, stacked, text)
+        if cfg.distill > 0:
+            run.teacher = tempered(data.teacher, cfg.distill_temperature)
+            run.class_text = torch.from_numpy(np.ascontiguousarray(data.class_text, np.float32))
+        return run
 
     def epoch(self, gen: torch.Generator) -> list[float]:
         cfg, model = self.cfg, self.model
@@ -234,12 +255,13 @@ class _Run:
             if cfg.dropout > 0:
                 shape = (len(batch), model.media.in_features)
                 keep = (torch.rand(shape, generator=gen) >= cfg.dropout).float() / (1 - cfg.dropout)
+            m_emb = model.encode_media(_pick_views(self.stacked, mi, gen), keep)
             loss = multi_positive_clip_loss(
-                model.encode_media(_pick_views(self.stacked, mi, gen), keep),
-                model.encode_text(self.text[ti]),
-                positive,
-                model.logit_scale,
+                m_emb, model.encode_text(self.text[ti]), positive, model.logit_scale
             )
+            if self.teacher is not None and self.class_text is not None:
+                p = self.teacher[mi]  # (B, C)
+                loss = loss + cfg.distill * distill_loss(model, m_emb, p, self.class_text, gen)
             optimiser_step(self.opt, loss, self.sched)
             losses.append(loss.item())
         return losses

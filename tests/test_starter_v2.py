@@ -1,0 +1,114 @@
+"""starter-v2 (heads v2 on the same towers): opt-in, loads offline, its artifact is what the
+trainer's exported-heads math computes, and a catalogue built with v1 refuses it (issue 16)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from api.cli import app
+from retrieval.errors import SpaceMismatchError
+
+
+def test_v2_is_registered_but_not_the_default():
+    from retrieval.encoders import DEFAULT_MODEL, list_models
+    from retrieval.encoders.starter import heads_path
+    from retrieval.encoders.starter_model import StarterConfig
+
+    assert DEFAULT_MODEL == "starter" and "starter-v2" in list_models()
+    v1, v2 = StarterConfig.load("starter"), StarterConfig.load("starter-v2")
+    assert (v1.heads, v2.heads) == ("starter-heads-v1", "starter-heads-v2")
+    # Same towers: only the name and the heads differ.
+    assert replace(v1, name="", heads="") == replace(v2, name="", heads="")
+    card = heads_path("starter-heads-v2").with_suffix(".md").read_text()
+    assert "research use only" in card and "crossmedia align --manifest ../shared/data/" in card
+
+
+@pytest.fixture(scope="module")
+def starter_v2() -> Any:
+    from retrieval.encoders import create_encoder
+
+    return create_encoder("starter-v2", device="cpu")
+
+
+def _heads(version: str) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    from retrieval.encoders.starter import heads_path
+
+    t = load_file(str(heads_path(version)))
+    return {
+        "media_weight": t["visual.tower.head.proj.weight"],
+        "media_bias": t["visual.tower.head.proj.bias"],
+        "text_weight": t["text.proj.weight"],
+        "bridge_gate": t["visual.bridge_gate"],
+    }
+
+
+@pytest.mark.slow
+def test_v2_loads_offline_and_equals_its_exported_heads(starter_v2: Any, monkeypatch) -> None:
+    """The artifact applied by the trainer's numpy path (apply_heads on head inputs and pooled
+    MiniLM) is what the encoder computes; v2's heads are not v1's."""
+    from PIL import Image
+
+    from indexer.align.heads import apply_heads
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert (starter_v2.space.model, starter_v2.space.head_version) == (
+        "starter-v2",
+        "starter-heads-v2",
+    )
+    rng = np.random.default_rng(7)
+    ims = [Image.fromarray(rng.integers(0, 255, (41, 29, 3), dtype=np.uint8)) for _ in range(7)]
+    texts = ["a dog on a beach", "two children playing in the snow", "a red car", "x"]
+    heads = _heads("starter-heads-v2")
+    towers = starter_v2.towers
+    with torch.inference_mode():
+        feats = starter_v2.model.visual.head_inputs(towers.image_batch(ims)).numpy()
+        pooled = torch.cat([towers.pooled_text(s, m) for s, m in towers.iter_text_states(texts)])
+    m, _ = apply_heads(heads, feats, None, bridge_dim=384)
+    _, t = apply_heads(heads, None, pooled.numpy())
+    v_img, v_txt = starter_v2.encode_images(ims), starter_v2.encode_texts(texts)
+    assert v_img.shape == (7, 256) and v_txt.shape == (4, 256)
+    np.testing.assert_allclose(m, v_img, atol=1e-4)
+    np.testing.assert_allclose(t, v_txt, atol=1e-4)
+    v1, _ = apply_heads(_heads("starter-heads-v1"), feats, None, bridge_dim=384)
+    assert np.abs(v1 - v_img).max() > 0.1
+
+
+@pytest.mark.slow
+def test_v1_catalogue_refuses_v2_with_the_reindex_fix(tmp_path: Path, monkeypatch) -> None:
+    from PIL import Image
+
+    from retrieval.catalogue import Catalogue
+
+    monkeypatch.delenv("CROSSMEDIA_DB_URL", raising=False)
+    monkeypatch.delenv("CROSSMEDIA_DATA_DIR", raising=False)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(11)
+    for i in range(3):
+        im = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+        im.save(photos / f"p{i}.png")
+    data_dir = tmp_path / "cat"
+    runner = CliRunner()
+    first = runner.invoke(app, ["index", str(photos), "--data-dir", str(data_dir), "--json"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["added"] == {"image": 3}
+    args = ["index", str(photos), "--data-dir", str(data_dir), "--model", "starter-v2"]
+    mixed = runner.invoke(app, args)
+    assert mixed.exit_code != 0 and isinstance(mixed.exception, SpaceMismatchError)
+    message = str(mixed.exception)
+    assert "'starter'" in message and "'starter-v2'" in message
+    assert "starter-heads-v1" in message and "starter-heads-v2" in message
+    assert "new --data-dir" in message and "re-embedding everything" in message
+    with Catalogue.open(data_dir, create=False) as cat:
+        assert cat.space is not None and cat.space.model == "starter"
+        assert cat.space.head_version == "starter-heads-v1"
