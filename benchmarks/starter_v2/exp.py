@@ -27,10 +27,9 @@ import numpy as np
 from indexer.align.classes import PROXY_ROW, class_name_proxy, class_templates, teacher_probs
 from indexer.align.heads import apply_heads
 from indexer.align.run import gather
-from indexer.align.train import AlignData, evaluate_embeddings
+from indexer.align.train import AlignData, evaluate_embeddings, pair_reports
 from indexer.training.features import FeatureCache
 from indexer.training.paths import cache_dir, data_root
-from retrieval.metrics import retrieval_report
 
 ALL = ("coco_mini", "tuxpaint", "cifar10", "flickr8k")
 WEIGHTS = Path(__file__).resolve().parents[2] / "retrieval" / "encoders" / "weights"
@@ -110,19 +109,11 @@ def flickr_1k(data: AlignData, m: np.ndarray, t: np.ndarray, seed: int = 0) -> d
     rows = sorted(i for i in rows if data.split[i] == "test")
     rng = np.random.default_rng(seed)
     rows = sorted(rng.choice(rows, 1000, replace=False).tolist())
-    rs = set(rows)
-    pairs = [(a, b) for a, b in data.pairs.tolist() if a in rs]
-    texts = sorted({b for _, b in pairs})
-    m2t: dict[int, set] = {r: set() for r in rows}
-    t2m: dict[int, set] = {x: set() for x in texts}
-    for a, b in pairs:
-        m2t[a].add(b)
-        t2m[b].add(a)
-    i2t = retrieval_report(m[rows] @ t[texts].T, texts, [m2t[r] for r in rows])
-    t2i = retrieval_report(t[texts] @ m[rows].T, rows, [t2m[x] for x in texts])
+    rows, texts, i2t, t2i = pair_reports(data, rows, m, t)
+    captions = sum(1 for a, _ in data.pairs.tolist() if a in set(rows))
     return {
         "images": len(rows),
-        "captions": len(pairs),
+        "captions": captions,
         "unique_texts": len(texts),
         **{f"t2i {k}": t2i[f"R@{k}"] for k in (1, 5, 10)},
         **{f"i2t {k}": i2t[f"R@{k}"] for k in (1, 5, 10)},

@@ -80,6 +80,25 @@ def evaluate(data: AlignData, model: ContrastiveHeads, split: str = "val") -> di
     return out
 
 
+def pair_reports(
+    data: AlignData, rows: list[int], m: np.ndarray, t: np.ndarray
+) -> tuple[list[int], list[int], dict[str, float], dict[str, float]]:
+    """Media `rows` (those with a text) against the texts paired with them, both directions:
+    (rows, texts, media->text report, text->media report)."""
+    row_set = set(rows)
+    pairs = [(a, b) for a, b in data.pairs.tolist() if a in row_set]
+    texts = sorted({b for _, b in pairs})
+    m2t: dict[int, set] = {r: set() for r in rows}
+    t2m: dict[int, set] = {x: set() for x in texts}
+    for a, b in pairs:
+        m2t[a].add(b)
+        t2m[b].add(a)
+    rows = [r for r in rows if m2t[r]]
+    rep_m = retrieval_report(m[rows] @ t[texts].T, texts, [m2t[r] for r in rows])
+    rep_t = retrieval_report(t[texts] @ m[rows].T, rows, [t2m[x] for x in texts])
+    return rows, texts, rep_m, rep_t
+
+
 def evaluate_embeddings(
     data: AlignData, m: np.ndarray, t: np.ndarray, split: str
 ) -> dict[str, dict]:
@@ -92,17 +111,7 @@ def evaluate_embeddings(
         rows = [i for i in range(len(data.media)) if data.split[i] == split and data.group[i] == g]
         if len(rows) < 2:
             continue
-        row_set = set(rows)
-        pairs = [(a, b) for a, b in data.pairs.tolist() if a in row_set]
-        texts = sorted({b for _, b in pairs})
-        m2t: dict[int, set] = {r: set() for r in rows}
-        t2m: dict[int, set] = {x: set() for x in texts}
-        for a, b in pairs:
-            m2t[a].add(b)
-            t2m[b].add(a)
-        rows = [r for r in rows if m2t[r]]
-        rep_m = retrieval_report(m[rows] @ t[texts].T, texts, [m2t[r] for r in rows])
-        rep_t = retrieval_report(t[texts] @ m[rows].T, rows, [t2m[x] for x in texts])
+        rows, texts, rep_m, rep_t = pair_reports(data, rows, m, t)
         out[g] = {f"m2t {k}": v for k, v in rep_m.items() if k.startswith(("R@", "mAP"))}
         out[g].update({f"t2m {k}": v for k, v in rep_t.items() if k.startswith(("R@", "mAP"))})
         out[g].update({"media": len(rows), "texts": len(texts)})
