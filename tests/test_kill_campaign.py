@@ -40,68 +40,31 @@ def test_kill_9_campaign_cli_and_api(tmp_path: Path) -> None:
 def test_kill_in_a_save_then_rerun_leaves_consistent_files(tmp_path: Path) -> None:
     """Finding 6: killed while saving index files, then re-run with nothing new to add: the run
     must still leave files that match the store (it verifies before it reports success)."""
-    from tests.kill_campaign import KILLABLE, _check_catalogue, _index_args
+    from tests.kill_campaign import _check_catalogue, _index_args
 
     manifest, n_captions = make_manifest(tmp_path / "src", 9)
     data_dir = tmp_path / "cat"
-    # Every batch is committed before the first index save; die in the last saves of the run.
-    full = subprocess.run(
-        [*KILLABLE, "0", "--", *_index_args(manifest, data_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        timeout=300,
-    )
-    assert full.returncode == 0
+    assert _cli(*_index_args(manifest, data_dir)).returncode == 0
     (data_dir / "index" / "text.faiss").write_bytes(b"stale")  # as if the save was cut short
-    rerun = subprocess.run(
-        [sys.executable, "-m", "api.cli", *_index_args(manifest, data_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    rerun = _cli(*_index_args(manifest, data_dir))
     assert rerun.returncode == 0, rerun.stderr
     assert "repaired: text index" in rerun.stderr
     tally = Tally()
     _check_catalogue(data_dir, {"image": 9, "text": n_captions}, tally, strict_files=True)
     _assert_clean(tally)
-    info = subprocess.run(
-        [sys.executable, "-m", "api.cli", "info", "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    info = _cli("info", "--data-dir", str(data_dir))
     assert "consistent with the store" in info.stdout, info.stdout
 
 
 def test_info_reports_what_it_repaired(tmp_path: Path) -> None:
     manifest, _ = make_manifest(tmp_path / "src", 5)
     data_dir = tmp_path / "cat"
-    subprocess.run(
-        [sys.executable, "-m", "api.cli", *_args(manifest, data_dir)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    assert _cli(*_args(manifest, data_dir)).returncode == 0
     (data_dir / "index" / "image.faiss").write_bytes(b"garbage")
-    info = subprocess.run(
-        [sys.executable, "-m", "api.cli", "info", "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    info = _cli("info", "--data-dir", str(data_dir))
     assert info.returncode == 0
     assert "Repaired:  image index: checksum mismatch" in info.stdout, info.stdout
-    verify = subprocess.run(
-        [sys.executable, "-m", "api.cli", "verify", "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    verify = _cli("verify", "--data-dir", str(data_dir))
     assert verify.returncode == 0 and verify.stdout.strip().endswith("text"), verify.stdout
 
 
@@ -131,13 +94,17 @@ def test_second_index_takes_the_lock_before_its_model(tmp_path: Path) -> None:
     )
     time.sleep(1.5)  # the first one now holds the lock and sleeps 10 s in its model load
     # (the second waits up to WRITER_WAIT_S = 5 s for the lock, then gives up)
-    second = subprocess.run(
-        [sys.executable, "-m", "api.cli", *_args(manifest, data_dir)],
+    second = _cli(*_args(manifest, data_dir))
+    out, err = slow.communicate(timeout=300)
+    assert slow.returncode == 0, err
+    assert second.returncode == 2 and "Another process is writing" in second.stderr
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    out, err = slow.communicate(timeout=300)
-    assert slow.returncode == 0, err
-    assert second.returncode == 2 and "Another process is writing" in second.stderr
