@@ -237,7 +237,7 @@ def test_text_query_shows_media_cards_with_the_matched_caption_marked(page: Any)
     assert "cake" in caption.lower(), caption
     marks = [m.lower() for m in first.locator(".match mark").all_inner_texts()]
     assert "cake" in marks and "table" in marks
-    assert "a" not in marks  # one-letter words are not marked
+    assert "a" not in marks and "with" not in marks  # one-letter and function words are not marked
     assert re.fullmatch(r"caption · (vector|lexical)", first.locator(".via").inner_text())
     assert page.locator(".card[data-modality=text]").count() == 0  # images only, as asked
     assert page.inner_text("#query-info") == "mode: hybrid"  # auto: the server chose hybrid (words)
@@ -247,7 +247,7 @@ def test_marks_are_whole_words_and_case_insensitive(page: Any) -> None:
     marked = page.evaluate(
         """async () => {
             const q = await import('/static/query.js');
-            const nodes = q.highlighted('Cake, cakes and CAKE: a cat', q.queryWords('cake A'));
+            const nodes = q.highlighted('Cake, cakes and CAKE: a cat', q.queryWords('cake A and'));
             return nodes.map(n => n.nodeName === 'MARK' ? '[' + n.textContent + ']' : n.textContent)
                         .join('');
         }"""

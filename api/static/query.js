@@ -74,9 +74,14 @@ export function parseWhere(line) {
 }
 
 // Highlighting: whole words of the query, case-insensitive, words of two letters or more.
+// The same function words the engine's lexical channel ignores (retrieval/store/lexical.py).
+const STOP_WORDS = new Set(("a an and are as at be but by for from has have he her his i in into " +
+  "is it its of on or our she so that the their them there these they this to was we were what " +
+  "when where which who will with you your").split(" "));
+
 export function queryWords(text) {
   const words = (text || "").toLowerCase().match(/[\p{L}\p{N}]+/gu) || [];
-  return [...new Set(words.filter((w) => w.length > 1))];
+  return [...new Set(words.filter((w) => w.length > 1 && !STOP_WORDS.has(w)))];
 }
 
 function wordPattern(words) {
