@@ -109,7 +109,7 @@ UPLOAD_MULTIPART_SCHEMA: dict[str, Any] = {
 class Match(BaseModel):
     id: int = Field(description="The caption's (or the recording's own) item id.")
     text: str | None
-    channel: Literal["vector", "lexical", "transcript"]
+    channel: Literal["vector", "caption", "lexical", "transcript"]
     score: float
 
 

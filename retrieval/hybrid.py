@@ -4,6 +4,8 @@ evidence for the media they describe.
 
 Channels, each a ranked list of (item id, score, modality), best first:
 - `vector`: the query's vector against the target modalities' indexes (re-ranked when on);
+- `caption`: with target image or audio, the query's vector against the captions' text vectors
+  (each caption standing for the media it describes);
 - `lexical`: the query's words (typed, or what a spoken query says) in the full-text index;
 - `transcript`: a spoken query's transcript embedded as text, against the same indexes.
 
@@ -31,7 +33,12 @@ RRF_K = 60  # the usual constant; chosen against 10 and 30 on val (benchmarks/RE
 MEDIA = ("image", "audio")
 _WORD = re.compile(r"\w+", re.UNICODE)
 # RRF weights of the channels a spoken query's transcript brings (chosen on val, see RESULTS.md).
-SPOKEN_WEIGHTS: dict[str, float] = {"vector": 1.0, "lexical": 1.0, "transcript": 1.0}
+SPOKEN_WEIGHTS: dict[str, float] = {
+    "vector": 1.0,
+    "caption": 1.0,
+    "lexical": 1.0,
+    "transcript": 1.0,
+}
 
 
 MIN_SPOKEN_WORDS = 2  # distinct content words before a transcript counts as words

@@ -163,21 +163,7 @@ class SearchService:
         depth = max(self.rerank_depth(k) if use_rerank else k, FUSION_DEPTH)
         vectors = np.stack([e.vector for e in encoded])
         first = self.search_vectors(vectors, target=target, k=depth, filters=filters)
-        spoken = [
-            i
-            for i, e in enumerate(encoded)
-            if e.modality == "audio" and e.words and modes[i] == "hybrid"
-        ]
-        by_transcript: dict[int, list[tuple[int, float, str]]] = {}
-        if spoken:
-            tv = self.encoder.encode_texts([encoded[i].words or "" for i in spoken])
-            by_transcript = dict(
-                zip(
-                    spoken,
-                    self.search_vectors(tv, target=target, k=depth, filters=filters),
-                    strict=True,
-                )
-            )
+        extra = self._extra_channels(encoded, modes, vectors, target, depth, filters)
         out = []
         for i, (enc, cands) in enumerate(zip(encoded, first, strict=True)):
             first_stage = {c[0]: c[1] for c in cands}
@@ -194,13 +180,38 @@ class SearchService:
                 channels.append(
                     Channel("lexical", lexical_search(self.catalogue, enc.words, target, depth))
                 )
-            if i in by_transcript:
-                channels.append(Channel("transcript", by_transcript[i]))
+            channels.extend(extra.get(i, []))
             weights = self.spoken_weights if enc.modality == "audio" else self.channel_weights
             units = Fuser(self.catalogue.store, target, self.rrf_k, weights).fuse(channels, k * 4)
             for u in units:
                 u.first_stage = first_stage.get(u.id)
             out.append(self._apply_filter(units, filters)[:k])
+        return out
+
+    def _extra_channels(
+        self,
+        encoded: Sequence[EncodedQuery],
+        modes: list[str],
+        vectors: np.ndarray,
+        target: str,
+        depth: int,
+        filters: Mapping[str, Any] | None,
+    ) -> dict[int, list[Channel]]:
+        """Hybrid queries' other vector channels: the captions of media (text vectors, standing
+        for the media they describe) when the target is image or audio, and a spoken query's
+        transcript embedded as text."""
+        out: dict[int, list[Channel]] = {}
+        hybrid = [i for i, m in enumerate(modes) if m == "hybrid"]
+        if hybrid and target in ("image", "audio"):
+            rows = self.search_vectors(vectors[hybrid], target="text", k=depth)
+            for i, hits in zip(hybrid, rows, strict=True):
+                out.setdefault(i, []).append(Channel("caption", hits))
+        spoken = [i for i in hybrid if encoded[i].modality == "audio" and encoded[i].words]
+        if spoken:
+            tv = self.encoder.encode_texts([encoded[i].words or "" for i in spoken])
+            rows = self.search_vectors(tv, target=target, k=depth, filters=filters)
+            for i, hits in zip(spoken, rows, strict=True):
+                out.setdefault(i, []).append(Channel("transcript", hits))
         return out
 
     def _apply_filter(self, units: list[Fused], filters: Mapping[str, Any] | None) -> list[Fused]:

@@ -338,3 +338,23 @@ def test_bad_index_factory_is_refused_and_not_stored(
         "search", "--text", "a cat", "--target", "image", "-k", "3", "--data-dir", data_dir
     )
     assert len(out["results"]) == 3
+
+
+def test_search_mode_where_and_matched(cli_catalogue: dict[str, Any]) -> None:
+    """Issue 14 through the CLI: hybrid by default for words, captions as evidence for their
+    photo, filters in the engine (--where), and the mode that ran in the JSON."""
+    caption = cli_catalogue["good"][2]["captions"][0]
+    d = cli_catalogue["data_dir"]
+    out = ok_json("search", "--text", caption, "--target", "image", "-k", "3", "--data-dir", d)
+    assert out["mode"] == "hybrid"
+    photo = str(Path(cli_catalogue["good"][2]["image"]).resolve())
+    mine = [r for r in out["results"] if str(Path(r["path"]).resolve()) == photo]
+    assert mine and any(m["text"] == caption for m in mine[0]["matched"]), out["results"]
+    vec = ok_json("search", "--text", caption, "--mode", "vector", "-k", "3", "--data-dir", d)
+    assert vec["mode"] == "vector"
+    none = ok_json(
+        "search", "--text", caption, "--where", "width<0", "--target", "image", "--data-dir", d
+    )
+    assert none["results"] == []
+    bad = invoke("search", "--text", "x", "--where", "no operator here", "--data-dir", d)
+    assert "FIELD=VALUE" in str(bad.exception)  # main() prints it as one line and exits 2
