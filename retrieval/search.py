@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval.errors import CrossmediaError
-from retrieval.filters import compile_filter
 from retrieval.hybrid import (
     RRF_K,
     SPOKEN_WEIGHTS,
@@ -19,10 +18,11 @@ from retrieval.hybrid import (
     Fuser,
     resolve_mode,
     spoken_words,
+    target_modalities,
 )
 from retrieval.query_encoding import EncodedQuery, encode_queries
 from retrieval.results import Candidates, Hit, Query, Reranker, RerankQuery, SearchResult
-from retrieval.vector_search import filtered_search, lexical_search, vector_search
+from retrieval.vector_search import allowed_ids, filtered_search, lexical_search, vector_search
 
 if TYPE_CHECKING:
     from retrieval.catalogue import Catalogue
@@ -162,8 +162,14 @@ class SearchService:
         modes = [resolve_mode(mode, bool(e.words and e.words.strip()), lenient) for e in encoded]
         depth = max(self.rerank_depth(k) if use_rerank else k, FUSION_DEPTH)
         vectors = np.stack([e.vector for e in encoded])
-        first = self.search_vectors(vectors, target=target, k=depth, filters=filters)
-        extra = self._extra_channels(encoded, modes, vectors, target, depth, filters)
+        # The filter's ids, once per call: the first stage, the transcript channel and the
+        # fused list (captions can bring in media the first stage filtered out) all use them.
+        allowed = (
+            allowed_ids(self.catalogue, filters, target_modalities(target)) if filters else None
+        )
+        first = vector_search(self.catalogue, vectors, target, depth, filters, allowed)
+        extra = self._extra_channels(encoded, modes, vectors, target, depth, allowed)
+        kept = {m: set(ids.tolist()) for m, ids in (allowed or {}).items()}
         out = []
         for i, (enc, cands) in enumerate(zip(encoded, first, strict=True)):
             first_stage = {c[0]: c[1] for c in cands}
@@ -185,7 +191,9 @@ class SearchService:
             units = Fuser(self.catalogue.store, target, self.rrf_k, weights).fuse(channels, k * 4)
             for u in units:
                 u.first_stage = first_stage.get(u.id)
-            out.append(self._apply_filter(units, filters)[:k])
+            if allowed is not None:
+                units = [u for u in units if u.id in kept[u.modality]]
+            out.append(units[:k])
         return out
 
     def _extra_channels(
@@ -195,7 +203,7 @@ class SearchService:
         vectors: np.ndarray,
         target: str,
         depth: int,
-        filters: Mapping[str, Any] | None,
+        allowed: Mapping[str, np.ndarray] | None,
     ) -> dict[int, list[Channel]]:
         """Hybrid queries' other vector channels: the captions of media (text vectors, standing
         for the media they describe) when the target is image or audio, and a spoken query's
@@ -209,22 +217,10 @@ class SearchService:
         spoken = [i for i in hybrid if encoded[i].modality == "audio" and encoded[i].words]
         if spoken:
             tv = self.encoder.encode_texts([encoded[i].words or "" for i in spoken])
-            rows = self.search_vectors(tv, target=target, k=depth, filters=filters)
+            rows = vector_search(self.catalogue, tv, target, depth, allowed=allowed)
             for i, hits in zip(spoken, rows, strict=True):
                 out.setdefault(i, []).append(Channel("transcript", hits))
         return out
-
-    def _apply_filter(self, units: list[Fused], filters: Mapping[str, Any] | None) -> list[Fused]:
-        """Fused items that satisfy the filter (captions can bring in media the vector search
-        filtered out)."""
-        if not filters or not units:
-            return units
-        condition = compile_filter(filters)
-        allowed = {
-            m: set(self.catalogue.store.filter_ids(condition, m).tolist())
-            for m in {u.modality for u in units}
-        }
-        return [u for u in units if u.id in allowed[u.modality]]
 
     def _rerank(
         self, query: RerankQuery, cands: list[tuple[int, float, str]], k: int

@@ -3,13 +3,13 @@ inside the search (see retrieval/filters.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from retrieval.filters import compile_filter
-from retrieval.modality import ALL_MODALITIES
+from retrieval.hybrid import target_modalities
 
 if TYPE_CHECKING:
     from retrieval.catalogue import Catalogue
@@ -24,26 +24,36 @@ def vector_search(
     target: str,
     k: int,
     filters: Mapping[str, Any] | None = None,
+    allowed: Mapping[str, np.ndarray] | None = None,
 ) -> list[list[tuple[int, float, str]]]:
     """[(id, score, modality)] per query, best first; with `filters`, the top k among the items
-    that satisfy them (exact for exact indexes)."""
-    modalities = [str(m) for m in ALL_MODALITIES] if target == "any" else [target]
-    condition = compile_filter(filters) if filters else None
+    that satisfy them (exact for exact indexes). `allowed` (sorted ids per modality, from
+    `allowed_ids`) saves computing the filter's ids again when the caller has them."""
+    modalities = target_modalities(target)
+    if filters and allowed is None:
+        allowed = allowed_ids(catalogue, filters, modalities)
     merged: list[list[tuple[int, float, str]]] = [[] for _ in range(len(vectors))]
     for modality in modalities:
         index = catalogue.index(modality)
         if index.count() == 0:
             continue
-        if condition is None:
+        if allowed is None:
             scores, ids = index.search(vectors, min(k, index.count()))
         else:
-            allowed = catalogue.store.filter_ids(condition, modality)
-            scores, ids = filtered_search(index, vectors, k, allowed)
+            scores, ids = filtered_search(index, vectors, k, allowed[modality])
         for q, (sr, ir) in enumerate(zip(scores, ids, strict=True)):
             merged[q].extend(
                 (int(i), float(s), modality) for s, i in zip(sr, ir, strict=True) if i >= 0
             )
     return [sorted(m, key=lambda t: (-t[1], t[0]))[:k] for m in merged]
+
+
+def allowed_ids(
+    catalogue: Catalogue, filters: Mapping[str, Any], modalities: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Sorted ids of the items of each modality that satisfy `filters` (one SQL query each)."""
+    condition = compile_filter(filters)
+    return {m: catalogue.store.filter_ids(condition, m) for m in modalities}
 
 
 def filtered_search(
@@ -77,7 +87,7 @@ def lexical_search(
 ) -> list[tuple[int, float, str]]:
     """Full-text hits for `target`, captions included (evidence for the media they describe):
     [(id, score, modality)], best first."""
-    wanted = [str(m) for m in ALL_MODALITIES] if target == "any" else sorted({target, "text"})
+    wanted = target_modalities(target) if target == "any" else sorted({target, "text"})
     hits = catalogue.store.lexical_search(words, k, modalities=wanted)
     modality = catalogue.store.modalities_of([i for i, _ in hits])
     return [(i, s, modality[i]) for i, s in hits if i in modality]
