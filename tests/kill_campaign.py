@@ -67,6 +67,17 @@ def make_manifest(folder: Path, n: int) -> tuple[Path, int]:
     return manifest, captions
 
 
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`crossmedia ARGS` in a subprocess, from the checkout, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def _index_args(manifest: Path, data_dir: Path) -> list[str]:
     return [
         "index",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.kill_campaign import COCO, ROOT, Tally, api_rounds, cli_rounds, make_manifest
+from tests.kill_campaign import run_cli as _cli
 
 pytestmark = [
     pytest.mark.slow,
@@ -98,13 +99,3 @@ def test_second_index_takes_the_lock_before_its_model(tmp_path: Path) -> None:
     out, err = slow.communicate(timeout=300)
     assert slow.returncode == 0, err
     assert second.returncode == 2 and "Another process is writing" in second.stderr
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
