@@ -8,7 +8,6 @@ end. A kill at any moment loses at most the batch in flight: the next run skips 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,18 +20,15 @@ from indexer.rows import (
     batches,
     entry_keys,
     media_item,
-    media_keys,
     text_hash,
     text_item,
 )
 from indexer.sources import Entry, FolderSource, ManifestSource
+from indexer.stages import decode_entry, encode_rows
 from retrieval.catalogue import Catalogue
 from retrieval.encoders.base import Encoder
-from retrieval.errors import MediaError
 from retrieval.index_choice import upgrade_fallback_indexes
-from retrieval.media.decode import DecodedMedia, MediaLimits, decode_media
-from retrieval.media.files import read_regular_file
-from retrieval.modality import Modality
+from retrieval.media.decode import DecodedMedia, MediaLimits
 from retrieval.store import NewItem
 
 log = logging.getLogger(__name__)
@@ -60,10 +56,7 @@ class Ingestor:
 
     # -- whole sources ---------------------------------------------------------------------------
     def ingest(self, source: FolderSource | ManifestSource, progress: bool = True) -> IngestReport:
-        self.catalogue.lock_for_writing()
-        self.catalogue.verify_indexes()  # recovery before success: files consistent at the end
-        report = IngestReport(source=source.name)
-        self._seen = {}
+        report = self.begin(source)
         last_save = time.monotonic()
         total = len(source)
         with (
@@ -74,32 +67,72 @@ class Ingestor:
                 self._ingest_batch(batch, report, pool)
                 report.entries += len(batch)
                 bar.update(len(batch))
-                if time.monotonic() - last_save > self.checkpoint_seconds:
-                    t = time.perf_counter()
-                    self.catalogue.flush()
-                    report.seconds["write"] += time.perf_counter() - t
-                    last_save = time.monotonic()
+                last_save = self.checkpoint(report, last_save)
+        self.finish(source, report)
+        return report
+
+    # -- the steps of a run, shared with the Ray driver (indexer/ray_ingest.py) ---------------------
+    def begin(self, source: FolderSource | ManifestSource) -> IngestReport:
+        """Start a run: take the writer lock, make the index files consistent, a fresh report."""
+        self.catalogue.lock_for_writing()
+        self.catalogue.verify_indexes()  # recovery before success: files consistent at the end
+        self._seen = {}
+        return IngestReport(source=source.name)
+
+    def checkpoint(self, report: IngestReport, last_save: float) -> float:
+        """Save the index files when `checkpoint_seconds` have passed; the time of the last save."""
+        if time.monotonic() - last_save <= self.checkpoint_seconds:
+            return last_save
+        t = time.perf_counter()
+        self.catalogue.flush()
+        report.seconds["write"] += time.perf_counter() - t
+        return time.monotonic()
+
+    def finish(self, source: FolderSource | ManifestSource, report: IngestReport) -> None:
         t = time.perf_counter()
         self.catalogue.flush()
         upgrade_fallback_indexes(self.catalogue)
         report.seconds["write"] += time.perf_counter() - t
         report.warnings.extend(getattr(source, "notes", ()))
         self.catalogue.unlock()
-        return report
 
     def _ingest_batch(
         self, batch: list[Entry], report: IngestReport, pool: ThreadPoolExecutor
     ) -> None:
         t0 = time.perf_counter()
         errors: list[tuple[str, str | None, str]] = []
-        todo = self._screen(batch, report, errors)
-        stored = self.catalogue.store.existing([k for e in todo for k in entry_keys(e)])
+        todo, stored = self.prepare(batch, report, errors)
         report.seconds["read"] += time.perf_counter() - t0
 
         t1 = time.perf_counter()
         decoded = list(pool.map(lambda e: self._decode_entry(e, stored), todo))
         report.seconds["decode"] += time.perf_counter() - t1
+        ok, (media, texts, links) = self.plan(todo, decoded, stored, report, errors)
 
+        t2 = time.perf_counter()
+        self.encode(media, texts)
+        report.seconds["encode"] += time.perf_counter() - t2
+
+        t3 = time.perf_counter()
+        self.commit([e for e, _ in ok], [it for it, _ in media], texts, links, errors, report)
+        report.seconds["write"] += time.perf_counter() - t3
+
+    def prepare(
+        self, batch: list[Entry], report: IngestReport, errors: list[tuple[str, str | None, str]]
+    ) -> tuple[list[Entry], dict[str, str]]:
+        """The entries of a batch to decode, and the content hashes the store has for their keys."""
+        todo = self._screen(batch, report, errors)
+        return todo, self.catalogue.store.existing([k for e in todo for k in entry_keys(e)])
+
+    def plan(
+        self,
+        todo: list[Entry],
+        decoded: list[list[tuple[str, DecodedMedia, str]] | str],
+        stored: dict[str, str],
+        report: IngestReport,
+        errors: list[tuple[str, str | None, str]],
+    ) -> tuple[list[tuple[Entry, list[tuple[str, DecodedMedia, str]]]], tuple]:
+        """Record the entries that failed to decode; the others, and the rows to (re)write."""
         ok: list[tuple[Entry, list[tuple[str, DecodedMedia, str]]]] = []
         for e, result in zip(todo, decoded, strict=True):
             if isinstance(result, str):
@@ -107,20 +140,24 @@ class Ingestor:
                 errors.append((e.key, e.where, result))
             else:
                 ok.append((e, result))
-        media, texts, links = self._plan(ok, stored, report)
+        return ok, self._plan(ok, stored, report)
 
-        t2 = time.perf_counter()
-        self.encode(media, texts)
-        report.seconds["encode"] += time.perf_counter() - t2
-
-        t3 = time.perf_counter()
-        all_items = [it for it, _ in media] + texts
+    def commit(
+        self,
+        entries: list[Entry],
+        media: list[NewItem],
+        texts: list[NewItem],
+        links: list[tuple[str, str, str]],
+        errors: list[tuple[str, str | None, str]],
+        report: IngestReport,
+    ) -> None:
+        """The write stage: the batch's rows, links and errors in one transaction."""
+        all_items = media + texts
         if all_items or links or errors:
             written = self.catalogue.write(all_items, links, errors, save=False)
             for mod in written.modalities.values():
                 report.added[mod] = report.added.get(mod, 0) + 1
-        report.removed_captions += self._prune_captions([e for e, _ in ok])
-        report.seconds["write"] += time.perf_counter() - t3
+        report.removed_captions += self._prune_captions(entries)
 
     def _screen(
         self, batch: list[Entry], report: IngestReport, errors: list[tuple[str, str | None, str]]
@@ -193,55 +230,9 @@ class Ingestor:
     def _decode_entry(
         self, e: Entry, stored: dict[str, str]
     ) -> list[tuple[str, DecodedMedia, str]] | str:
-        """Read, hash and (when new or changed) decode an entry's media; an error string on failure."""
-        out = []
-        for key, ref in zip(media_keys(e), e.media, strict=True):
-            if ref.modality not in self.encoder.modalities:
-                return (
-                    f"{ref.path.name}: model {self.encoder.space.model!r} has no {ref.modality} "
-                    "tower; index this catalogue with a model that has one (e.g. --model starter)"
-                )
-            try:
-                data = read_regular_file(
-                    ref.path,
-                    self.limits.max_bytes(ref.modality),
-                    what=str(ref.modality),
-                    setting=self.limits.setting(ref.modality),
-                )
-            except MediaError as exc:
-                return str(exc)
-            except OSError as exc:
-                return f"{ref.modality} file unreadable: {exc.strerror or exc} ({ref.path})"
-            h = hashlib.sha256(data).hexdigest()
-            if stored.get(key) == h:
-                out.append((key, DecodedMedia.unchanged(ref), h))
-                continue
-            try:
-                out.append((key, decode_media(data, ref, self.limits), h))
-            except Exception as exc:  # noqa: BLE001 - any decoder failure skips this one file
-                return f"{ref.path.name}: {type(exc).__name__}: {exc}"
-        return out
+        return decode_entry(
+            e, stored, self.limits, self.encoder.modalities, self.encoder.space.model
+        )
 
     def encode(self, media: list[tuple[NewItem, DecodedMedia]], texts: list[NewItem]) -> None:
-        """The embed stage: fill in vectors (and token sets, segments, transcripts) in place."""
-        images = [(it, dm) for it, dm in media if dm.modality == Modality.IMAGE]
-        if images:
-            vecs, tokens = self.encoder.encode_with_tokens(
-                Modality.IMAGE, [dm.payload for _, dm in images], batch_size=self.batch_size
-            )
-            for i, ((it, _), v) in enumerate(zip(images, vecs, strict=True)):
-                it.vector = v
-                it.tokens = None if tokens is None else tokens[i]
-        sounds = [(it, dm) for it, dm in media if dm.modality == Modality.AUDIO]
-        if sounds:
-            described = self.encoder.describe_audio([dm.payload for _, dm in sounds])
-            for (it, _), d in zip(sounds, described, strict=True):
-                it.vector, it.tokens, it.segments = d.vector, d.tokens, d.segments
-                it.text = d.transcript  # what was said is searchable as text too
-        if texts:
-            vecs, tokens = self.encoder.encode_with_tokens(
-                Modality.TEXT, [it.text or "" for it in texts]
-            )
-            for i, (it, v) in enumerate(zip(texts, vecs, strict=True)):
-                it.vector = v
-                it.tokens = None if tokens is None else tokens[i]
+        encode_rows(self.encoder, media, texts, self.batch_size)
