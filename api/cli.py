@@ -13,6 +13,17 @@ import typer
 
 from api.cli_bench import Mode
 from api.cli_bench import register as register_bench
+from api.cli_care import (
+    DryRunOpt,
+    MarkDupOpt,
+    SyncOpt,
+    mark_threshold,
+    print_sync,
+    sync_dry_run,
+    sync_json,
+    sync_source,
+)
+from api.cli_care import register as register_care
 from api.cli_output import print_index_report, print_info, print_search, search_json
 from api.cli_train import register as register_training
 from retrieval.errors import CrossmediaError
@@ -79,6 +90,9 @@ def index(
             "files inside the manifest's folder or the indexed folder.",
         ),
     ] = None,
+    sync: SyncOpt = False,
+    dry_run: DryRunOpt = False,
+    mark_duplicates: MarkDupOpt = False,
 ) -> None:
     """Add a folder or manifest to the catalogue (incremental and idempotent)."""
     from indexer.pipeline import Ingestor
@@ -87,6 +101,10 @@ def index(
     from retrieval.encoders import create_encoder
 
     src = open_source(source, allow_outside or None)
+    if dry_run and not sync:
+        raise typer.BadParameter("--dry-run shows what --sync would remove: add --sync.")
+    if dry_run:
+        return sync_dry_run(_data_dir(data_dir), src, json_out)
     with Catalogue.open(_data_dir(data_dir)) as cat:
         # Before the model loads, so the command started first wins; a few seconds' wait lets a
         # server finish the commit it is making.
@@ -94,13 +112,17 @@ def index(
         if index_factory:
             cat.set_default_factory(index_factory)
         encoder = create_encoder(_model_for(cat, model))
-        report = Ingestor(cat, encoder, batch_size=batch_size).ingest(src, progress=not json_out)
+        ingestor = Ingestor(cat, encoder, batch_size=batch_size)
+        ingestor.duplicate_threshold = mark_threshold(mark_duplicates)
+        report = ingestor.ingest(src, progress=not json_out)
+        synced = sync_source(cat, src, progress=not json_out) if sync else None
         for note in cat.repairs:
             typer.echo(f"repaired: {note}", err=True)
     if json_out:
-        typer.echo(json.dumps(report.to_json(), indent=2))
+        typer.echo(json.dumps({**report.to_json(), **sync_json(synced)}, indent=2))
     else:
         print_index_report(report)
+        print_sync(synced)
 
 
 @app.command()
@@ -249,6 +271,7 @@ def models() -> None:
 
 register_training(app)  # align, align-audio, train-reranker (api/cli_train.py)
 register_bench(app)  # bench recall (api/cli_bench.py)
+register_care(app)  # dedup, eval (api/cli_care.py)
 
 
 def main() -> None:

@@ -38,6 +38,11 @@ class ManifestSource:
         self.notes: list[tuple[str, str]] = []
         self._csv = self.path.suffix.lower() == ".csv"
 
+    def origin(self, where: str) -> str:
+        """What an item records as its source: the manifest's absolute path and line (`where`
+        is `items.jsonl:N`), so `sync` can tell this manifest's items from another's."""
+        return str(self.base / where)
+
     def __len__(self) -> int:
         """Non-blank lines (minus the CSV header), counted in bounded chunks."""
         n, blank = 0, True

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tqdm import tqdm
 
+from indexer.dedup_mark import mark_duplicates
 from indexer.entries import check_limits, error_key
 from indexer.rows import (
     IngestReport,
@@ -53,6 +54,8 @@ class Ingestor:
         self.checkpoint_seconds = checkpoint_seconds
         self.workers = workers
         self._seen: dict[str, str] = {}  # key -> where it was first read, in this run
+        self._origin = str  # where -> the `source` an item records (the source's `origin`)
+        self.duplicate_threshold: float | None = None  # mark near-duplicates (dedup_mark.py)
 
     # -- whole sources ---------------------------------------------------------------------------
     def ingest(self, source: FolderSource | ManifestSource, progress: bool = True) -> IngestReport:
@@ -77,6 +80,7 @@ class Ingestor:
         self.catalogue.lock_for_writing()
         self.catalogue.verify_indexes()  # recovery before success: files consistent at the end
         self._seen = {}
+        self._origin = getattr(source, "origin", str)
         return IngestReport(source=source.name)
 
     def checkpoint(self, report: IngestReport, last_save: float) -> float:
@@ -152,6 +156,8 @@ class Ingestor:
         report: IngestReport,
     ) -> None:
         """The write stage: the batch's rows, links and errors in one transaction."""
+        if self.duplicate_threshold is not None:
+            mark_duplicates(self.catalogue, media, self.duplicate_threshold)
         all_items = media + texts
         if all_items or links or errors:
             written = self.catalogue.write(all_items, links, errors, save=False)
@@ -192,25 +198,26 @@ class Ingestor:
         texts: list[NewItem] = []
         links: list[tuple[str, str, str]] = []
         for e, result in decoded:
+            origin = self._origin(e.where)
             own_keys = [key for key, _, _ in result]
             for key, dm, h in result:
                 if stored.get(key) == h:
                     report.unchanged += 1
                     continue
                 report.replaced += key in stored
-                media.append((media_item(key, dm, h, dict(e.attrs), e.where), dm))
+                media.append((media_item(key, dm, h, dict(e.attrs), origin), dm))
             for i, cap in enumerate(e.captions):
                 ckey = f"{e.key}#caption{i}"
                 links.extend((mk, ckey, "caption") for mk in own_keys)
                 if stored.get(ckey) == text_hash(cap):
                     report.unchanged += 1
                 else:
-                    texts.append(text_item(ckey, cap, {"caption_of": e.key}, e.where))
+                    texts.append(text_item(ckey, cap, {"caption_of": e.key}, origin))
             if e.text is not None and not e.media:
                 if stored.get(e.key) == text_hash(e.text):
                     report.unchanged += 1
                 else:
-                    texts.append(text_item(e.key, e.text, dict(e.attrs), e.where))
+                    texts.append(text_item(e.key, e.text, dict(e.attrs), origin))
         return media, texts, links
 
     def _prune_captions(self, entries: list[Entry]) -> int:

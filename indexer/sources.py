@@ -98,6 +98,10 @@ class FolderSource:
             out.extend(here / n for n in sorted(filenames + links) if not n.startswith("."))
         return out
 
+    def origin(self, where: str) -> str:
+        """What an item records as its source: the file's absolute path (`sync` reads it)."""
+        return str(self.root / where)
+
     def __len__(self) -> int:
         return len(self._files)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import delete, func, or_, select
+from sqlalchemy.orm import aliased
 
 from retrieval.store.models import IngestError, Item, Link, Segment, TokenSet, Vector
 from retrieval.store.records import ItemRecord
@@ -121,6 +122,72 @@ class StoreReads:
                 select(Item.key, Item.id).where(key >= prefix, key < prefix + "\U0010ffff")
             ).all()
         return {k: i for k, i in rows if k.startswith(prefix)}
+
+    def keys_with_source_prefix(self, prefix: str) -> dict[str, int]:
+        """key -> id for every item whose `source` (where ingestion read it) starts with
+        `prefix`: the items one manifest wrote (`sync`)."""
+        col = Item.source.collate("C") if self.engine.dialect.name == "postgresql" else Item.source
+        with self._session() as s:
+            rows = s.execute(
+                select(Item.key, Item.id, Item.source).where(
+                    col >= prefix, col < prefix + "\U0010ffff"
+                )
+            ).all()
+        return {k: i for k, i, src in rows if src is not None and src.startswith(prefix)}
+
+    def ids_with_hashes(self, modality: str, hashes: Sequence[str]) -> dict[str, int]:
+        """content hash -> the lowest id of a `modality` item with that hash (exact copies)."""
+        if not hashes:
+            return {}
+        with self._session() as s:
+            rows = s.execute(
+                select(Item.content_hash, func.min(Item.id))
+                .where(Item.modality == modality, Item.content_hash.in_(list(set(hashes))))
+                .group_by(Item.content_hash)
+            ).all()
+        return {h: int(i) for h, i in rows}
+
+    def hash_groups(self, modality: str) -> list[list[int]]:
+        """Ids of `modality` items that share a content hash (exact copies), in groups of >= 2."""
+        with self._session() as s:
+            dup = (
+                select(Item.content_hash)
+                .where(Item.modality == modality)
+                .group_by(Item.content_hash)
+                .having(func.count() > 1)
+                .subquery()
+            )
+            rows = s.execute(
+                select(Item.content_hash, Item.id)
+                .where(Item.modality == modality, Item.content_hash.in_(select(dup)))
+                .order_by(Item.content_hash, Item.id)
+            ).all()
+        groups: dict[str, list[int]] = {}
+        for h, i in rows:
+            groups.setdefault(h, []).append(int(i))
+        return list(groups.values())
+
+    def media_with_caption_texts(self, texts: Sequence[str], modality: str) -> dict[str, list[int]]:
+        """caption text -> ids of `modality` items linked to a text item with exactly that text
+        (`eval`: identical captions on several items make all of them relevant)."""
+        media = aliased(Item)
+        out: dict[str, list[int]] = {}
+        distinct = sorted(set(texts))
+        for start in range(0, len(distinct), 500):
+            with self._session() as s:
+                rows = s.execute(
+                    select(Item.text, Link.media_id)
+                    .join(Link, Link.text_id == Item.id)
+                    .join(media, media.id == Link.media_id)
+                    .where(
+                        Item.modality == "text",
+                        Item.text.in_(distinct[start : start + 500]),
+                        media.modality == modality,
+                    )
+                ).all()
+            for text, mid in rows:
+                out.setdefault(text, []).append(int(mid))
+        return out
 
     def get_by_key(self, key: str) -> ItemRecord | None:
         with self._session() as s:

@@ -1,0 +1,178 @@
+"""Near-duplicates: groups of items whose vectors are near-identical (resized, re-encoded or
+cropped copies of one photo) or whose content hashes are equal (exact copies).
+
+Found with the catalogue's own index: every stored vector of a modality is a query for its
+`NEIGHBOURS` nearest neighbours, in batches; pairs scoring at least the threshold (cosine) are
+joined with union-find, so a group larger than `NEIGHBOURS` still joins through its members.
+Cost: one k-NN search per item (no all-pairs scan) and memory for the ids that have a partner.
+
+Search can collapse a group to its best hit: ingestion with `duplicate_threshold` marks an item
+that repeats an earlier one with `attrs.duplicate_of` (the key of the group's first item).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from retrieval.errors import CrossmediaError
+
+if TYPE_CHECKING:
+    from retrieval.catalogue import Catalogue
+    from retrieval.results import Hit, SearchResult
+    from retrieval.search import SearchService
+
+# Chosen on real photos by benchmarks/dedup_bench.py (val split; precision and recall on the
+# test split are in benchmarks/RESULTS.md).
+DEFAULT_THRESHOLD = 0.9
+NEIGHBOURS = 16
+DUPLICATE_OF = "duplicate_of"
+
+
+class UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]  # path halving
+            x = parent[x]
+        return x
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)  # the lowest id is the root
+
+    def groups(self) -> list[list[int]]:
+        out: dict[int, list[int]] = {}
+        for x in self.parent:
+            out.setdefault(self.find(x), []).append(x)
+        return sorted((sorted(g) for g in out.values() if len(g) > 1), key=lambda g: g[0])
+
+
+@dataclass
+class DuplicateGroup:
+    modality: str
+    ids: list[int]
+    exact: bool  # every member has the same content hash
+    min_score: float  # the weakest link that joined the group (1.0 for exact copies)
+    keys: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "modality": self.modality,
+            "ids": self.ids,
+            "keys": self.keys,
+            "exact": self.exact,
+            "min_score": round(self.min_score, 4),
+        }
+
+
+def check_threshold(threshold: float) -> float:
+    if not 0.0 < threshold <= 1.0:
+        raise CrossmediaError(
+            f"A duplicate threshold is a cosine similarity in (0, 1], got {threshold}. "
+            f"Try the default {DEFAULT_THRESHOLD}."
+        )
+    return threshold
+
+
+def vector_pairs(
+    cat: Catalogue,
+    modality: str,
+    threshold: float,
+    *,
+    batch: int = 1024,
+    k: int = NEIGHBOURS,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[tuple[int, int, float]]:
+    """(a, b, cosine) with a < b for every stored item and each neighbour at >= threshold."""
+    space = cat.space
+    if space is None:
+        return []
+    index = cat.index(modality)
+    pairs: list[tuple[int, int, float]] = []
+    for ids, vecs in cat.store.iter_vectors(modality, space.dim, chunk=batch):
+        scores, nbrs = index.search(vecs, min(k + 1, max(index.count(), 1)))
+        hit = (scores >= threshold) & (nbrs >= 0) & (nbrs != ids[:, None])
+        for row, col in zip(*np.nonzero(hit), strict=True):
+            a, b = int(ids[row]), int(nbrs[row, col])
+            pairs.append((min(a, b), max(a, b), float(scores[row, col])))
+        if on_batch is not None:
+            on_batch(len(ids))
+    return pairs
+
+
+def find_duplicates(
+    cat: Catalogue,
+    modality: str,
+    threshold: float = DEFAULT_THRESHOLD,
+    *,
+    batch: int = 1024,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[DuplicateGroup]:
+    """Groups (>= 2 items) of near-identical vectors or equal content hashes, lowest id first."""
+    check_threshold(threshold)
+    uf = UnionFind()
+    pairs = vector_pairs(cat, modality, threshold, batch=batch, on_batch=on_batch)
+    for a, b, _ in pairs:
+        uf.union(a, b)
+    hashed = cat.store.hash_groups(modality)
+    for group in hashed:
+        for other in group[1:]:
+            uf.union(group[0], other)
+    weakest: dict[int, float] = {}
+    for a, _, s in pairs:
+        root = uf.find(a)
+        weakest[root] = min(weakest.get(root, 1.0), s)
+    exact_sets = {frozenset(g) for g in hashed}
+    out = [
+        DuplicateGroup(
+            modality=modality,
+            ids=ids,
+            exact=frozenset(ids) in exact_sets,
+            min_score=weakest.get(ids[0], 1.0),
+        )
+        for ids in uf.groups()
+    ]
+    records = cat.store.get_items([i for g in out for i in g.ids])
+    for g in out:
+        g.keys = [records[i].key for i in g.ids if i in records]
+    return out
+
+
+def group_key(hit: Hit) -> str:
+    """The group a hit belongs to: its `duplicate_of`, or itself."""
+    return str((hit.attrs or {}).get(DUPLICATE_OF) or hit.key or hit.id)
+
+
+def collapse(hits: Sequence[Hit], k: int) -> list[Hit]:
+    """The best hit of each duplicate group, in order, at most k."""
+    seen: set[str] = set()
+    out = []
+    for h in hits:
+        g = group_key(h)
+        if g not in seen:
+            seen.add(g)
+            out.append(h)
+    return out[:k]
+
+
+def search_collapsed(service: SearchService, query: Any, k: int, **kw: Any) -> SearchResult:
+    """`service.search` with duplicate groups collapsed: fetches deeper, so k stays k."""
+    result = service.search(query, k=min(service.max_k, k * 3), **kw)
+    result.hits = collapse(result.hits, k)
+    return result
+
+
+def pairs_within(vectors: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """(i, j), i < j, of rows of one small batch at cosine >= threshold."""
+    sims = vectors @ vectors.T  # (B, B)
+    i, j = np.nonzero(np.triu(sims >= threshold, k=1))
+    return list(zip(i.tolist(), j.tolist(), strict=True))
