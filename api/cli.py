@@ -25,6 +25,7 @@ from api.cli_care import (
 )
 from api.cli_care import register as register_care
 from api.cli_output import print_index_report, print_info, print_search, search_json
+from api.cli_ray import RayOpt, ingestor_for
 from api.cli_train import register as register_training
 from retrieval.errors import CrossmediaError
 from retrieval.fsutil import is_disk_full
@@ -90,15 +91,14 @@ def index(
             "files inside the manifest's folder or the indexed folder.",
         ),
     ] = None,
+    ray: RayOpt = None,
     sync: SyncOpt = False,
     dry_run: DryRunOpt = False,
     mark_duplicates: MarkDupOpt = False,
 ) -> None:
     """Add a folder or manifest to the catalogue (incremental and idempotent)."""
-    from indexer.pipeline import Ingestor
     from indexer.sources import open_source
     from retrieval.catalogue import Catalogue
-    from retrieval.encoders import create_encoder
 
     src = open_source(source, allow_outside or None)
     if dry_run and not sync:
@@ -111,10 +111,9 @@ def index(
         cat.lock_for_writing(timeout=WRITER_WAIT_S)
         if index_factory:
             cat.set_default_factory(index_factory)
-        encoder = create_encoder(_model_for(cat, model))
-        ingestor = Ingestor(cat, encoder, batch_size=batch_size)
-        ingestor.duplicate_threshold = mark_threshold(mark_duplicates)
-        report = ingestor.ingest(src, progress=not json_out)
+        with ingestor_for(cat, _model_for(cat, model), ray, batch_size) as ingestor:  # local or Ray
+            ingestor.duplicate_threshold = mark_threshold(mark_duplicates)
+            report = ingestor.ingest(src, progress=not json_out)
         synced = sync_source(cat, src, progress=not json_out) if sync else None
         for note in cat.repairs:
             typer.echo(f"repaired: {note}", err=True)

@@ -16,7 +16,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   trap 'rm -f "$constraints"' EXIT
   printf '%s\n' "${PINS[@]}" > "$constraints"
   .venv/bin/python -m pip install -q -c "$constraints" "${PINS[@]}"
-  .venv/bin/python -m pip install -q -c "$constraints" -e '.[dev,postgres]'
+  .venv/bin/python -m pip install -q -c "$constraints" -e '.[dev,postgres,ray]'
   .venv/bin/python - <<'PY'
 import torch, torchvision, torchaudio
 want = {"torch": "2.14.1", "torchvision": "0.29.1", "torchaudio": "2.11.1"}
