@@ -14,7 +14,9 @@ import typer
 from api.cli_bench import Mode
 from api.cli_bench import register as register_bench
 from api.cli_care import (
+    CollapseOpt,
     DryRunOpt,
+    DupThresholdOpt,
     MarkDupOpt,
     SyncOpt,
     mark_threshold,
@@ -95,6 +97,7 @@ def index(
     sync: SyncOpt = False,
     dry_run: DryRunOpt = False,
     mark_duplicates: MarkDupOpt = False,
+    duplicate_threshold: DupThresholdOpt = None,
 ) -> None:
     """Add a folder or manifest to the catalogue (incremental and idempotent)."""
     from indexer.sources import open_source
@@ -112,7 +115,7 @@ def index(
         if index_factory:
             cat.set_default_factory(index_factory)
         with ingestor_for(cat, _model_for(cat, model), ray, batch_size) as ingestor:  # local or Ray
-            ingestor.duplicate_threshold = mark_threshold(mark_duplicates)
+            ingestor.duplicate_threshold = mark_threshold(mark_duplicates, duplicate_threshold)
             report = ingestor.ingest(src, progress=not json_out)
         synced = sync_source(cat, src, progress=not json_out) if sync else None
         for note in cat.repairs:
@@ -149,9 +152,11 @@ def search(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     data_dir: DataDir = None,
     model: ModelOpt = None,
+    collapse: CollapseOpt = False,
 ) -> None:
     """Search the catalogue with a text, an image or an audio query."""
     from retrieval.catalogue import Catalogue
+    from retrieval.dedup import search_with_collapse
     from retrieval.encoders import create_encoder
     from retrieval.filters import parse_where
     from retrieval.rerank import select_reranker
@@ -170,8 +175,10 @@ def search(
         service = SearchService(
             cat, encoder, reranker=select_reranker("auto" if rerank else "none", encoder)
         )
-        result = service.search(
+        result = search_with_collapse(
+            service,
             query,
+            collapse_duplicates=collapse,
             target=str(target),
             k=k,
             rerank=rerank,

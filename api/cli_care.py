@@ -35,6 +35,23 @@ MarkDupOpt = Annotated[
     ),
 ]
 
+CollapseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--collapse-duplicates",
+        help="Show one hit per group of near-duplicates (marked by index --mark-duplicates).",
+    ),
+]
+
+DupThresholdOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--duplicate-threshold",
+        help="Cosine for --mark-duplicates [default: 0.9, tuned for the starter model; other "
+        "models need their own, see benchmarks/dedup_bench.py].",
+    ),
+]
+
 
 class CareModality(StrEnum):
     image = "image"
@@ -43,10 +60,12 @@ class CareModality(StrEnum):
     media = "media"
 
 
-def mark_threshold(flag: bool) -> float | None:
-    from retrieval.dedup import DEFAULT_THRESHOLD
+def mark_threshold(flag: bool, threshold: float | None) -> float | None:
+    from retrieval.dedup import DEFAULT_THRESHOLD, check_threshold
 
-    return DEFAULT_THRESHOLD if flag else None
+    if threshold is not None and not flag:
+        raise typer.BadParameter("--duplicate-threshold goes with --mark-duplicates.")
+    return check_threshold(DEFAULT_THRESHOLD if threshold is None else threshold) if flag else None
 
 
 def sync_dry_run(data_dir: Path, src: Any, json_out: bool) -> None:

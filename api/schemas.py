@@ -51,6 +51,11 @@ class SearchRequest(BaseModel):
         description="vector, lexical or hybrid (default: hybrid when the query has words, i.e. a "
         "text query or a spoken query in which speech was heard; else vector).",
     )
+    collapse: bool = Field(
+        False,
+        description="Collapse near-duplicates to their best hit: items that ingestion marked with "
+        "`attrs.duplicate_of` (`crossmedia index --mark-duplicates`) count once.",
+    )
     where: dict[FilterField, AttrValue | dict[FilterOp, AttrValue | list[AttrValue]]] = Field(
         default_factory=dict,
         description="Filters on columns (modality, source, mime, path, duration, width, height, "

@@ -12,7 +12,7 @@ that repeats an earlier one with `attrs.duplicate_of` (the key of the group's fi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from retrieval.errors import CrossmediaError
 
 if TYPE_CHECKING:
     from retrieval.catalogue import Catalogue
-    from retrieval.results import Hit, SearchResult
+    from retrieval.results import Hit, Query, SearchResult
     from retrieval.search import SearchService
 
 # Chosen on real photos by benchmarks/dedup_bench.py (val split; precision and recall on the
@@ -119,20 +119,34 @@ def find_duplicates(
 ) -> list[DuplicateGroup]:
     """Groups (>= 2 items) of near-identical vectors or equal content hashes, lowest id first."""
     check_threshold(threshold)
-    uf = UnionFind()
     pairs = vector_pairs(cat, modality, threshold, batch=batch, on_batch=on_batch)
-    for a, b, _ in pairs:
+    out = group_pairs(modality, pairs, cat.store.hash_groups(modality), threshold)
+    records = cat.store.get_items([i for g in out for i in g.ids])
+    for g in out:
+        g.keys = [records[i].key for i in g.ids if i in records]
+    return out
+
+
+def group_pairs(
+    modality: str,
+    pairs: Sequence[tuple[int, int, float]],
+    hashed: Sequence[Sequence[int]],
+    threshold: float,
+) -> list[DuplicateGroup]:
+    """Union-find over the pairs at >= threshold and the exact-copy groups."""
+    uf = UnionFind()
+    kept = [(a, b, s) for a, b, s in pairs if s >= threshold]
+    for a, b, _ in kept:
         uf.union(a, b)
-    hashed = cat.store.hash_groups(modality)
     for group in hashed:
         for other in group[1:]:
             uf.union(group[0], other)
     weakest: dict[int, float] = {}
-    for a, _, s in pairs:
+    for a, _, s in kept:
         root = uf.find(a)
         weakest[root] = min(weakest.get(root, 1.0), s)
     exact_sets = {frozenset(g) for g in hashed}
-    out = [
+    return [
         DuplicateGroup(
             modality=modality,
             ids=ids,
@@ -141,10 +155,6 @@ def find_duplicates(
         )
         for ids in uf.groups()
     ]
-    records = cat.store.get_items([i for g in out for i in g.ids])
-    for g in out:
-        g.keys = [records[i].key for i in g.ids if i in records]
-    return out
 
 
 def group_key(hit: Hit) -> str:
@@ -164,10 +174,25 @@ def collapse(hits: Sequence[Hit], k: int) -> list[Hit]:
     return out[:k]
 
 
-def search_collapsed(service: SearchService, query: Any, k: int, **kw: Any) -> SearchResult:
-    """`service.search` with duplicate groups collapsed: fetches deeper, so k stays k."""
-    result = service.search(query, k=min(service.max_k, k * 3), **kw)
-    result.hits = collapse(result.hits, k)
+def search_with_collapse(
+    service: SearchService,
+    query: Query,
+    *,
+    collapse_duplicates: bool,
+    target: str = "any",
+    k: int = 10,
+    rerank: bool | None = None,
+    filters: Mapping[str, Any] | None = None,
+    mode: str | None = None,
+) -> SearchResult:
+    """`service.search`; with `collapse_duplicates`, one hit per duplicate group (searching
+    deeper first, so k hits remain when there are that many groups)."""
+    depth = min(service.max_k, k * 3) if collapse_duplicates else k
+    result = service.search(
+        query, target=target, k=depth, rerank=rerank, filters=filters, mode=mode
+    )
+    if collapse_duplicates:
+        result.hits = collapse(result.hits, k)
     return result
 
 

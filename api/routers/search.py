@@ -27,6 +27,7 @@ from api.schemas import (
     error_responses,
 )
 from api.settings import Settings
+from retrieval.dedup import search_with_collapse
 from retrieval.search import Hit as EngineHit
 from retrieval.search import Query
 
@@ -92,8 +93,10 @@ async def search(
 
 def _run_search(runtime: Runtime, query: Query, params: SearchRequest) -> Any:
     with runtime.lock.read():
-        return runtime.search.search(
+        return search_with_collapse(
+            runtime.search,
             query,
+            collapse_duplicates=params.collapse,
             target=params.target,
             k=params.k,
             rerank=params.rerank,
@@ -154,7 +157,7 @@ async def _from_json(request: Request, settings: Settings) -> tuple[SearchReques
 async def _from_form(request: Request, settings: Settings) -> tuple[SearchRequest, Query]:
     form = await read_form(request, max_files=2, max_fields=SEARCH_FORM_MAX_FIELDS)
     fields: dict[str, Any] = {}
-    for name in ("target", "k", "rerank", "mode"):
+    for name in ("target", "k", "rerank", "mode", "collapse"):
         value = form.get(name)
         if isinstance(value, str) and value != "":
             fields[name] = value
