@@ -6,6 +6,8 @@ from typing import Any
 
 import typer
 
+from retrieval.index_reconcile import describe_tuning
+
 MAX_LISTED = 50
 
 
@@ -46,7 +48,8 @@ def print_info(data: dict[str, Any], errors: list[tuple[str, str | None, str]]) 
         idx = data["indexes"].get(m, {})
         typer.echo(
             f"  {m:6s} {n:8d} items   index {idx.get('factory', '-')}, "
-            f"{idx.get('bytes', 0) / 1e6:.2f} MB"
+            f"{idx.get('bytes', 0) / 1e6:.2f} MB + {(idx.get('delta_bytes') or 0) / 1e6:.2f} MB "
+            f"delta; {describe_tuning(idx.get('search'))}"
         )
     for note in data.get("repairs", []):
         typer.echo(f"Repaired:  {note}")

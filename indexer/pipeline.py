@@ -28,7 +28,7 @@ from indexer.sources import Entry, FolderSource, ManifestSource
 from indexer.stages import decode_entry, encode_rows
 from retrieval.catalogue import Catalogue
 from retrieval.encoders.base import Encoder
-from retrieval.index_choice import upgrade_fallback_indexes
+from retrieval.index_choice import upgrade_indexes
 from retrieval.media.decode import DecodedMedia, MediaLimits
 from retrieval.store import NewItem
 
@@ -95,7 +95,7 @@ class Ingestor:
     def finish(self, source: FolderSource | ManifestSource, report: IngestReport) -> None:
         t = time.perf_counter()
         self.catalogue.flush()
-        upgrade_fallback_indexes(self.catalogue)
+        upgrade_indexes(self.catalogue)
         report.seconds["write"] += time.perf_counter() - t
         report.warnings.extend(getattr(source, "notes", ()))
         self.catalogue.unlock()

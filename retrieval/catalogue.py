@@ -18,9 +18,11 @@ import numpy as np
 from retrieval.encoders.base import EmbeddingSpace
 from retrieval.errors import CatalogueError, SpaceMismatchError
 from retrieval.index import FaissIndex, VectorIndex, create_index
+from retrieval.index_delta import DeltaOp
 from retrieval.index_files import IndexFiles
-from retrieval.media_access import add_media_roots, inside, media_roots
-from retrieval.modality import ALL_MODALITIES
+from retrieval.index_reconcile import catch_up
+from retrieval.media_access import add_media_roots, media_file, media_roots
+from retrieval.modality import ALL_MODALITIES, by_modality
 from retrieval.store import ItemRecord, NewItem, Store, WriteResult
 from retrieval.write_lock import WriteLock
 
@@ -40,6 +42,7 @@ class Catalogue:
         self.lock = WriteLock(data_dir)
         self.write_timeout = 30.0  # seconds a write waits for another process's write lock
         self._dirty: set[str] = set()  # modalities whose in-memory index is ahead of its file
+        self._pending: dict[str, list[DeltaOp]] = {}  # those changes, as delta records
         self.files = IndexFiles(data_dir, store, self.lock)
         self.repairs = self.files.repairs  # what verification fixed since open, for `info` and logs
 
@@ -119,13 +122,18 @@ class Catalogue:
         return self._indexes[modality]
 
     def _refresh_if_changed(self) -> None:
-        """Drop loaded indexes when another process saved since (our own saves do not count)."""
+        """Follow another process's saves (our own do not count): apply what it appended to a
+        delta, reload an index whose base it replaced."""
         try:
             mtime = self.files.info_path.stat().st_mtime
         except FileNotFoundError:
             mtime = None
         if mtime not in (self._info_mtime, self.files.saved_mtime):
-            self._indexes.clear()
+            for modality, index in list(self._indexes.items()):
+                if modality in self._dirty or not (
+                    isinstance(index, FaissIndex) and self.files.catch_up(modality, index)
+                ):
+                    del self._indexes[modality]
         self._info_mtime = mtime
 
     def _load_verified(self, modality: str) -> VectorIndex:
@@ -141,13 +149,20 @@ class Catalogue:
         assert space is not None, "rebuild needs a bound embedding space"
         with self.lock.holding(self.write_timeout):
             index = self.files.rebuild(modality, factory or self.files.default_factory(), space)
+        self._pending.pop(modality, None)
         self._after_save(modality)
         self._indexes[modality] = index
         return index
 
-    def save_index(self, modality: str, index: VectorIndex) -> None:
+    def save_index(self, modality: str, index: VectorIndex, tuning: dict | None = None) -> None:
+        """Write `index` as the new base of `modality` (its delta starts empty) and serve it
+        from now on. An index built from an earlier snapshot of the store first catches up with
+        what was written since."""
         with self.lock.holding(self.write_timeout):
-            self.files.save(modality, index, self.space)
+            catch_up(self.store, modality, index)
+            self.files.save(modality, index, self.space, tuning)
+            self._indexes[modality] = index
+        self._pending.pop(modality, None)
         self._after_save(modality)
 
     def _after_save(self, modality: str) -> None:
@@ -180,10 +195,8 @@ class Catalogue:
             self.index(modality)
         result = self.store.write_batch(items, links or [], errors or [])
         touched: set[str] = set()
-        rebuilt: set[str] = (
-            set()
-        )  # these already hold the just-committed rows (read from the store)
-        for modality, old_ids in _by_modality(result.removed.items()).items():
+        rebuilt: set[str] = set()  # these already hold the just-committed rows (from the store)
+        for modality, old_ids in by_modality(result.removed.items()).items():
             if self._remove_from_index(modality, old_ids):
                 rebuilt.add(modality)
             else:
@@ -200,7 +213,9 @@ class Catalogue:
             if index.dim != len(rows[0][1]) or not isinstance(index, FaissIndex):
                 index = self.rebuild(modality, self.files.factory_for(modality))
                 continue  # the rebuild read the just-committed rows from the store
-            index.add(np.array([r[0] for r in rows]), np.stack([r[1] for r in rows]))
+            new_ids, vectors = np.array([r[0] for r in rows]), np.stack([r[1] for r in rows])
+            index.add(new_ids, vectors)
+            self._pending.setdefault(modality, []).append(DeltaOp.add(new_ids, vectors))
             touched.add(modality)
         self._dirty |= touched
         if save:
@@ -208,21 +223,29 @@ class Catalogue:
         return result
 
     def flush(self) -> None:
-        """Save every index that changed since its last save."""
+        """Save what changed in each index since its last save: as delta records where they
+        are known, else as a new base."""
         with self.lock.holding(self.write_timeout):
             for modality in sorted(self._dirty):
-                if modality in self._indexes:
-                    self.save_index(modality, self._indexes[modality])
+                index = self._indexes.get(modality)
+                ops = self._pending.pop(modality, None)
+                if isinstance(index, FaissIndex) and ops:
+                    self.files.append(modality, ops, index, self.space)
+                    self._after_save(modality)
+                elif index is not None:
+                    self.save_index(modality, index)
             self._dirty.clear()
 
     def _remove_from_index(self, modality: str, ids: list[int]) -> bool:
         """True when the index had to be rebuilt from the store instead."""
         index = self.index(modality)
+        doomed = np.asarray(ids, dtype=np.int64)
         try:
-            index.remove(np.asarray(ids, dtype=np.int64))
+            index.remove(doomed)
         except NotImplementedError:
             self.rebuild(modality, index.factory)
             return True
+        self._pending.setdefault(modality, []).append(DeltaOp.remove(doomed))
         return False
 
     def delete_item(self, item_id: int) -> bool:
@@ -242,7 +265,7 @@ class Catalogue:
         """Delete items by id from the store, then from the indexes; returns id -> modality."""
         with self.lock.holding(self.write_timeout):
             deleted = self.store.delete_items(ids)
-            for modality, doomed in _by_modality(deleted.items()).items():
+            for modality, doomed in by_modality(deleted.items()).items():
                 self._remove_from_index(modality, doomed)
                 self._dirty.add(modality)
             if save:
@@ -259,9 +282,7 @@ class Catalogue:
     def media_path(self, item: ItemRecord, extra_roots: Iterable[Path] = ()) -> Path | None:
         """The item's file, if it exists and lies inside the data directory, a root ingestion
         read from, or one of `extra_roots` (settings); None otherwise."""
-        p = Path(item.path) if item.path is not None and item.modality != "text" else None
-        roots = [self.data_dir, *media_roots(self.store), *extra_roots]
-        return p if p is not None and p.is_file() and inside(p, roots) else None
+        return media_file(item, [self.data_dir, *media_roots(self.store), *extra_roots])
 
     def add_media_roots(self, roots: Iterable[Path]) -> None:
         add_media_roots(self.store, roots)
@@ -278,11 +299,3 @@ class Catalogue:
     def degraded(self) -> str | None:
         """Why the files lag the store in a way only a writer can fix (e.g. a full disk)."""
         return self.files.degraded
-
-
-def _by_modality(pairs: Iterable[tuple[int, str]]) -> dict[str, list[int]]:
-    """(id, modality) pairs -> ids per modality."""
-    out: dict[str, list[int]] = {}
-    for item_id, modality in pairs:
-        out.setdefault(modality, []).append(item_id)
-    return out

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +84,40 @@ def low_on_space(folder: Path, margin: int = 1 << 20) -> bool:
         return shutil.disk_usage(folder).free < margin
     except OSError:
         return False
+
+
+QUICK_SPAN = 1 << 20  # bytes hashed at each end of a large file by quick_sha256
+
+
+def quick_sha256_file(path: Path) -> str:
+    """A cheap fingerprint of a large file: its size and its first and last MiB. It catches
+    truncation, a torn write and a swapped file; `sha256_file` catches the rest (`crossmedia
+    verify`)."""
+    size = Path(path).stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with Path(path).open("rb") as f:
+        h.update(f.read(QUICK_SPAN))
+        f.seek(max(0, size - QUICK_SPAN))
+        h.update(f.read(QUICK_SPAN))
+    return h.hexdigest()
+
+
+def atomic_write_via(path: Path, write: Callable[[str], None]) -> None:
+    """Like atomic_write_bytes, for a writer that takes a file name (e.g. faiss.write_index,
+    which streams a large index without a copy in memory)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)

@@ -1,9 +1,14 @@
-"""The index files of one data directory: `index/<modality>.faiss` plus `index_info.json`, which
-records what built each file and how to verify it.
+"""The index files of one data directory: per modality a base file `index/<modality>.faiss` and
+an append-only delta `index/<modality>.delta` (`retrieval.index_delta`), plus `index_info.json`,
+which records what built each base, its checksums, and the delta's committed length.
 
-The store is the source of truth; these files are derived from it. `load_verified` checks a file
-against its recorded checksum and the store's ids and repairs or rebuilds it (with a note in
-`repairs`), never serving an empty or stale index. Writes are atomic (temp file, fsync, rename).
+A write appends its changes to the delta (cost in proportion to the write, not the catalogue);
+the base is rewritten only when the delta grows past a fraction of it (a merge) or the index type
+changes. Opening checks a base cheaply (size, and a checksum of its ends for large files; the
+whole file below `FULL_HASH_BELOW`), each delta record by its CRC, and the ids against a summary
+of the store's (count, sum, min, max); `crossmedia verify` hashes everything. The store is the
+source of truth: a file that fails is repaired or rebuilt from it (with a note in `repairs`),
+never served empty or stale.
 """
 
 from __future__ import annotations
@@ -11,26 +16,28 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from retrieval import index_delta
 from retrieval.encoders.base import EmbeddingSpace
-from retrieval.fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes
-from retrieval.index import FaissIndex, VectorIndex, auto_factory, create_index
+from retrieval.fsutil import atomic_write_json, atomic_write_via, quick_sha256_file, sha256_file
+from retrieval.index import FaissIndex, VectorIndex, auto_factory
+from retrieval.index_build import DEFAULT_FACTORY, build_index
+from retrieval.index_delta import DeltaCorrupt, DeltaOp
+from retrieval.index_reconcile import Reconciler
 from retrieval.store import Store
 from retrieval.write_lock import WriteLock
 
 log = logging.getLogger(__name__)
 
 INFO_FILE = "index_info.json"
-DEFAULT_FACTORY = "Flat"
-TRAIN_SAMPLE = 100_000  # vectors a trained index type (IVF, PQ) learns from
+FULL_HASH_BELOW = 64 << 20  # bytes: smaller base files are hashed whole on every open
+MERGE_MIN_OPS = 20_000  # delta rows before a merge is considered ...
+MERGE_FRACTION = 0.1  # ... and the share of the base they must reach
 
 
-class IndexFiles:
+class IndexFiles(Reconciler):
     def __init__(self, data_dir: Path, store: Store, lock: WriteLock) -> None:
         self.data_dir = data_dir
         self.store = store
@@ -38,6 +45,7 @@ class IndexFiles:
         self.repairs: list[str] = []  # what verification fixed since open, for `info` and logs
         self.degraded: str | None = None  # why a repair could not be saved (e.g. disk full)
         self.saved_mtime: float | None = None  # the info file's mtime after our own last save
+        self.loaded: dict[str, tuple[str, int]] = {}  # modality -> (base sha, delta bytes read)
 
     @property
     def info_path(self) -> Path:
@@ -45,6 +53,9 @@ class IndexFiles:
 
     def path(self, modality: str) -> Path:
         return self.data_dir / "index" / f"{modality}.faiss"
+
+    def delta_path(self, modality: str) -> Path:
+        return self.data_dir / "index" / f"{modality}.delta"
 
     def read_info(self) -> dict[str, Any]:
         try:
@@ -64,103 +75,108 @@ class IndexFiles:
     def factory_for(self, modality: str) -> str:
         return self.read_info()["indexes"].get(modality, {}).get("factory", self.default_factory())
 
-    def wanted_factory(self, modality: str) -> str:
+    def wanted_factory(self, modality: str, count: int | None = None) -> str:
         """The index type `modality` should have now: the pinned factory string, else the
         automatic choice for its size (`retrieval.index.auto_factory`)."""
         pinned = self.store.get_meta("index_factory")
-        return pinned or auto_factory(self.store.counts().get(modality, 0))
+        if pinned:
+            return pinned
+        n = self.store.counts().get(modality, 0) if count is None else count
+        return auto_factory(n, self.space_dim())
 
+    def space_dim(self) -> int:
+        raw = self.store.get_meta("space")
+        return EmbeddingSpace.from_json(raw).dim if raw else 256
+
+    # -- loading ---------------------------------------------------------------------------------
     def load_verified(
         self, modality: str, space: EmbeddingSpace, default_factory: str
     ) -> VectorIndex:
-        """The index file of `modality`, checked against its record and the store; repaired or
-        rebuilt when it fails (a note lands in `repairs`)."""
+        """The index of `modality` (base + delta), checked against its record and the store;
+        repaired or rebuilt when it fails (a note lands in `repairs`)."""
         meta = self.read_info()["indexes"].get(modality)
-        path = self.path(modality)
         factory = meta["factory"] if meta else default_factory
-        index: VectorIndex | None = None
-        if meta and path.exists():
-            data = path.read_bytes()
-            if sha256_bytes(data) != meta.get("sha256"):
-                self._repair_note(modality, "checksum mismatch (corrupt or interrupted write)")
-            else:
-                try:
-                    index = FaissIndex.from_bytes(data, space.dim, factory)
-                except (RuntimeError, ValueError) as exc:
-                    self._repair_note(modality, f"unreadable ({exc})")
-        elif path.exists() or meta:
+        index: FaissIndex | None = None
+        if meta and self.path(modality).exists():
+            try:
+                index = self.load_from_disk(modality, space.dim, meta)
+            except DeltaCorrupt as exc:
+                self._repair_note(modality, f"delta unreadable ({exc})")
+            except ValueError as exc:
+                self._repair_note(modality, str(exc))
+        elif self.path(modality).exists() or meta:
             self._repair_note(modality, "index file or its record is missing")
         if index is None:
             return self.rebuild(modality, factory, space, persist=self.save_if_possible)
-        return self._reconcile(modality, index, space)
+        return self.reconcile(modality, index, space)
 
-    def _repair_note(self, modality: str, why: str) -> None:
-        msg = f"{modality} index: {why}; rebuilt from the vectors in the store"
-        self.repairs.append(msg)
-        log.warning(msg)
-
-    def _reconcile(self, modality: str, index: VectorIndex, space: EmbeddingSpace) -> VectorIndex:
-        """Make the index hold exactly the store's ids (after a crash between commit and save)."""
-        want = self.store.ids(modality)
-        have = index.ids()
-        if np.array_equal(want, have):
-            return index
-        if len(np.unique(have)) != len(have):
-            self._repair_note(modality, "duplicate ids")
-            return self.rebuild(modality, index.factory, space, persist=self.save_if_possible)
-        missing = np.setdiff1d(want, have)
-        extra = np.setdiff1d(have, want)
+    def load_from_disk(
+        self, modality: str, dim: int, meta: dict[str, Any] | None = None
+    ) -> FaissIndex:
+        """Base file + committed delta, exactly as saved (no comparison with the store).
+        ValueError names what failed."""
+        meta = meta or self.read_info()["indexes"][modality]
+        path = self.path(modality)
+        if path.stat().st_size != int(meta.get("bytes", -1)) or not self._hash_matches(path, meta):
+            raise ValueError("checksum mismatch (corrupt or interrupted write)")
         try:
-            if len(extra):
-                index.remove(extra)
-            if len(missing):
-                vecs = self.store.vectors_for(missing.tolist(), index.dim)
-                index.add(missing, np.stack([vecs[int(i)] for i in missing]))
-        except NotImplementedError:
-            self._repair_note(
-                modality,
-                f"out of step with the store (+{len(missing)} / "
-                f"-{len(extra)} ids) and cannot remove ids in place",
-            )
-            return self.rebuild(modality, index.factory, space, persist=self.save_if_possible)
-        msg = f"{modality} index: caught up with the store (+{len(missing)} / -{len(extra)} ids)"
-        self.repairs.append(msg)
-        log.warning(msg)
-        self.save_if_possible(modality, index, space)
+            index = FaissIndex.load(path, dim, meta["factory"])
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"unreadable ({exc})") from exc
+        end = int(meta.get("delta_bytes", 0))
+        apply_ops(index, index_delta.read(self.delta_path(modality), 0, end) if end else [])
+        self.loaded[modality] = (str(meta.get("sha256")), end)
         return index
 
-    def rebuild(
-        self,
-        modality: str,
-        factory: str,
-        space: EmbeddingSpace,
-        persist: Callable[[str, VectorIndex, EmbeddingSpace], None] | None = None,
-    ) -> VectorIndex:
+    @staticmethod
+    def _hash_matches(path: Path, meta: dict[str, Any]) -> bool:
+        if path.stat().st_size < FULL_HASH_BELOW or "quick_sha256" not in meta:
+            return sha256_file(path) == meta.get("sha256")
+        return quick_sha256_file(path) == meta["quick_sha256"]
+
+    def catch_up(self, modality: str, index: FaissIndex) -> bool:
+        """Apply what another process appended to the delta since we read it; False when its
+        base changed (the caller reloads)."""
+        meta = self.read_info()["indexes"].get(modality)
+        seen = self.loaded.get(modality)
+        if meta is None or seen is None or str(meta.get("sha256")) != seen[0]:
+            return False
+        end = int(meta.get("delta_bytes", 0))
+        if end < seen[1]:
+            return False
+        try:
+            apply_ops(index, index_delta.read(self.delta_path(modality), seen[1], end))
+        except (DeltaCorrupt, OSError):
+            return False
+        self.loaded[modality] = (seen[0], end)
+        return True
+
+    # -- writing ---------------------------------------------------------------------------------
+    def rebuild(self, modality: str, factory: str, space: EmbeddingSpace, persist=None):  # noqa: ANN001, ANN201
         """A new index of `factory` over every stored vector of `modality`, saved (by `persist`,
         default `save`: the caller holds the write lock)."""
-        index = create_index(factory, space.dim)
-        if index.needs_training:
-            sample = [v for _, v in self.store.iter_vectors(modality, space.dim)]
-            data = np.concatenate(sample) if sample else np.zeros((0, space.dim), np.float32)
-            if len(data) < 1:
-                index = create_index(DEFAULT_FACTORY, space.dim)
-            else:
-                rng = np.random.default_rng(0)
-                pick = rng.choice(len(data), size=min(len(data), TRAIN_SAMPLE), replace=False)
-                index.train(data[np.sort(pick)])
-        for ids, vecs in self.store.iter_vectors(modality, space.dim):
-            index.add(ids, vecs)
-        (persist or self.save)(modality, index, space)
+        index, tuning = build_index(self.store, modality, factory, space.dim)
+        (persist or self.save)(modality, index, space, tuning)
         return index
 
-    def save_if_possible(self, modality: str, index: VectorIndex, space: EmbeddingSpace) -> None:
+    def save_if_possible(
+        self,
+        modality: str,
+        index: VectorIndex,
+        space: EmbeddingSpace,
+        tuning: dict[str, Any] | None = None,
+        ops: list[DeltaOp] | None = None,
+    ) -> None:
         """Save a repair made while reading, if the write lock is free now and the disk takes
         it; otherwise the repair stays in memory (the next writer saves it)."""
         if not self.lock.try_acquire():
             log.info("%s index repaired in memory; the writer holding the lock saves it", modality)
             return
         try:
-            self.save(modality, index, space)
+            if ops is not None and isinstance(index, FaissIndex):
+                self.append(modality, ops, index, space)
+            else:
+                self.save(modality, index, space, tuning)
         except OSError as exc:
             self.degraded = (
                 f"index repairs kept in memory: cannot save them ({exc.strerror or exc})"
@@ -170,29 +186,75 @@ class IndexFiles:
         finally:
             self.lock.release()
 
-    def save(self, modality: str, index: VectorIndex, space: EmbeddingSpace | None) -> None:
-        """Write the index file atomically, then its record; a crash between them only costs a
-        rebuild on the next load. The caller holds the write lock."""
+    def save(
+        self,
+        modality: str,
+        index: VectorIndex,
+        space: EmbeddingSpace | None,
+        tuning: dict[str, Any] | None = None,
+    ) -> None:
+        """Write a new base atomically, then its record (with an empty delta); a crash between
+        them only costs a rebuild on the next load. The caller holds the write lock."""
         assert isinstance(index, FaissIndex), "only FAISS indexes are persisted"
         assert self.lock.held, "index files are written under the data directory's write lock"
-        data = index.to_bytes()
-        atomic_write_bytes(self.path(modality), data)
+        path = self.path(modality)
+        atomic_write_via(path, index.save)
         info = self.read_info()
+        old = info["indexes"].get(modality, {})
+        sha = sha256_file(path)
         info["indexes"][modality] = {
             "factory": index.factory,
             "count": index.count(),
-            "sha256": sha256_bytes(data),
-            "bytes": len(data),
+            "base_count": index.count(),
+            "sha256": sha,
+            "quick_sha256": quick_sha256_file(path),
+            "bytes": path.stat().st_size,
+            "delta_bytes": 0,
+            "delta_rows": 0,
+            "search": tuning if tuning is not None else old.get("search"),
             "saved_at": time.time(),
         }
+        self._commit_info(info, space)
+        self.loaded[modality] = (sha, 0)
+
+    def append(
+        self, modality: str, ops: list[DeltaOp], index: FaissIndex, space: EmbeddingSpace | None
+    ) -> None:
+        """Record `ops` (already applied to `index`) in the delta; merge into a new base when
+        the delta has grown past `MERGE_FRACTION` of it. The caller holds the write lock."""
+        assert self.lock.held, "index files are written under the data directory's write lock"
+        info = self.read_info()
+        meta = info["indexes"].get(modality)
+        if meta is None or not self.path(modality).exists():
+            self.save(modality, index, space)
+            return
+        rows = int(meta.get("delta_rows", 0)) + sum(len(op.ids) for op in ops)
+        if rows >= max(MERGE_MIN_OPS, MERGE_FRACTION * int(meta.get("base_count", 0))):
+            self.save(modality, index, space)
+            return
+        end = index_delta.append(self.delta_path(modality), int(meta.get("delta_bytes", 0)), ops)
+        meta.update(delta_bytes=end, delta_rows=rows, count=index.count(), saved_at=time.time())
+        self._commit_info(info, space)
+        self.loaded[modality] = (str(meta.get("sha256")), end)
+
+    def _commit_info(self, info: dict[str, Any], space: EmbeddingSpace | None) -> None:
         info["generation"] = int(info.get("generation", 0)) + 1
         info["space"] = None if space is None else space.as_dict()
         atomic_write_json(self.info_path, info)
         self.saved_mtime = self.info_path.stat().st_mtime
 
     def summary(self) -> dict[str, dict[str, Any]]:
-        """Per modality with a saved index: its factory string, vector count and file size."""
+        """Per modality with a saved index: its type, size, delta and measured search recall."""
+        keys = ("factory", "count", "bytes", "delta_bytes", "search")
         return {
-            m: {k: meta[k] for k in ("factory", "count", "bytes")}
-            for m, meta in self.read_info()["indexes"].items()
+            m: {k: meta.get(k) for k in keys} for m, meta in self.read_info()["indexes"].items()
         }
+
+
+def apply_ops(index: VectorIndex, ops: list[DeltaOp]) -> None:
+    for op in ops:
+        if op.kind == index_delta.ADD:
+            assert op.vectors is not None
+            index.add(op.ids, op.vectors)
+        else:
+            index.remove(op.ids)

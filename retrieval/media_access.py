@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from retrieval.store import Store
+from retrieval.store import ItemRecord, Store
 
 META_KEY = "media_roots"
 
@@ -33,3 +33,9 @@ def inside(path: Path, roots: Iterable[Path]) -> bool:
     except (OSError, RuntimeError):
         return False
     return any(real.is_relative_to(Path(r).resolve()) for r in roots)
+
+
+def media_file(item: ItemRecord, roots: Iterable[Path]) -> Path | None:
+    """The item's media file, if it exists and lies inside one of `roots`; None otherwise."""
+    p = Path(item.path) if item.path is not None and item.modality != "text" else None
+    return p if p is not None and p.is_file() and inside(p, roots) else None

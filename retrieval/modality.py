@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -12,3 +13,11 @@ class Modality(StrEnum):
 
 
 ALL_MODALITIES: tuple[Modality, ...] = (Modality.IMAGE, Modality.TEXT, Modality.AUDIO)
+
+
+def by_modality(pairs: Iterable[tuple[int, str]]) -> dict[str, list[int]]:
+    """(id, modality) pairs -> ids per modality."""
+    out: dict[str, list[int]] = {}
+    for item_id, modality in pairs:
+        out.setdefault(modality, []).append(item_id)
+    return out

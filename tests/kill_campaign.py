@@ -158,7 +158,6 @@ def _check_catalogue(
 ) -> None:
     from retrieval.catalogue import Catalogue
     from retrieval.catalogue_check import verify
-    from retrieval.index import FaissIndex
 
     with Catalogue.open(data_dir, create=False) as cat:
         counts = cat.counts()
@@ -173,7 +172,7 @@ def _check_catalogue(
             store_ids = cat.store.ids(modality)
             if strict_files:  # the files exactly as the finished command left them
                 info = cat.files.read_info()["indexes"].get(modality)
-                on_disk = FaissIndex.load(cat.files.path(modality), cat.space.dim) if info else None
+                on_disk = cat.files.load_from_disk(modality, cat.space.dim) if info else None
                 if on_disk is None or not np.array_equal(on_disk.ids(), store_ids):
                     tally.index_store_mismatches += 1
                     tally.notes.append(f"{data_dir.name}: {modality} file out of step")

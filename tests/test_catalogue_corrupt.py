@@ -13,7 +13,7 @@ import pytest
 from conftest import sqlite_url
 
 from retrieval.catalogue import Catalogue
-from retrieval.fsutil import sha256_file
+from retrieval.fsutil import quick_sha256_file, sha256_file
 from retrieval.index_files import INFO_FILE
 from retrieval.search import Query, SearchService
 from retrieval.store import NewItem
@@ -62,13 +62,19 @@ def _garbage_with_matching_record(path: Path) -> None:
     path.write_bytes(b"not a faiss index at all" * 7)
     info_path = path.parent.parent / INFO_FILE
     info = json.loads(info_path.read_text())
-    info["indexes"][path.stem]["sha256"] = sha256_file(path)
+    record = info["indexes"][path.stem]
+    record.update(sha256=sha256_file(path), bytes=path.stat().st_size, delta_bytes=0)
+    record["quick_sha256"] = quick_sha256_file(path)
     info_path.write_text(json.dumps(info))
 
 
 DAMAGE: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "flipped-bytes": (_flip_middle, "image", "checksum mismatch"),
-    "truncated": (lambda p: p.write_bytes(p.read_bytes()[:100]), "text", "checksum mismatch"),
+    "truncated": (
+        lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+        "text",
+        "checksum mismatch",
+    ),
     "empty": (lambda p: p.write_bytes(b""), "image", "checksum mismatch"),
     "deleted": (lambda p: p.unlink(), "text", "missing"),
     "garbage-with-matching-checksum": (_garbage_with_matching_record, "image", "unreadable"),

@@ -138,10 +138,33 @@ def test_remove_then_search_equals_exact_without_them(factory: str) -> None:
     assert not np.isin(fast.search(queries, 300)[1], gone).any()
 
 
-@pytest.mark.parametrize("factory", ["IVF4,Flat", "HNSW8"])
+@pytest.mark.parametrize("factory", ["IVF4,Flat", "IVF8,SQ8"])
+def test_ivf_keeps_its_own_ids_and_removes_in_place(factory: str) -> None:
+    """An IVF index holds the database ids in its lists (no ID map), so removal is exact: with
+    every list probed, it answers as the oracle over what is left."""
+    fast, _, ids = _pair(factory, 257, 8)
+    assert isinstance(fast, FaissIndex)
+    lists = fast.ivf_lists()
+    assert lists is not None
+    fast.set_search_params(nprobe=lists)
+    gone = ids[::3]
+    assert fast.remove(gone) == len(gone)
+    keep = np.setdiff1d(np.arange(257), np.arange(257)[::3])
+    np.testing.assert_array_equal(fast.ids(), np.sort(ids[keep]))
+    oracle = ExactIndex(8)
+    oracle.add(ids[keep], fast.reconstruct(ids[keep]))
+    queries = unit_rows(11, 8, seed=4)
+    _assert_same(fast.search(queries, 20), oracle.search(queries, 20))
+    np.testing.assert_allclose(
+        fast.reconstruct(ids[keep][:5]), unit_rows(257, 8)[keep][:5], atol=0.02
+    )
+
+
+@pytest.mark.parametrize("factory", ["IDMap2,IVF4,Flat", "HNSW8"])
 def test_remove_is_refused_where_faiss_would_return_wrong_ids(factory: str) -> None:
-    """IDMap2 over IVF would remap labels wrongly after removal (and HNSW cannot remove): the
-    index refuses, untouched, and the catalogue rebuilds instead."""
+    """An ID map over IVF (catalogues saved before IVF kept its own ids) would remap labels
+    wrongly after removal, and HNSW cannot remove: the index refuses, untouched, and the
+    catalogue rebuilds instead."""
     fast, exact, ids = _pair(factory, 257, 8)
     assert isinstance(fast, FaissIndex)
     fast.set_search_params(nprobe=4, ef_search=300)
@@ -223,5 +246,10 @@ def test_create_index_and_auto_factory() -> None:
     assert isinstance(create_index("exact", 8), ExactIndex)
     flat = create_index("Flat", 8)
     assert isinstance(flat, FaissIndex) and flat.factory == "Flat" and flat.dim == 8
-    assert auto_factory(99_999) == "Flat"
-    assert auto_factory(1_000_000).startswith("IVF")
+    assert auto_factory(49_999) == "Flat"
+    assert auto_factory(50_000) == "IVF512,Flat"
+    assert auto_factory(1_000_000) == "IVF2048,Flat"
+    assert auto_factory(4_000_000) == "IVF4096_HNSW32,Flat"
+    assert auto_factory(1_000_000, 256, memory_bytes=1 << 30) == "IVF2048,SQ8"
+    for n in (50_000, 1_000_000, 4_000_000):
+        create_index(auto_factory(n), 256)  # every automatic choice is a valid factory string

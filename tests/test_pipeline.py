@@ -20,7 +20,6 @@ from indexer.sources import ManifestSource
 from retrieval.catalogue import Catalogue
 from retrieval.catalogue_check import describe
 from retrieval.errors import CatalogueError, SpaceMismatchError
-from retrieval.index import FaissIndex
 from retrieval.media.image import decode_image
 from retrieval.search import Query, SearchService
 from tests.conftest import SHARED_DATA
@@ -43,9 +42,8 @@ def assert_index_matches_store(data_dir: Path) -> None:
         for modality in ("image", "text", "audio"):
             want = cat.store.ids(modality)
             np.testing.assert_array_equal(cat.index(modality).ids(), want)
-            path = data_dir / "index" / f"{modality}.faiss"
-            if len(want):
-                on_disk = FaissIndex.load(path, cat.space.dim, "Flat")  # type: ignore[union-attr]
+            if len(want):  # the base file plus its committed delta
+                on_disk = cat.files.load_from_disk(modality, cat.space.dim)  # type: ignore[union-attr]
                 np.testing.assert_array_equal(on_disk.ids(), want)
         assert cat.repairs == []
 

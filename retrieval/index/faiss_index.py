@@ -1,8 +1,10 @@
 """FAISS implementation of the vector index, described by a factory string ("Flat", "IVF256,Flat",
 "HNSW32", "IVF1024,PQ32"), inner-product metric, database ids kept in the index (IDMap2).
 
-A GPU is used for search when this faiss build has GPU support and a CUDA device is present; the
-CPU index stays the master copy, so results and saved files do not depend on the GPU.
+An IVF index keeps database ids in its own inverted lists (it removes them in place); any other
+type is wrapped in an ID map. A GPU is used for search when this faiss build has GPU support and a
+CUDA device is present; the CPU index stays the master copy, so results and saved files do not
+depend on the GPU.
 """
 
 from __future__ import annotations
@@ -13,6 +15,22 @@ from typing import Any
 import numpy as np
 
 from retrieval.index.base import VectorIndex, check_batch
+
+# faiss 1.15 computes inner products for fewer than 128,000 queries with its own SIMD loop; a
+# BLAS matrix product is ~13x faster for a batch of 200 queries over 1M vectors on 2 cores
+# (benchmarks/scale.py). FAISS's own historical default of 20 queries is restored.
+BLAS_FROM_QUERIES = 20
+QUANTIZER_EF_SEARCH = 128  # an HNSW coarse quantiser's default efSearch (16) caps IVF recall
+_tuned = False
+
+
+def _tune_faiss() -> None:
+    global _tuned
+    if not _tuned:
+        import faiss
+
+        faiss.cvar.distance_compute_blas_threshold = BLAS_FROM_QUERIES
+        _tuned = True
 
 
 def gpu_available() -> bool:
@@ -29,8 +47,13 @@ class FaissIndex(VectorIndex):
         self.dim = dim
         self.factory = factory
         inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.try_extract_index_ivf(inner)
+        quantizer: Any = None if ivf is None else faiss.downcast_index(ivf.quantizer)
+        if hasattr(quantizer, "hnsw"):
+            quantizer.hnsw.efSearch = QUANTIZER_EF_SEARCH
+        own_ids = "IDMap" in factory or isinstance(faiss.downcast_index(inner), faiss.IndexIVF)
         # faiss' SWIG types do not declare the attributes of downcast indexes
-        self._index: Any = inner if "IDMap" in factory else faiss.IndexIDMap2(inner)
+        self._index: Any = inner if own_ids else faiss.IndexIDMap2(inner)
         self.use_gpu = gpu_available() if use_gpu is None else use_gpu
         self._gpu_index = None
         self._gpu_res = None
@@ -47,6 +70,32 @@ class FaissIndex(VectorIndex):
         if not self._index.is_trained:
             self._index.train(vectors)
             self._gpu_index = None
+
+    def ivf_lists(self) -> int | None:
+        import faiss
+
+        ivf = faiss.try_extract_index_ivf(self._inner())
+        return None if ivf is None else int(ivf.nlist)
+
+    def set_training_iterations(self, niter: int) -> None:
+        import faiss
+
+        ivf = faiss.try_extract_index_ivf(self._inner())
+        if ivf is not None:
+            ivf.cp.niter = niter
+
+    def knob_values(self) -> tuple[str | None, list[int]]:
+        """The search-time knob of this index type and the values a tuner tries, in order."""
+        lists = self.ivf_lists()
+        if lists is not None:
+            return "nprobe", [
+                p
+                for p in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+                if p <= lists
+            ] or [lists]
+        if hasattr(self._inner(), "hnsw"):
+            return "ef_search", [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024]
+        return None, []
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         ids, vectors = check_batch(ids, vectors, self.dim)
@@ -69,6 +118,7 @@ class FaissIndex(VectorIndex):
                 np.full((len(queries), max(k, 0)), -np.inf, dtype=np.float32),
                 np.full((len(queries), max(k, 0)), -1, dtype=np.int64),
             )
+        _tune_faiss()
         self._apply_search_params()
         if among is not None:
             scores, ids = self._search_among(queries, k, np.ascontiguousarray(among, np.int64))
@@ -86,7 +136,7 @@ class FaissIndex(VectorIndex):
 
         fx: Any = faiss  # the bundled stubs lack the search-parameter classes' keywords
         sel = fx.IDSelectorBatch(among)
-        inner: Any = fx.downcast_index(fx.downcast_index(self._index).index)
+        inner = self._inner()
         ivf = fx.try_extract_index_ivf(inner)
         if ivf is not None:
             params: Any = fx.SearchParametersIVF(sel=sel, nprobe=ivf.nprobe)
@@ -101,6 +151,10 @@ class FaissIndex(VectorIndex):
         import faiss
 
         ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if self._ivf_owns_ids():
+            removed = int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
+            self._gpu_index = None
+            return removed
         # IndexIDMap2 maps inner labels to ids by position and compacts that map on removal,
         # which is only right for inner indexes that shift their rows down too (flat codes).
         # IVF keeps its labels, so removal there would return wrong ids: rebuild instead.
@@ -121,15 +175,48 @@ class FaissIndex(VectorIndex):
         return int(self._index.ntotal)
 
     def ids(self) -> np.ndarray:
+        return np.sort(self.unsorted_ids())
+
+    def unsorted_ids(self) -> np.ndarray:
+        """The ids held, in storage order (no sort: cheap enough to check at every open)."""
         import faiss
 
+        if self._ivf_owns_ids():
+            ivf: Any = faiss.downcast_index(self._index)
+            lists = ivf.invlists
+            parts = [
+                faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                for i in range(ivf.nlist)
+                if lists.list_size(i)
+            ]
+            return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
         idmap: Any = faiss.downcast_index(self._index)
-        return np.sort(faiss.vector_to_array(idmap.id_map).astype(np.int64))
+        return faiss.vector_to_array(idmap.id_map).astype(np.int64)
+
+    def _ivf_owns_ids(self) -> bool:
+        import faiss
+
+        return isinstance(faiss.downcast_index(self._index), faiss.IndexIVF)
+
+    def _inner(self) -> Any:
+        """The index behind the ID map (the IVF index itself when it keeps the ids)."""
+        import faiss
+
+        outer: Any = faiss.downcast_index(self._index)
+        return outer if self._ivf_owns_ids() else faiss.downcast_index(outer.index)
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of `ids` (N, dim); exact for Flat storage, approximate for PQ/SQ."""
         import faiss
 
+        if self._ivf_owns_ids():
+            ivf: Any = faiss.downcast_index(self._index)
+            fx: Any = faiss  # the bundled stubs lack DirectMap
+            ivf.set_direct_map_type(fx.DirectMap.Hashtable)
+            try:
+                return np.stack([ivf.reconstruct(int(i)) for i in ids])
+            finally:
+                ivf.set_direct_map_type(fx.DirectMap.NoMap)
         idmap: Any = faiss.downcast_index(self._index)
         where = {int(e): i for i, e in enumerate(faiss.vector_to_array(idmap.id_map))}
         keys = np.array([where[int(i)] for i in ids], dtype=np.int64)
@@ -146,9 +233,16 @@ class FaissIndex(VectorIndex):
     ) -> FaissIndex:
         import faiss
 
+        raw = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        return cls._wrap_loaded(raw, dim, factory, use_gpu)
+
+    @classmethod
+    def _wrap_loaded(
+        cls, raw: Any, dim: int, factory: str, use_gpu: bool | None = None
+    ) -> FaissIndex:
         index = cls.__new__(cls)
         index.dim, index.factory = dim, factory
-        index._index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        index._index = raw
         if index._index.d != dim:
             raise ValueError(f"Index has dim {index._index.d}, expected {dim}.")
         index.use_gpu = gpu_available() if use_gpu is None else use_gpu
@@ -156,12 +250,21 @@ class FaissIndex(VectorIndex):
         index.nprobe = index.ef_search = None
         return index
 
-    def save(self, path: Path) -> None:
-        Path(path).write_bytes(self.to_bytes())
+    def save(self, path: Path | str) -> None:
+        import faiss
+
+        faiss.write_index(self._index, str(path))
 
     @classmethod
-    def load(cls, path: Path, dim: int, factory: str = "Flat") -> FaissIndex:
-        return cls.from_bytes(Path(path).read_bytes(), dim, factory)
+    def load(cls, path: Path | str, dim: int, factory: str = "Flat") -> FaissIndex:
+        """Read an index file (streamed by FAISS: no second copy of it in memory)."""
+        import faiss
+
+        try:
+            raw = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise ValueError(f"not a FAISS index ({str(exc).splitlines()[0][:120]})") from exc
+        return cls._wrap_loaded(raw, dim, factory)
 
     # -- search-time knobs and GPU ---------------------------------------------------------------
     def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
@@ -174,12 +277,14 @@ class FaissIndex(VectorIndex):
     def _apply_search_params(self) -> None:
         import faiss
 
-        idmap: Any = faiss.downcast_index(self._index)
-        inner: Any = faiss.downcast_index(idmap.index)
+        inner = self._inner()
         if self.nprobe is not None:
             ivf = faiss.try_extract_index_ivf(inner)
             if ivf is not None:
                 ivf.nprobe = self.nprobe
+                quantizer: Any = faiss.downcast_index(ivf.quantizer)
+                if hasattr(quantizer, "hnsw"):
+                    quantizer.hnsw.efSearch = max(QUANTIZER_EF_SEARCH, 2 * self.nprobe)
         if self.ef_search is not None and hasattr(inner, "hnsw"):
             inner.hnsw.efSearch = self.ef_search
 

@@ -42,6 +42,16 @@ class StoreReads:
             ).all()
         return np.asarray(rows, dtype=np.int64)
 
+    def id_summary(self, modality: str) -> tuple[int, int, int, int]:
+        """(count, sum, min, max) of `ids(modality)`, in one aggregate (all zero when empty)."""
+        with self._session() as s:
+            n, total, lo, hi = s.execute(
+                select(func.count(Item.id), func.sum(Item.id), func.min(Item.id), func.max(Item.id))
+                .join(Vector, Vector.item_id == Item.id)
+                .where(Item.modality == modality)
+            ).one()
+        return (int(n), int(total or 0), int(lo or 0), int(hi or 0)) if n else (0, 0, 0, 0)
+
     def iter_vectors(
         self, modality: str, dim: int, chunk: int = 20_000
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
