@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli_bench import Mode
 from api.cli_bench import register as register_bench
 from api.cli_care import (
     CollapseOpt,
@@ -26,6 +25,7 @@ from api.cli_care import (
     sync_source,
 )
 from api.cli_care import register as register_care
+from api.cli_options import ModeOpt, WhereOpt
 from api.cli_output import print_index_report, print_info, print_search, search_json
 from api.cli_ray import RayOpt, ingestor_for
 from api.cli_train import register as register_training
@@ -134,18 +134,8 @@ def search(
     audio: Annotated[Path | None, typer.Option("--audio", help="Audio file query.")] = None,
     target: Annotated[Target, typer.Option(help="Modality to return.")] = Target.any,
     k: Annotated[int, typer.Option("-k", min=1, max=1000)] = 10,
-    mode: Annotated[
-        Mode | None,
-        typer.Option(
-            help="vector, lexical or hybrid [default: hybrid when the query has words, else vector]"
-        ),
-    ] = None,
-    where: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--where", help="Filter, repeatable: 'label=cat', 'duration>=2', 'label in cat,dog'."
-        ),
-    ] = None,
+    mode: ModeOpt = None,
+    where: WhereOpt = None,
     rerank: Annotated[
         bool, typer.Option("--rerank/--no-rerank", help="Re-rank the top candidates.")
     ] = True,
