@@ -427,3 +427,34 @@ def test_spoken_query_shows_what_was_heard(page: Any) -> None:
     assert match.locator("q").inner_text() == "Someone says SEVEN"  # the one with heard words
     assert match.locator("mark").all_inner_texts() == ["Someone", "says", "SEVEN"]
     assert match.locator(".via").inner_text() == "caption · transcript"
+
+
+def test_search_quality_panel_shows_the_last_eval(page: Any) -> None:
+    """Issue 17: the last `crossmedia eval` (GET /v1/stats info.last_eval) on an info panel, with
+    the drift warning marked."""
+    last = {
+        "model": "starter",
+        "at": "2026-12-01T10:00:00Z",
+        "tasks": {
+            "text_to_image": {
+                "gallery": 239,
+                "queries": 1195,
+                "chance_R@10": 0.0418,
+                "first_stage": {"R@1": 0.721, "R@5": 0.877, "R@10": 0.922},
+                "reranked": {"R@1": 0.727, "R@5": 0.883, "R@10": 0.921},
+            }
+        },
+        "drift": {"image": {"available": True, "warning": True, "note": "Warning: far away."}},
+    }
+    stats = {"counts": {"image": 239}, "model": "starter", "reranker": True, "info": {}}
+    page.route(
+        "**/v1/stats", lambda route: route.fulfill(json={**stats, "info": {"last_eval": last}})
+    )
+    page.reload()
+    panel = page.locator("#eval-panel")
+    panel.wait_for(state="visible")
+    page.click("#eval-panel summary")
+    body = page.locator("#eval-body")
+    assert "72.1%" in body.inner_text() and "first stage" in body.inner_text()
+    assert body.locator("tr").count() == 3  # header, first stage, re-ranked
+    assert body.locator("p.error").inner_text() == "Drift (image): Warning: far away."

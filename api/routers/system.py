@@ -10,8 +10,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import MetricsDep, ReadAccess, RuntimeDep, SettingsDep
 from api.errors import ApiError
+from api.eval_metrics import eval_metric_lines
 from api.schemas import Health, Ready, Stats, error_responses, json_error_responses
 from retrieval.catalogue_check import describe
+from retrieval.live_eval import load_last_eval
 
 router = APIRouter(tags=["system"])
 
@@ -65,6 +67,7 @@ async def stats(principal: ReadAccess, runtime: RuntimeDep, settings: SettingsDe
     info: dict[str, Any] = await run_in_threadpool(describe, runtime.catalogue)
     # Server paths and DB URLs are operator details, not something API clients need.
     public = {k: v for k, v in info.items() if k not in ("data_dir", "db", "counts")}
+    public["last_eval"] = load_last_eval(runtime.catalogue.data_dir)  # `crossmedia eval`
     return Stats(
         counts=info.get("counts") or runtime.catalogue.counts(),
         model=runtime.encoder.space.model,
@@ -88,6 +91,8 @@ async def metrics(
 ) -> PlainTextResponse:
     runtime = getattr(request.app.state, "runtime", None)
     counts = await run_in_threadpool(runtime.catalogue.counts) if runtime is not None else None
+    last = load_last_eval(runtime.catalogue.data_dir) if runtime is not None else None
     return PlainTextResponse(
-        metrics.render(counts), media_type="text/plain; version=0.0.4; charset=utf-8"
+        metrics.render(counts) + eval_metric_lines(last),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
     )

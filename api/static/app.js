@@ -2,6 +2,7 @@
 // served it.
 import { $, KEY_STORAGE, api, apiKey, showMessage } from "./client.js";
 import { FILTER_HINT, FilterError, paramsToSearch, parseWhere, searchToParams } from "./query.js";
+import { showEval } from "./quality.js";
 import { renderResults } from "./results.js";
 
 const state = { file: null, seq: 0 };
@@ -82,11 +83,13 @@ async function runSearch() {
     form.append("target", target);
     form.append("k", String(k));
     form.append("rerank", String(rerank));
+    if ($("#collapse").checked) form.append("collapse", "true");
     if (mode) form.append("mode", mode);
     if (hasWhere) form.append("where", JSON.stringify(where));
     options = { method: "POST", body: form };
   } else if (text) {
     const body = { text, target, k, rerank };
+    if ($("#collapse").checked) body.collapse = true;
     if (mode) body.mode = mode;
     if (hasWhere) body.where = where;
     options = {
@@ -246,6 +249,7 @@ async function loadStats() {
     const rerank = $("#rerank");
     rerank.disabled = !s.reranker;
     rerank.parentElement.title = s.reranker ? "" : "This server has no re-ranker for its model.";
+    showEval(s.info && s.info.last_eval);
   } catch (err) {
     $("#stats").textContent = err.status === 401 ? "API key needed" : "";
   }
@@ -281,7 +285,7 @@ function init() {
     $("#record").hidden = false;
     $("#record").addEventListener("click", toggleRecording);
   }
-  for (const el of document.querySelectorAll("input[name=target], input[name=mode], #rerank, #k")) {
+  for (const el of document.querySelectorAll("input[name=target], input[name=mode], #rerank, #collapse, #k")) {
     el.addEventListener("change", () => { if (state.file || $("#q").value.trim()) runSearch(); });
   }
   $("#where").placeholder = FILTER_HINT;
