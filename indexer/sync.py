@@ -6,7 +6,8 @@ Which items belong to a source:
   One is removed when its file no longer exists.
 - a manifest: items whose `source` is this manifest (`/abs/items.jsonl:LINE`). One is removed
   when no entry of the manifest owns its key any more (its line was deleted, its id changed, its
-  caption list shortened). Items of a line that cannot be read now are kept: a typo is not a
+  caption list shortened), or when its media file is gone (with the entry's captions once none
+  of its media is left). Items of a line that cannot be read now are kept: a typo is not a
   deletion.
 Uploads (`upload:` keys) and items of other folders or manifests are never touched.
 
@@ -27,8 +28,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from indexer.entries import Entry
 from indexer.manifest import ManifestSource
-from indexer.rows import entry_keys
+from indexer.rows import entry_keys, media_keys
 from indexer.sources import FolderSource
 from retrieval.catalogue import Catalogue
 from retrieval.store import ItemRecord
@@ -101,11 +103,14 @@ def _plan_manifest(cat: Catalogue, source: ManifestSource) -> SyncPlan:
     if not mine:
         return plan
     current: set[str] = set()
+    gone: set[str] = set()  # keys of entries still listed whose media file is gone
     unreadable_lines: set[str] = set()
     unreadable_keys: set[str] = set()
     for e in source:
         if e.error is None:
-            current.update(entry_keys(e))
+            dead = _dead_keys(e)
+            gone |= dead
+            current.update(k for k in entry_keys(e) if k not in dead)
         else:  # keep what this line wrote before, found by its id or by its line number
             unreadable_lines.add(e.where.rsplit(":", 1)[-1])
             unreadable_keys.add(e.key)
@@ -116,8 +121,18 @@ def _plan_manifest(cat: Catalogue, source: ManifestSource) -> SyncPlan:
         if owner in unreadable_keys or (line and line.group(1) in unreadable_lines):
             plan.kept_unreadable += 1
             continue
-        plan.doomed.append((rec.id, rec.key, f"no entry in {Path(source.name).name}"))
+        why = "file is gone" if rec.key in gone else f"no entry in {Path(source.name).name}"
+        plan.doomed.append((rec.id, rec.key, why))
     return plan
+
+
+def _dead_keys(e: Entry) -> set[str]:
+    """An entry's keys whose media file no longer exists; its captions too when none is left."""
+    keys = media_keys(e)
+    dead = {k for k, ref in zip(keys, e.media, strict=True) if not os.path.lexists(ref.path)}
+    if e.media and len(dead) == len(set(keys)):
+        dead |= set(entry_keys(e)) - set(keys)
+    return dead
 
 
 def _records(cat: Catalogue, ids: list[int]) -> Iterator[ItemRecord]:

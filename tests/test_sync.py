@@ -110,6 +110,8 @@ def test_manifest_sync_keeps_other_manifests_and_unreadable_lines(tmp_path: Path
         r["id"] = f"q{i}"
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
+    shutil.copy(rows[5]["image"], tmp_path / "one" / "p5.jpg")  # a file this test deletes
+    rows[5]["image"] = "p5.jpg"
     one = write_manifest(tmp_path / "one" / "items.jsonl", rows)
     two = write_manifest(tmp_path / "two" / "items.jsonl", other)
     data_dir = tmp_path / "data"
@@ -120,12 +122,15 @@ def test_manifest_sync_keeps_other_manifests_and_unreadable_lines(tmp_path: Path
     rows[3]["captions"] = rows[3]["captions"][:2]  # three captions fewer
     edited = [rows[0], rows[1], '{"id": "p2", "image": ', rows[3], rows[5]]  # p4, p6 gone
     write_manifest(one, edited)
+    (tmp_path / "one" / "p5.jpg").unlink()  # still listed, but its file is gone
     report = index(one, data_dir, "--sync")
-    gone = {f"p{i}" for i in (4, 6)}
-    gone |= {f"p{i}#caption{c}" for i in (4, 6) for c in range(5)}
+    gone = {f"p{i}" for i in (4, 5, 6)}
+    gone |= {f"p{i}#caption{c}" for i in (4, 5, 6) for c in range(5)}
     gone |= {f"p3#caption{c}" for c in (2, 3, 4)}
     assert report["sync"]["kept_unreadable"] == 6  # p2 and its five captions: a broken line
-    assert report["sync"]["removed"] == {"image": 2, "text": 10}
+    assert report["sync"]["removed"] == {"image": 3, "text": 15}
+    whys = {r["key"]: r["why"] for r in report["sync"]["removed_items"]}
+    assert whys["p5"] == "file is gone" and whys["p4"] == "no entry in items.jsonl"
     assert report["removed_captions"] == 3  # the pipeline's own pruning of p3
     assert_consistent(data_dir, all_keys - gone)
 
