@@ -96,7 +96,8 @@ def print_sync(plan: Any) -> None:
         return
     n = len(plan.doomed)
     verb = "Would remove" if plan.dry_run else "Removed"
-    typer.echo(f"{verb} {n} items of {plan.source} whose file or manifest entry is gone.")
+    items = "item" if n == 1 else "items"
+    typer.echo(f"{verb} {n} {items} of {plan.source} whose file or manifest entry is gone.")
     for item_id, key, why in plan.doomed[:MAX_LISTED]:
         typer.echo(f"  {'would remove' if plan.dry_run else 'removed'} {key} (id {item_id}): {why}")
     if n > MAX_LISTED:
@@ -138,7 +139,7 @@ def dedup(
     if json_out:
         typer.echo(json.dumps({"threshold": t, "groups": [g.to_json() for g in groups]}, indent=2))
         return
-    typer.echo(f"{len(groups)} groups of near-duplicates (cosine >= {t}):")
+    typer.echo(f"{len(groups)} groups of near-duplicates (cosine >= {t}){':' if groups else '.'}")
     for n, g in enumerate(groups[:MAX_LISTED], 1):
         how = "exact copies" if g.exact else f"min cosine {g.min_score:.3f}"
         typer.echo(f"  {n}. {g.modality}, {len(g.ids)} items, {how}: {', '.join(g.keys)}")
