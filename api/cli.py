@@ -28,6 +28,7 @@ from api.cli_care import register as register_care
 from api.cli_options import ModeOpt, WhereOpt
 from api.cli_output import print_index_report, print_info, print_search, search_json
 from api.cli_ray import RayOpt, ingestor_for
+from api.cli_scale import register as register_scale
 from api.cli_train import register as register_training
 from retrieval.errors import CrossmediaError
 from retrieval.fsutil import is_disk_full
@@ -268,6 +269,7 @@ def models() -> None:
 register_training(app)  # align, align-audio, train-reranker (api/cli_train.py)
 register_bench(app)  # bench recall (api/cli_bench.py)
 register_care(app)  # dedup, eval (api/cli_care.py)
+register_scale(app)  # import-vectors (api/cli_scale.py)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from api.index_upkeep import INSTALL_WAIT_S, IndexUpkeep
 from api.settings import Settings
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class Runtime:
     search: SearchService
     ingestor: Ingestor
     lock: ReadWriteLock = field(default_factory=ReadWriteLock)
+    upkeep: IndexUpkeep = field(default_factory=IndexUpkeep)
 
     @classmethod
     def load(cls, settings: Settings) -> Runtime:
@@ -124,7 +126,9 @@ class Runtime:
         then the in-process lock that holds searches off while the indexes change."""
         with self.catalogue.lock.holding(timeout_s), self.lock.write():
             yield
+        self.upkeep.check(self)  # the index type may no longer fit the catalogue's size
 
     def close(self) -> None:
+        self.upkeep.wait(INSTALL_WAIT_S)
         with self.lock.write():
             self.catalogue.close()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.encoders.base import EmbeddingSpace
-from retrieval.errors import CatalogueError, SpaceMismatchError
+from retrieval.catalogue_space import SpaceBinding
+from retrieval.errors import CatalogueError
 from retrieval.index import FaissIndex, VectorIndex, create_index
 from retrieval.index_delta import DeltaOp
 from retrieval.index_files import IndexFiles
@@ -33,7 +33,7 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("CROSSMEDIA_DATA_DIR") or "./crossmedia-data")
 
 
-class Catalogue:
+class Catalogue(SpaceBinding):
     def __init__(self, data_dir: Path, store: Store) -> None:
         self.data_dir = data_dir
         self.store = store
@@ -84,34 +84,6 @@ class Catalogue:
 
     def unlock(self) -> None:
         self.lock.release_all()
-
-    # -- embedding space ----------------------------------------------------------------------------
-    @property
-    def space(self) -> EmbeddingSpace | None:
-        raw = self.store.get_meta("space")
-        return EmbeddingSpace.from_json(raw) if raw else None
-
-    def bind_space(self, space: EmbeddingSpace) -> None:
-        """Record the space on first write; refuse any other space afterwards."""
-        current = self.space
-        if current is None:
-            self.store.set_meta("space", space.to_json())
-        else:
-            self.check_space(space)
-
-    def check_space(self, space: EmbeddingSpace) -> None:
-        current = self.space
-        if current is not None and current != space:
-            raise SpaceMismatchError(current.mismatch(space, f"The catalogue at {self.data_dir}"))
-
-    # -- index types -------------------------------------------------------------------------------
-    def set_default_factory(self, factory: str) -> None:
-        # Validate before storing: a bad string kept in the store would break every later open.
-        try:
-            create_index(factory, self.space.dim if self.space else 8)
-        except ValueError as exc:
-            raise CatalogueError(str(exc)) from exc
-        self.store.set_meta("index_factory", factory)
 
     # -- indexes -----------------------------------------------------------------------------------
     def index(self, modality: str) -> VectorIndex:
@@ -235,6 +207,20 @@ class Catalogue:
                 elif index is not None:
                     self.save_index(modality, index)
             self._dirty.clear()
+
+    def follow_store(self, modality: str) -> None:
+        """Bring the loaded index up to the store after rows were written around it (a bulk
+        import), saving the difference as delta records."""
+        with self.lock.holding(self.write_timeout):
+            index = self.index(modality)
+            try:
+                ops = catch_up(self.store, modality, index)
+            except NotImplementedError:
+                self.rebuild(modality, index.factory)
+                return
+            self._pending.setdefault(modality, []).extend(ops)
+            self._dirty.add(modality)
+            self.flush()
 
     def _remove_from_index(self, modality: str, ids: list[int]) -> bool:
         """True when the index had to be rebuilt from the store instead."""

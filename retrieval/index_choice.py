@@ -21,12 +21,13 @@ from retrieval.modality import ALL_MODALITIES
 log = logging.getLogger(__name__)
 
 
-def wanted_change(cat: Catalogue, modality: str) -> str | None:
-    """The factory string `modality`'s index should move to now, or None to keep it."""
+def wanted_change(cat: Catalogue, modality: str, count: int | None = None) -> str | None:
+    """The factory string `modality`'s index should move to now (holding `count` vectors,
+    default what it holds), or None to keep it."""
     if cat.space is None:
         return None
     index = cat.index(modality)
-    n = index.count()
+    n = index.count() if count is None else count
     if not n:
         return None
     want = cat.files.wanted_factory(modality, count=n)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.index.faiss_index import FaissIndex
+from retrieval.index.faiss_settings import tune_faiss
 
 RECALL_TARGET = 0.95
 MARGIN = 0.01  # the sample's recall must clear the target by this much (sampling noise)
@@ -21,6 +22,7 @@ def exact_neighbours(queries: np.ndarray, vecs: np.ndarray, k: int) -> np.ndarra
     """Row positions of the exact top-k by inner product, (Q, k)."""
     import faiss
 
+    tune_faiss()
     _, pos = faiss.knn(queries, vecs, k, metric=faiss.METRIC_INNER_PRODUCT)
     return pos
 

@@ -8,7 +8,8 @@ import numpy as np
 
 from retrieval.index.base import VectorIndex
 from retrieval.index.exact import ExactIndex
-from retrieval.index.faiss_index import FaissIndex, gpu_available
+from retrieval.index.faiss_index import FaissIndex
+from retrieval.index.faiss_settings import gpu_available
 
 
 def create_index(factory: str, dim: int, use_gpu: bool | None = None) -> VectorIndex:

@@ -15,29 +15,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.index.base import VectorIndex, check_batch
-
-# faiss 1.15 computes inner products for fewer than 128,000 queries with its own SIMD loop; a
-# BLAS matrix product is ~13x faster for a batch of 200 queries over 1M vectors on 2 cores
-# (benchmarks/scale.py). FAISS's own historical default of 20 queries is restored.
-BLAS_FROM_QUERIES = 20
-QUANTIZER_EF_SEARCH = 128  # an HNSW coarse quantiser's default efSearch (16) caps IVF recall
-_tuned = False
-
-
-def _tune_faiss() -> None:
-    global _tuned
-    if not _tuned:
-        import faiss
-
-        faiss.cvar.distance_compute_blas_threshold = BLAS_FROM_QUERIES
-        _tuned = True
-
-
-def gpu_available() -> bool:
-    import faiss
-
-    get = getattr(faiss, "get_num_gpus", None)
-    return bool(get and hasattr(faiss, "StandardGpuResources") and get() > 0)
+from retrieval.index.faiss_settings import QUANTIZER_EF_SEARCH, gpu_available, tune_faiss
 
 
 class FaissIndex(VectorIndex):
@@ -118,7 +96,7 @@ class FaissIndex(VectorIndex):
                 np.full((len(queries), max(k, 0)), -np.inf, dtype=np.float32),
                 np.full((len(queries), max(k, 0)), -1, dtype=np.int64),
             )
-        _tune_faiss()
+        tune_faiss()
         self._apply_search_params()
         if among is not None:
             scores, ids = self._search_among(queries, k, np.ascontiguousarray(among, np.int64))

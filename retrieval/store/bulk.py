@@ -1,0 +1,110 @@
+"""Bulk writes for imports of many items at once (`crossmedia import-vectors`): one transaction
+per batch, rows inserted with executemany (SQLAlchemy Core, ids returned in parameter order)
+instead of one ORM object per row: ~20x the rate of `write_batch` for items without token sets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.engine import Connection
+
+from retrieval.store.lexical import body_of
+from retrieval.store.models import Item
+
+
+@dataclass
+class BulkRow:
+    """One item of a bulk import: its row fields (as `Item` columns) and its vector."""
+
+    key: str
+    modality: str
+    content_hash: str
+    vector: np.ndarray
+    path: str | None = None
+    text: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+
+
+def bulk_insert(
+    store: Any, rows: Sequence[BulkRow], links: Sequence[tuple[str, str, str]] = ()
+) -> tuple[dict[str, int], dict[int, str]]:
+    """Insert `rows` (keys not yet stored, or stored with another content hash: replaced) and
+    link (media key, text key, kind) pairs, in one transaction. Returns (key -> new id, the
+    replaced items' id -> modality). The caller holds the catalogue's write lock: ids are
+    assigned here, after the largest in use (the sequence is moved past them on PostgreSQL)."""
+    if not rows:
+        return {}, {}
+    fields = store.lexical_fields
+    with store.engine.begin() as conn:
+        replaced = _drop_replaced(conn, [r.key for r in rows])
+        first = int(conn.execute(select(func.coalesce(func.max(Item.id), 0))).scalar_one()) + 1
+        ids = {r.key: first + n for n, r in enumerate(rows)}
+        now = datetime.now(UTC)
+        _insert_rows(conn, "items", ITEM_COLUMNS, [_item_tuple(r, ids[r.key], now) for r in rows])
+        _insert_rows(
+            conn,
+            "vectors",
+            ("item_id", "data"),
+            [(ids[r.key], np.asarray(r.vector, "<f4").tobytes()) for r in rows],
+        )
+        if conn.dialect.name == "postgresql":
+            conn.execute(
+                text("SELECT setval(pg_get_serial_sequence('items', 'id'), :n)"),
+                {"n": first + len(rows) - 1},
+            )
+        store.lexical.add(
+            conn,
+            (
+                (ids[r.key], body_of(r.modality, r.text, r.path, r.attrs, fields))
+                for r in rows
+                if r.text or r.path or r.attrs
+            ),
+        )
+        pairs = [(ids[m], ids[t], kind) for m, t, kind in links if m in ids and t in ids]
+        _insert_rows(conn, "links", ("media_id", "text_id", "kind"), pairs)
+    return ids, replaced
+
+
+ITEM_COLUMNS = (
+    "id", "key", "modality", "path", "content_hash", "text", "attrs", "source", "created_at"
+)  # fmt: skip
+
+
+def _item_tuple(r: BulkRow, item_id: int, now: datetime) -> tuple[Any, ...]:
+    attrs = json.dumps(r.attrs)
+    return (item_id, r.key, r.modality, r.path, r.content_hash, r.text, attrs, r.source, now)
+
+
+def _insert_rows(
+    conn: Connection, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """executemany straight to the driver: the ORM's per-row processing would cost more than
+    the database's own work here."""
+    if not rows:
+        return
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    cols = ", ".join(columns)
+    sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join([mark] * len(columns))})"
+    if conn.dialect.name == "sqlite" and "created_at" in columns:
+        at = columns.index("created_at")
+        rows = [(*r[:at], r[at].strftime("%Y-%m-%d %H:%M:%S.%f"), *r[at + 1 :]) for r in rows]
+    conn.exec_driver_sql(sql, rows)
+
+
+def _drop_replaced(conn: Connection, keys: list[str]) -> dict[int, str]:
+    gone: dict[int, str] = {}
+    for i in range(0, len(keys), 500):
+        chunk = keys[i : i + 500]
+        old = dict(conn.execute(select(Item.id, Item.modality).where(Item.key.in_(chunk))).all())
+        if old:
+            conn.execute(delete(Item).where(Item.id.in_(list(old))))
+            gone.update(old)
+    return gone
