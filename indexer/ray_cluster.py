@@ -65,14 +65,15 @@ def connect(address: str | None) -> tuple[Any, bool]:
 class EmbedPool:
     """The embed actors: one encoder each, loaded once; `num_gpus=1` each where the cluster has
     GPUs, else `num_cpus=1` each. Decode tasks are spread over the nodes; on a CPU cluster they
-    claim no CPU of their own (the actors hold them all, and the driver's window bounds how
-    many blocks are decoded at once)."""
+    claim no CPU of their own (the actors hold them all); the driver decodes at most
+    `decode_slots` blocks at once, one per CPU."""
 
     ray: Any
     actors: list[Any]
     encoder: RemoteEncoder
     pids: list[int]
     decode_options: dict[str, Any] = field(default_factory=dict)
+    decode_slots: int = 1  # blocks decoded at once: one per CPU of the cluster
 
     @property
     def size(self) -> int:
@@ -105,7 +106,9 @@ class EmbedPool:
             raise CrossmediaError(
                 f"The embed workers could not load model {model!r}: {exc}"
             ) from exc
-        return cls(ray, actors, described[0][0], [pid for _, pid in described], decode_options)
+        slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        pids = [pid for _, pid in described]
+        return cls(ray, actors, described[0][0], pids, decode_options, slots)
 
     def embed(self, actor: int, media: list, texts: list, payloads: Any) -> Any:
         return self.actors[actor].embed.remote(media, texts, payloads)

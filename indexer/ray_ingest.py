@@ -138,9 +138,10 @@ class RayIngestor:
                 if batch is None:
                     exhausted = True
                 else:
-                    window.append(self._submit(ing, batch))
+                    window.append(self._prepare(ing, batch))
             if not window:
                 return
+            self._start_decodes(window)
             moved = self._embed_decoded(ing, window)
             while window and window[0].embedded is not None and self._ready(window[0].embedded):
                 self._write(ing, window.popleft(), report)
@@ -150,23 +151,33 @@ class RayIngestor:
             bar.set_postfix(self._backlog(window), refresh=False)
             if not moved:
                 pending = [b.embedded if b.embedded is not None else b.decoded for b in window]
-                self.ray.wait(pending, num_returns=1, timeout=1.0)
+                self.ray.wait([r for r in pending if r is not None], num_returns=1, timeout=1.0)
 
-    def _submit(self, ing: Ingestor, batch: list[Entry]) -> Block:
+    def _prepare(self, ing: Ingestor, batch: list[Entry]) -> Block:
+        """Screen a block and look up the store, as the local pipeline does."""
         t = time.perf_counter()
-        part = IngestReport(source="")
-        b = Block(batch, [], {}, part)
-        b.todo, b.stored = ing.prepare(batch, part, b.errors)
-        enc = self.pool.encoder  # type: ignore[union-attr]
-        b.decoded, b.payloads = self._decode.remote(
-            b.todo, b.stored, self.limits, enc.modalities, enc.space.model
-        )
-        part.seconds["read"] += time.perf_counter() - t
+        b = Block(batch, [], {}, IngestReport(source=""))
+        b.todo, b.stored = ing.prepare(batch, b.part, b.errors)
+        b.part.seconds["read"] += time.perf_counter() - t
         return b
+
+    def _start_decodes(self, window: deque[Block]) -> None:
+        """Send blocks to decode, in order, at most `decode_slots` at a time: more would only
+        start more worker processes to share the same CPUs."""
+        decoding = sum(b.decoded is not None and b.embedded is None for b in window)
+        enc = self.pool.encoder  # type: ignore[union-attr]
+        for b in window:
+            if decoding >= self.pool.decode_slots:  # type: ignore[union-attr]
+                return
+            if b.decoded is None:
+                b.decoded, b.payloads = self._decode.remote(
+                    b.todo, b.stored, self.limits, enc.modalities, enc.space.model
+                )
+                decoding += 1
 
     def _embed_decoded(self, ing: Ingestor, window: deque[Block]) -> bool:
         """Plan every block whose decode is done and hand it to the least busy actor."""
-        waiting = [b for b in window if b.embedded is None]
+        waiting = [b for b in window if b.embedded is None and b.decoded is not None]
         if not waiting:
             return False
         done, _ = self.ray.wait([b.decoded for b in waiting], num_returns=len(waiting), timeout=0)

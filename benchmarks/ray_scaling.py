@@ -1,0 +1,256 @@
+"""Ingestion on Ray against the local pipeline: the same manifest, side by side in one run.
+
+    python -m benchmarks.ray_scaling [--manifest ../shared/data/coco_mini/items.jsonl]
+        [--limit 160] [--model starter] [--batch-size 16] [--no-pin] [--no-results]
+
+Three configurations, each in a fresh process, on the same entries (media read in place):
+  local   the local pipeline (`Ingestor`), one torch thread
+  ray-1   a local Ray cluster with 1 CPU: one embed actor (one torch thread), decode tasks
+  ray-2   a local Ray cluster with 2 CPUs: two embed actors (one torch thread each)
+Each is pinned to as many cores as it has workers (local and ray-1 to one core, ray-2 to two),
+so "N workers" means N cores and nothing else runs for free on a spare core (--no-pin lifts it).
+Steady throughput leaves out starting (loading the model; for Ray also the cluster and the
+actors), reported apart. The CPU seconds of every process of the run, read from /proc (the
+driver, the embed actors, the decode workers, Ray's own daemons), say where the time goes.
+Prints a Markdown table; writes benchmarks/results/ray_scaling.json and its RESULTS.md section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.results_md import load_note, replace_section
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MANIFEST = ROOT.parent / "shared" / "data" / "coco_mini" / "items.jsonl"
+CONFIGS = [("local", 1), ("ray", 1), ("ray", 2)]
+
+
+# -- one configuration, in its own process ---------------------------------------------------------
+def process_cpu(root: int) -> dict[int, tuple[str, float]]:
+    """pid -> (role, CPU seconds) for `root` and every process descended from it."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, cpu, name = {}, {}, {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+            cmd = Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        pid = int(d)
+        parent[pid], cpu[pid], name[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])), cmd
+    out = {}
+    for pid in cpu:
+        p = pid
+        while p not in (root, 0, 1) and p in parent:
+            p = parent[p]
+        if p == root:
+            out[pid] = (_role(pid, root, name[pid]), cpu[pid] / tick)
+    return out
+
+
+def _role(pid: int, root: int, cmd: str) -> str:
+    if pid == root:
+        return "driver"
+    if cmd.startswith("ray::EmbedWorker"):
+        return "embed actors"
+    if cmd.startswith("ray::"):
+        return "decode workers"
+    return "ray daemons"
+
+
+def cpu_by_role(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict:
+    out: dict[str, float] = {}
+    for pid, (role, s) in after.items():
+        out[role] = out.get(role, 0.0) + s - before.get(pid, (role, 0.0))[1]
+    return {k: round(v, 2) for k, v in sorted(out.items())}
+
+
+def run_one(kind: str, workers: int, manifest: Path, model: str, batch: int) -> dict[str, Any]:
+    import torch
+
+    from indexer.sources import ManifestSource
+    from retrieval.catalogue import Catalogue
+
+    torch.set_num_threads(1)
+    source = ManifestSource(manifest, [DEFAULT_MANIFEST.parents[1]])
+    with tempfile.TemporaryDirectory() as tmp, Catalogue.open(Path(tmp) / "cat") as cat:
+        t0 = time.perf_counter()
+        ingest, close = _starter(kind, workers, cat, model, batch)
+        start_s = time.perf_counter() - t0
+        before = process_cpu(os.getpid())
+        t = time.perf_counter()
+        report = ingest(source)
+        wall = time.perf_counter() - t
+        cpu = cpu_by_role(before, process_cpu(os.getpid()))
+        close()
+        counts = cat.counts()
+    media = counts.get("image", 0) + counts.get("audio", 0)
+    return {
+        "config": kind if kind == "local" else f"ray-{workers}",
+        "workers": workers,
+        "cores": sorted(os.sched_getaffinity(0)),
+        "media": media,
+        "texts": counts.get("text", 0),
+        "start_s": round(start_s, 2),
+        "wall_s": round(wall, 2),
+        "items_per_s": media / wall,
+        "stage_s": {k: round(v, 2) for k, v in report.seconds.items()},
+        "cpu_s": cpu,
+        "failed": len(report.failed),
+    }
+
+
+def _starter(kind: str, workers: int, cat: Any, model: str, batch: int) -> tuple[Any, Any]:
+    """(ingest(source) -> report, close()) for one configuration, started (model loaded)."""
+    if kind == "local":
+        from indexer.pipeline import Ingestor
+        from retrieval.encoders import create_encoder
+
+        ing = Ingestor(cat, create_encoder(model, device="cpu"), batch_size=batch)
+        return (lambda src: ing.ingest(src, progress=False)), (lambda: None)
+    import ray
+
+    from indexer.ray_cluster import RayOptions
+    from indexer.ray_ingest import RayIngestor
+
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    ri = RayIngestor(cat, model, RayOptions(workers=workers, threads=1), batch_size=batch)
+    ri.start()
+
+    def close() -> None:
+        ri.close()
+        ray.shutdown()
+
+    return (lambda src: ri.ingest(src, progress=False)), close
+
+
+# -- the comparison ----------------------------------------------------------------------------------
+def child(kind: str, workers: int, args: argparse.Namespace, manifest: Path) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.ray_scaling", "--one", kind, "--workers", str(workers)]
+    cmd += [
+        "--manifest",
+        str(manifest),
+        "--model",
+        args.model,
+        "--batch-size",
+        str(args.batch_size),
+    ]
+    pin = [] if args.no_pin else ["taskset", "-c", ",".join(str(c) for c in range(workers))]
+    out = subprocess.run(pin + cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        raise SystemExit(f"{kind} x{workers} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def sliced(manifest: Path, limit: int, into: Path) -> Path:
+    """The first `limit` entries of `manifest`, their media paths made absolute (read in place)."""
+    rows = []
+    for line in manifest.read_text(encoding="utf-8").splitlines()[:limit]:
+        obj = json.loads(line)
+        for k in ("image", "audio"):
+            if k in obj:
+                obj[k] = str((manifest.parent / obj[k]).resolve())
+        rows.append(json.dumps(obj))
+    into.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return into
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+    local, one, two = (r["items_per_s"] for r in rows)
+    return {
+        "ray1_vs_local": one / local,  # 1.0: no overhead
+        "ray_overhead": 1 - one / local,
+        "efficiency_2": two / (2 * one),
+        "speedup_2_vs_local": two / local,
+    }
+
+
+def table(rows: list[dict[str, Any]], s: dict[str, float], env: dict[str, Any]) -> str:
+    lines = [
+        f"`{env['manifest']}`, first {rows[0]['media']} photos with their {rows[0]['texts']} "
+        f"captions, model `{env['model']}`, batch {env['batch_size']}, one torch thread per "
+        f"worker, {env['pinning']}; Ray {env['ray']}; {env['load']}.",
+        "",
+        "| config | cores | start s | wall s | photos/s | decode s | encode s | write s "
+        "| CPU s: driver | embed actors | decode workers | Ray daemons |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        st, cpu = r["stage_s"], r["cpu_s"]
+        lines.append(
+            f"| {r['config']} | {len(r['cores'])} | {r['start_s']:.1f} | {r['wall_s']:.1f} | "
+            f"{r['items_per_s']:.2f} | {st['decode']:.1f} | {st['encode']:.1f} | "
+            f"{st['write']:.1f} | {cpu.get('driver', 0):.1f} | {cpu.get('embed actors', 0):.1f} "
+            f"| {cpu.get('decode workers', 0):.1f} | {cpu.get('ray daemons', 0):.1f} |"
+        )
+    lines += [
+        "",
+        f"Ray with 1 worker: {s['ray1_vs_local']:.2f} x the local pipeline's throughput "
+        f"(overhead {100 * s['ray_overhead']:.0f}%). 2 workers: scaling efficiency "
+        f"{s['efficiency_2']:.2f} (throughput with 2 / (2 x throughput with 1)), "
+        f"{s['speedup_2_vs_local']:.2f} x local.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
+    ap.add_argument("--limit", type=int, default=160, help="Entries of the manifest to index.")
+    ap.add_argument("--model", default="starter")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--no-pin", action="store_true", help="Do not pin each run to its cores.")
+    ap.add_argument("--no-results", action="store_true", help="Do not rewrite RESULTS.md.")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/ray_scaling.json")
+    ap.add_argument("--one", choices=["local", "ray"], help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:  # a child: one configuration, one JSON line
+        row = run_one(args.one, args.workers, args.manifest, args.model, args.batch_size)
+        print(json.dumps(row))
+        return
+    if not args.manifest.is_file():
+        raise SystemExit(f"Manifest {args.manifest} not found (real data lives in ../shared/data).")
+    import ray
+
+    env = {
+        "manifest": "/".join(args.manifest.parts[-3:]),
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "pinning": "not pinned" if args.no_pin else "each run pinned to its cores (taskset)",
+        "ray": ray.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "load_before": load_note(),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = sliced(args.manifest, args.limit, Path(tmp) / "items.jsonl")
+        rows = [child(kind, n, args, manifest) for kind, n in CONFIGS]
+    env["load"] = f"load before: {env['load_before']}; after: {load_note()}"
+    s = summary(rows)
+    text = table(rows, s, env)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"env": env, "rows": rows, "summary": s}, indent=2))
+    if not args.no_results:
+        cmd = "`.venv/bin/python -m benchmarks.ray_scaling" + (" --no-pin`" if args.no_pin else "`")
+        replace_section(
+            "ray_scaling",
+            "## Ingestion on Ray: scaling\n\nReproduce: " + cmd + "\n\n" + text,
+        )
+
+
+if __name__ == "__main__":
+    main()
