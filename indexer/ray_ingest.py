@@ -84,7 +84,11 @@ class RayIngestor:
 
     def start(self) -> None:
         self.ray, self._started_ray = connect(self.options.address)
-        self.pool = EmbedPool.start(self.ray, self.model, self.options, self.batch_size)
+        try:
+            self.pool = EmbedPool.start(self.ray, self.model, self.options, self.batch_size)
+        except BaseException:
+            self.close()
+            raise
         self._decode = self.ray.remote(decode_block).options(
             num_returns=2, max_retries=self.options.max_retries, **self.pool.decode_options
         )

@@ -274,3 +274,14 @@ def test_ray_without_the_extra_names_the_install_command(tmp_path: Path) -> None
     )
     assert out.returncode == 2, out.stderr
     assert "pip install -e '.[ray]'" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.ray
+def test_unknown_model_on_ray_says_which_exist(ray_cluster: str, tmp_path: Path) -> None:
+    from indexer.ray_ingest import RayIngestor
+    from retrieval.catalogue import Catalogue
+    from retrieval.errors import UnknownModelError
+
+    with Catalogue.open(tmp_path / "d", db_url=sqlite_url(tmp_path / "d")) as cat:
+        with pytest.raises(UnknownModelError, match="Available: .*tiny-test"):
+            RayIngestor(cat, "no-such-model").start()
