@@ -1,7 +1,7 @@
 """Ingestion on Ray against the local pipeline: the same manifest, side by side in one run.
 
     python -m benchmarks.ray_scaling [--manifest ../shared/data/coco_mini/items.jsonl]
-        [--limit 160] [--model starter] [--batch-size 16] [--no-pin] [--no-results]
+        [--limit 239] [--model starter] [--batch-size 16] [--no-pin] [--no-results]
 
 Three configurations, each in a fresh process, on the same entries (media read in place):
   local   the local pipeline (`Ingestor`), one torch thread
@@ -36,8 +36,8 @@ CONFIGS = [("local", 1), ("ray", 1), ("ray", 2)]
 
 
 # -- one configuration, in its own process ---------------------------------------------------------
-def process_cpu(root: int) -> dict[int, tuple[str, float]]:
-    """pid -> (role, CPU seconds) for `root` and every process descended from it."""
+def process_cpu(root: int) -> dict[int, tuple[str, float, str]]:
+    """pid -> (role, CPU seconds, command) for `root` and every process descended from it."""
     tick = os.sysconf("SC_CLK_TCK")
     parent, cpu, name = {}, {}, {}
     for d in os.listdir("/proc"):
@@ -45,7 +45,12 @@ def process_cpu(root: int) -> dict[int, tuple[str, float]]:
             continue
         try:
             stat = Path(f"/proc/{d}/stat").read_text()
-            cmd = Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            cmd = (
+                Path(f"/proc/{d}/cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+            )
         except OSError:  # ended meanwhile
             continue
         fields = stat.rsplit(")", 1)[1].split()
@@ -57,7 +62,7 @@ def process_cpu(root: int) -> dict[int, tuple[str, float]]:
         while p not in (root, 0, 1) and p in parent:
             p = parent[p]
         if p == root:
-            out[pid] = (_role(pid, root, name[pid]), cpu[pid] / tick)
+            out[pid] = (_role(pid, root, name[pid]), cpu[pid] / tick, name[pid][:80])
     return out
 
 
@@ -66,16 +71,20 @@ def _role(pid: int, root: int, cmd: str) -> str:
         return "driver"
     if cmd.startswith("ray::EmbedWorker"):
         return "embed actors"
-    if cmd.startswith("ray::"):
+    if cmd.startswith("ray::") or "default_worker.py" in cmd:  # the task workers: decode
         return "decode workers"
-    return "ray daemons"
+    return "ray daemons"  # gcs_server, raylet, log monitor, agents
 
 
-def cpu_by_role(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict:
+def cpu_by_role(before: dict, after: dict) -> tuple[dict[str, float], list]:
+    """CPU seconds spent between two `process_cpu` readings: by role, and by process."""
     out: dict[str, float] = {}
-    for pid, (role, s) in after.items():
-        out[role] = out.get(role, 0.0) + s - before.get(pid, (role, 0.0))[1]
-    return {k: round(v, 2) for k, v in sorted(out.items())}
+    procs = []
+    for pid, (role, s, cmd) in after.items():
+        used = s - before.get(pid, (role, 0.0, cmd))[1]
+        out[role] = out.get(role, 0.0) + used
+        procs.append((round(used, 2), role, cmd, pid))
+    return {k: round(v, 2) for k, v in sorted(out.items())}, sorted(procs, reverse=True)[:10]
 
 
 def run_one(kind: str, workers: int, manifest: Path, model: str, batch: int) -> dict[str, Any]:
@@ -94,7 +103,7 @@ def run_one(kind: str, workers: int, manifest: Path, model: str, batch: int) -> 
         t = time.perf_counter()
         report = ingest(source)
         wall = time.perf_counter() - t
-        cpu = cpu_by_role(before, process_cpu(os.getpid()))
+        cpu, procs = cpu_by_role(before, process_cpu(os.getpid()))
         close()
         counts = cat.counts()
     media = counts.get("image", 0) + counts.get("audio", 0)
@@ -109,6 +118,7 @@ def run_one(kind: str, workers: int, manifest: Path, model: str, batch: int) -> 
         "items_per_s": media / wall,
         "stage_s": {k: round(v, 2) for k, v in report.seconds.items()},
         "cpu_s": cpu,
+        "cpu_s_by_process": procs,
         "failed": len(report.failed),
     }
 
@@ -209,7 +219,7 @@ def table(rows: list[dict[str, Any]], s: dict[str, float], env: dict[str, Any]) 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
-    ap.add_argument("--limit", type=int, default=160, help="Entries of the manifest to index.")
+    ap.add_argument("--limit", type=int, default=239, help="Entries of the manifest to index.")
     ap.add_argument("--model", default="starter")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--no-pin", action="store_true", help="Do not pin each run to its cores.")

@@ -153,9 +153,12 @@ class RayIngestor:
                 last_save = ing.checkpoint(report, last_save)
                 moved = True
             bar.set_postfix(self._backlog(window), refresh=False)
-            if not moved:
-                pending = [b.embedded if b.embedded is not None else b.decoded for b in window]
-                self.ray.wait([r for r in pending if r is not None], num_returns=1, timeout=1.0)
+            if not moved:  # sleep until a decode ends or the oldest block can be written
+                pending = [
+                    b.decoded for b in window if b.decoded is not None and b.embedded is None
+                ]
+                pending += [window[0].embedded] if window[0].embedded is not None else []
+                self.ray.wait(pending, num_returns=1, timeout=1.0)
 
     def _prepare(self, ing: Ingestor, batch: list[Entry]) -> Block:
         """Screen a block and look up the store, as the local pipeline does."""
