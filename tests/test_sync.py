@@ -8,6 +8,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -146,22 +147,46 @@ def test_dry_run_needs_sync(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "add --sync" in result.output
 
 
+# `crossmedia ARGS` that SIGKILLs itself right after the N-th chunk of a sync's deletions (two
+# items a chunk): the store has committed that chunk, the index files have not been saved.
+KILL_AFTER_CHUNK = """
+import os, signal, sys
+import indexer.sync
+from retrieval.catalogue import Catalogue
+indexer.sync.CHUNK = 2
+n, calls, real = int(sys.argv[1]), [0], Catalogue.delete_ids
+def delete_ids(self, ids, save=True):
+    out = real(self, ids, save)
+    calls[0] += 1
+    if calls[0] == n:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+Catalogue.delete_ids = delete_ids
+sys.argv = ["crossmedia", *sys.argv[2:]]
+from api.cli import main
+main()
+"""
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_at", [1, 2])
-def test_kill_9_in_the_middle_of_a_sync_then_rerun(tmp_path: Path, kill_at: int) -> None:
-    """Killed at the kill_at-th atomic file replace, which in a sync with nothing to add is the
-    save of the index files after the store's deletions: the files then lag the store."""
+@pytest.mark.parametrize("how", ["chunk-1", "chunk-2", "save-1"])
+def test_kill_9_in_the_middle_of_a_sync_then_rerun(tmp_path: Path, how: str) -> None:
+    """Killed after the first or second chunk of deletions (store committed, files not saved),
+    or at the first atomic file replace of the sync's save; then the same command."""
     photos = photo_folder(tmp_path / "a", 12)
     data_dir = tmp_path / "data"
     args = ["index", str(tmp_path / "a"), "--data-dir", str(data_dir), "--model", "tiny-test"]
     assert cli_subprocess(*args).returncode == 0
     for p in photos[::2]:
         p.unlink()
-    killed = subprocess.run(
-        [*KILLABLE, str(kill_at), "--", *args, "--sync"], cwd=ROOT, capture_output=True, timeout=300
-    )
+    kind, n = how.split("-")
+    runner = [*KILLABLE, n, "--"] if kind == "save" else [sys.executable, "-c", KILL_AFTER_CHUNK, n]
+    killed = subprocess.run([*runner, *args, "--sync"], cwd=ROOT, capture_output=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert len(_keys(data_dir)) < 12  # the kill came after some deletions were committed
+    left = len(_keys(data_dir))
+    assert 6 <= left < 12  # some deletions committed before the kill
+    if kind == "chunk":
+        assert left == 12 - 2 * int(n)
     rerun = cli_subprocess(*args, "--sync", "--json")
     assert rerun.returncode == 0, rerun.stderr
     assert_consistent(data_dir, {str(p) for p in photos[1::2]})
