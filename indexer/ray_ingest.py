@@ -92,6 +92,9 @@ class RayIngestor:
         self._decode = self.ray.remote(decode_block).options(
             num_returns=2, max_retries=self.options.max_retries, **self.pool.decode_options
         )
+        # Start the decode workers (a process and its imports each) before the first block.
+        slots = range(self.pool.decode_slots)
+        self.ray.get([self._decode.remote([], {}, self.limits, frozenset(), "")[0] for _ in slots])
 
     def close(self) -> None:
         if self.pool is not None:
