@@ -24,25 +24,17 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from indexer.import_check import ImportEntry, read_manifest, read_vectors, unit_rows
 from retrieval.catalogue import Catalogue
 from retrieval.encoders.base import EmbeddingSpace, Encoder
 from retrieval.errors import CatalogueError
+from retrieval.index_build import build_from_arrays
 from retrieval.index_choice import build_for, wanted_change
 from retrieval.index_files import MERGE_FRACTION, MERGE_MIN_OPS
 from retrieval.modality import ALL_MODALITIES
 from retrieval.store.bulk import BulkRow, bulk_insert
 
 BATCH = 50_000
-NORM_TOLERANCE = 1e-3
-
-
-@dataclass
-class ImportEntry:
-    key: str
-    path: str | None = None
-    text: str | None = None
-    captions: list[str] = field(default_factory=list)
-    attrs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,81 +52,12 @@ class ImportReport:
         return dict(self.__dict__)
 
 
-def read_vectors(path: Path, dim: int) -> np.ndarray:
-    """The (N, dim) rows of a .npy file, memory-mapped; a clear error for anything else."""
-    try:
-        vecs = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise CatalogueError(f"{path}: not a NumPy .npy array ({exc}).") from exc
-    if vecs.ndim != 2 or not np.issubdtype(vecs.dtype, np.floating):
-        raise CatalogueError(
-            f"{path}: expected an (N, {dim}) float32 array, got {vecs.dtype} {vecs.shape}."
-        )
-    if vecs.shape[1] != dim:
-        raise CatalogueError(
-            f"{path}: vectors have {vecs.shape[1]} dimensions; the model's space has {dim}. "
-            "Import vectors made by the model named with --model, or choose the model whose "
-            "space they are in."
-        )
-    return vecs
-
-
-def read_manifest(path: Path, rows: int) -> list[ImportEntry]:
-    """Every line of the manifest, checked: valid JSON objects with a unique `id`, one line per
-    vector row."""
-    entries: list[ImportEntry] = []
-    seen: set[str] = set()
-    with Path(path).open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            entry = _entry(line, n, path)
-            if entry.key in seen:
-                raise CatalogueError(f"{path}:{n}: id {entry.key!r} appears twice.")
-            seen.add(entry.key)
-            entries.append(entry)
-    if len(entries) != rows:
-        raise CatalogueError(
-            f"{path} has {len(entries)} items for {rows} vector rows: line i describes row i."
-        )
-    return entries
-
-
-def _entry(line: str, n: int, path: Path) -> ImportEntry:
-    try:
-        obj = json.loads(line)
-    except ValueError as exc:
-        raise CatalogueError(f"{path}:{n}: not valid JSON ({exc.args[0]}).") from exc
-    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str | int):
-        raise CatalogueError(f'{path}:{n}: each line needs an "id" (a string or a number).')
-    captions = obj.get("captions", [])
-    attrs = obj.get("attrs", {})
-    if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
-        raise CatalogueError(f'{path}:{n}: "captions" must be a list of strings.')
-    if not isinstance(attrs, dict):
-        raise CatalogueError(f'{path}:{n}: "attrs" must be an object.')
-    for name in ("path", "text"):
-        if obj.get(name) is not None and not isinstance(obj[name], str):
-            raise CatalogueError(f'{path}:{n}: "{name}" must be a string.')
-    return ImportEntry(str(obj["id"]), obj.get("path"), obj.get("text"), captions, attrs)
-
-
-def unit_rows(block: np.ndarray, first_line: int) -> tuple[np.ndarray, int]:
-    """float32 rows scaled to unit length (cosine = inner product); how many needed it."""
-    rows = np.asarray(block, dtype=np.float32)
-    if not np.isfinite(rows).all():
-        bad = int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])
-        raise CatalogueError(f"vector row {first_line + bad} holds NaN or infinity.")
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise CatalogueError(f"vector row {first_line + int(np.flatnonzero(norms == 0)[0])} is 0.")
-    off = int((np.abs(norms - 1) > NORM_TOLERANCE).sum())
-    return rows / norms, off
-
-
 def content_hash(vector: np.ndarray, entry: ImportEntry) -> str:
-    meta = json.dumps([entry.path, entry.text, entry.captions, entry.attrs], sort_keys=True)
-    return hashlib.blake2b(vector.tobytes() + meta.encode(), digest_size=32).hexdigest()
+    h = hashlib.blake2b(vector.tobytes(), digest_size=32)
+    if entry.path or entry.text or entry.captions or entry.attrs:
+        meta = [entry.path, entry.text, entry.captions, entry.attrs]
+        h.update(json.dumps(meta, sort_keys=True).encode())
+    return h.hexdigest()
 
 
 def import_vectors(
@@ -157,6 +80,7 @@ def import_vectors(
     report = ImportReport(rows=len(entries))
     report.seconds["check"] = time.perf_counter() - t0
     writer = _BatchWriter(cat, modality, str(manifest_path.resolve()), text_encoder, report)
+    writer.keep_rows = cat.store.id_summary(modality)[0] == 0  # a first import: index from memory
     with tqdm(total=len(entries), desc="importing", unit="vec", disable=not progress) as bar:
         for start in range(0, len(entries), BATCH):
             rows, off = unit_rows(vecs[start : start + BATCH], start + 1)
@@ -165,8 +89,9 @@ def import_vectors(
             bar.update(len(rows))
     report.seconds["write"] = time.perf_counter() - t0 - report.seconds["check"]
     t1 = time.perf_counter()
+    changed = {modality: report.added + report.replaced, "text": report.captions}
     report.index = settle_indexes(
-        cat, {modality: report.added + report.replaced, "text": report.captions}
+        cat, changed, {modality: writer.kept()} if writer.keep_rows else {}
     )
     report.seconds["index"] = time.perf_counter() - t1
     return report
@@ -187,6 +112,13 @@ class _BatchWriter:
         self.cat, self.modality, self.source, self.report = cat, modality, source, report
         self._make_encoder = text_encoder
         self._encoder: Encoder | None = None
+        self.keep_rows = False  # keep (ids, vectors) written, to build the index from memory
+        self._kept: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def kept(self) -> tuple[np.ndarray, np.ndarray]:
+        ids = [i for i, _ in self._kept]
+        vecs = [v for _, v in self._kept]
+        return np.concatenate(ids), np.concatenate(vecs)
 
     def write(self, entries: list[ImportEntry], rows: np.ndarray) -> None:
         stored = self.cat.store.existing([e.key for e in entries])
@@ -203,8 +135,16 @@ class _BatchWriter:
             captions += [
                 (entry.key, f"{entry.key}#caption{j}", c) for j, c in enumerate(entry.captions)
             ]
+        media = len(out)
         out += self._caption_rows(captions)
-        bulk_insert(self.cat.store, out, [(m, k, "caption") for m, k, _ in captions])
+        ids, _ = bulk_insert(self.cat.store, out, [(m, k, "caption") for m, k, _ in captions])
+        if self.keep_rows and media:
+            self._kept.append(
+                (
+                    np.array([ids[r.key] for r in out[:media]]),
+                    np.stack([r.vector for r in out[:media]]),
+                )
+            )
 
     def _row(self, entry: ImportEntry, vector: np.ndarray, digest: str) -> BulkRow:
         return BulkRow(
@@ -241,9 +181,14 @@ class _BatchWriter:
         ]
 
 
-def settle_indexes(cat: Catalogue, changed: dict[str, int]) -> dict[str, Any]:
+def settle_indexes(
+    cat: Catalogue,
+    changed: dict[str, int],
+    written: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> dict[str, Any]:
     """After a bulk import: rebuild an index whose type no longer fits or that gained more rows
-    than a delta should hold, else append the new rows to its delta."""
+    than a delta should hold, else append the new rows to its delta. A modality that was empty
+    before is built from the (ids, vectors) `written`, without reading them back."""
     out: dict[str, Any] = {}
     for modality, n in changed.items():
         if not n:
@@ -251,7 +196,12 @@ def settle_indexes(cat: Catalogue, changed: dict[str, int]) -> dict[str, Any]:
         total = cat.store.id_summary(modality)[0]
         base = cat.files.read_info()["indexes"].get(modality, {}).get("base_count", 0)
         want = wanted_change(cat, modality, count=total)
-        if want is not None or n >= max(MERGE_MIN_OPS, MERGE_FRACTION * base):
+        if modality in written and len(written[modality][0]) == total:
+            factory = cat.files.wanted_factory(modality, count=total)
+            assert cat.space is not None
+            index, tuning = build_from_arrays(factory, cat.space.dim, *written[modality])
+            cat.save_index(modality, index, tuning)
+        elif want is not None or n >= max(MERGE_MIN_OPS, MERGE_FRACTION * base):
             index, tuning = build_for(cat, modality, want or cat.index(modality).factory)
             cat.save_index(modality, index, tuning)
         else:

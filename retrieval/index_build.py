@@ -17,6 +17,7 @@ TRAIN_MIN = 20_000
 KMEANS_ITERATIONS = 10  # FAISS's default is 25: 2.5x the training time, no recall the tuner
 # cannot buy back with a slightly larger nprobe (benchmarks/scale.py)
 ADD_CHUNK = 65_536
+CROSS_QUERIES = 500  # caption vectors that also tune a media index's search knob
 
 
 def stored_vectors(store: Store, modality: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -34,11 +35,12 @@ def build_index(
     store: Store, modality: str, factory: str, dim: int
 ) -> tuple[FaissIndex, dict[str, Any]]:
     ids, vecs = stored_vectors(store, modality, dim)
-    return build_from_arrays(factory, dim, ids, vecs)
+    cross = store.sample_vectors("text", CROSS_QUERIES, dim) if modality != "text" else None
+    return build_from_arrays(factory, dim, ids, vecs, cross)
 
 
 def build_from_arrays(
-    factory: str, dim: int, ids: np.ndarray, vecs: np.ndarray
+    factory: str, dim: int, ids: np.ndarray, vecs: np.ndarray, cross: np.ndarray | None = None
 ) -> tuple[FaissIndex, dict[str, Any]]:
     """An index of `factory` holding `ids` -> `vecs`, trained on a sample of them when its type
     needs training (exact search while there is nothing to train on), tuned to the recall
@@ -51,7 +53,7 @@ def build_from_arrays(
         index.train(training_sample(index, vecs))
     for start in range(0, len(ids), ADD_CHUNK):
         index.add(ids[start : start + ADD_CHUNK], vecs[start : start + ADD_CHUNK])
-    return index, tune(index, ids, vecs)
+    return index, tune(index, ids, vecs, cross=cross)
 
 
 def training_sample(index: FaissIndex, vecs: np.ndarray) -> np.ndarray:

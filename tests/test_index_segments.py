@@ -165,9 +165,11 @@ def test_automatic_choice_moves_to_ivf_with_a_tuned_nprobe(
     with _open(tmp_path) as cat:
         cat.write(_items(0, 299))
         assert upgrade_indexes(cat) == [] and cat.index("image").factory == "Flat"
-        cat.write(_items(1000, 40))
+        cat.write(_items(1000, 40) + _items(0, 30, "text"))
         assert upgrade_indexes(cat) == ["image"]
         search = _info(tmp_path)["search"]
+        # the captions' vectors tuned the image index's knob too (cross-modal queries)
+        assert search["cross_modal_queries"] == 30 and search["cross_modal_recall_at_10"] >= 0.95
         assert cat.index("image").factory.startswith("IVF")
         assert search["exact"] is False and search["queries"] > 0
         assert search["recall_at_10"] >= 0.95 and search["met"] is True

@@ -47,7 +47,9 @@ def bulk_insert(
         replaced = _drop_replaced(conn, [r.key for r in rows])
         first = int(conn.execute(select(func.coalesce(func.max(Item.id), 0))).scalar_one()) + 1
         ids = {r.key: first + n for n, r in enumerate(rows)}
-        now = datetime.now(UTC)
+        now: Any = datetime.now(UTC)
+        if conn.dialect.name == "sqlite":  # SQLAlchemy's own text form of a DateTime there
+            now = now.strftime("%Y-%m-%d %H:%M:%S.%f")
         _insert_rows(conn, "items", ITEM_COLUMNS, [_item_tuple(r, ids[r.key], now) for r in rows])
         _insert_rows(
             conn,
@@ -78,8 +80,8 @@ ITEM_COLUMNS = (
 )  # fmt: skip
 
 
-def _item_tuple(r: BulkRow, item_id: int, now: datetime) -> tuple[Any, ...]:
-    attrs = json.dumps(r.attrs)
+def _item_tuple(r: BulkRow, item_id: int, now: Any) -> tuple[Any, ...]:
+    attrs = json.dumps(r.attrs) if r.attrs else "{}"
     return (item_id, r.key, r.modality, r.path, r.content_hash, r.text, attrs, r.source, now)
 
 
@@ -93,9 +95,6 @@ def _insert_rows(
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     cols = ", ".join(columns)
     sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join([mark] * len(columns))})"
-    if conn.dialect.name == "sqlite" and "created_at" in columns:
-        at = columns.index("created_at")
-        rows = [(*r[:at], r[at].strftime("%Y-%m-%d %H:%M:%S.%f"), *r[at + 1 :]) for r in rows]
     conn.exec_driver_sql(sql, rows)
 
 

@@ -71,6 +71,16 @@ class StoreReads:
                 vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
                 yield ids, vecs.reshape(len(rows), dim)
 
+    def sample_vectors(self, modality: str, n: int, dim: int, seed: int = 0) -> np.ndarray:
+        """Up to n stored vectors of `modality`, a seeded random sample, (m, dim)."""
+        ids = self.ids(modality)
+        if len(ids) > n:
+            ids = np.sort(np.random.default_rng(seed).choice(ids, n, replace=False))
+        found = self.vectors_for(ids.tolist(), dim)
+        return (
+            np.stack([found[int(i)] for i in ids]) if len(ids) else np.zeros((0, dim), np.float32)
+        )
+
     def vectors_for(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
         with self._session() as s:
             rows = s.execute(
