@@ -7,13 +7,13 @@ Three configurations, each in a fresh process, on the same entries (media read i
   local   the local pipeline (`Ingestor`), one torch thread
   ray-1   a local Ray cluster with 1 CPU: one embed actor (one torch thread), decode tasks
   ray-2   a local Ray cluster with 2 CPUs: two embed actors (one torch thread each)
-Each is pinned to as many cores as it has workers (local and ray-1 to one core, ray-2 to two),
-so "N workers" means N cores and nothing else runs for free on a spare core (--no-pin lifts it).
-The rounds are interleaved and the best of each configuration is kept (others' load on a shared
-machine only slows a run down). Steady throughput leaves out starting (loading the model; for Ray also the cluster and the
-actors), reported apart. The CPU seconds of every process of the run, read from /proc (the
-driver, the embed actors, the decode workers, Ray's own daemons), say where the time goes.
-Prints a Markdown table; writes benchmarks/results/ray_scaling.json and its RESULTS.md section.
+Each is pinned to as many cores as it has workers (local and ray-1 to one, ray-2 to two): "N
+workers" means N cores, no spare core for free (--no-pin lifts it). Rounds are interleaved and
+the best of each configuration kept (others' load on a shared machine only slows a run). Steady
+throughput leaves out starting (model load; for Ray also cluster and actors), reported apart.
+CPU seconds of every process of the run from /proc (driver, embed actors, decode workers, Ray's
+daemons) and the CPU others took on the same cores meanwhile say where the time goes. Prints a
+Markdown table; writes benchmarks/results/ray_scaling.json and its RESULTS.md section.
 """
 
 from __future__ import annotations
@@ -67,6 +67,18 @@ def process_cpu(root: int) -> dict[int, tuple[str, float, str]]:
     return out
 
 
+def busy_cores(cores: set[int]) -> float:
+    """CPU seconds the machine has spent busy on `cores` since boot, whoever ran (/proc/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+            total += user + nice + system + irq + softirq + steal
+    return total / tick
+
+
 def _role(pid: int, root: int, cmd: str) -> str:
     if pid == root:
         return "driver"
@@ -100,11 +112,12 @@ def run_one(kind: str, workers: int, manifest: Path, model: str, batch: int) -> 
         t0 = time.perf_counter()
         ingest, close = _starter(kind, workers, cat, model, batch)
         start_s = time.perf_counter() - t0
-        before = process_cpu(os.getpid())
+        before, busy = process_cpu(os.getpid()), busy_cores(os.sched_getaffinity(0))
         t = time.perf_counter()
         report = ingest(source)
         wall = time.perf_counter() - t
         cpu, procs = cpu_by_role(before, process_cpu(os.getpid()))
+        busy = busy_cores(os.sched_getaffinity(0)) - busy
         close()
         counts = cat.counts()
     media = counts.get("image", 0) + counts.get("audio", 0)
@@ -119,6 +132,8 @@ def run_one(kind: str, workers: int, manifest: Path, model: str, batch: int) -> 
         "items_per_s": media / wall,
         "stage_s": {k: round(v, 2) for k, v in report.seconds.items()},
         "cpu_s": cpu,
+        # CPU time others' processes took on the same cores meanwhile: the run could not use it
+        "others_cpu_s": round(max(busy - sum(cpu.values()), 0.0), 2),
         "cpu_s_by_process": procs,
         "failed": len(report.failed),
     }
@@ -179,13 +194,21 @@ def sliced(manifest: Path, limit: int, into: Path) -> Path:
     return into
 
 
+def cpu_ms_per_photo(row: dict[str, Any]) -> float:
+    return 1e3 * sum(row["cpu_s"].values()) / max(row["media"], 1)
+
+
 def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     local, one, two = (r["items_per_s"] for r in rows)
+    c_local, c_one, c_two = (cpu_ms_per_photo(r) for r in rows)
     return {
         "ray1_vs_local": one / local,  # 1.0: no overhead
         "ray_overhead": 1 - one / local,
         "efficiency_2": two / (2 * one),
         "speedup_2_vs_local": two / local,
+        # The same in CPU time, which others' processes on the cores do not change:
+        "ray1_cpu_overhead": c_one / c_local - 1,
+        "cpu_efficiency_2": c_one / c_two,
     }
 
 
@@ -196,8 +219,9 @@ def table(rows: list[dict[str, Any]], s: dict[str, float], env: dict[str, Any]) 
         f"worker, {env['pinning']}; Ray {env['ray']}; {env['load']}.",
         "",
         "| config | cores | start s | wall s | photos/s (each round) | decode s | encode s | write s "
-        "| CPU s: driver | embed actors | decode workers | Ray daemons |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU s: driver | embed actors | decode workers | Ray daemons | CPU ms/photo "
+        "| others' CPU s on these cores |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         st, cpu = r["stage_s"], r["cpu_s"]
@@ -206,14 +230,18 @@ def table(rows: list[dict[str, Any]], s: dict[str, float], env: dict[str, Any]) 
             f"| {r['config']} | {len(r['cores'])} | {r['start_s']:.1f} | {r['wall_s']:.1f} | "
             f"**{r['items_per_s']:.2f}** ({rounds}) | {st['decode']:.1f} | {st['encode']:.1f} | "
             f"{st['write']:.1f} | {cpu.get('driver', 0):.1f} | {cpu.get('embed actors', 0):.1f} "
-            f"| {cpu.get('decode workers', 0):.1f} | {cpu.get('ray daemons', 0):.1f} |"
+            f"| {cpu.get('decode workers', 0):.1f} | {cpu.get('ray daemons', 0):.1f} "
+            f"| {cpu_ms_per_photo(r):.0f} | {r['others_cpu_s']:.1f} |"
         )
     lines += [
         "",
         f"Ray with 1 worker: {s['ray1_vs_local']:.2f} x the local pipeline's throughput "
         f"(overhead {100 * s['ray_overhead']:.0f}%). 2 workers: scaling efficiency "
         f"{s['efficiency_2']:.2f} (throughput with 2 / (2 x throughput with 1)), "
-        f"{s['speedup_2_vs_local']:.2f} x local.",
+        f"{s['speedup_2_vs_local']:.2f} x local. In CPU time per photo, which other processes "
+        f"on the cores do not change: Ray with 1 worker costs {100 * s['ray1_cpu_overhead']:+.0f}% "
+        f"against local, and 2 workers do the work at efficiency {s['cpu_efficiency_2']:.2f} "
+        "(CPU per photo with 1 / with 2).",
     ]
     return "\n".join(lines)
 
