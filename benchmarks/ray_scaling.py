@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.ray_scaling_cpu import busy_cores, cpu_by_role, process_cpu
 from benchmarks.results_md import load_note, replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,69 +38,6 @@ CONFIGS = [("local", 1), ("ray", 1), ("ray", 2)]
 
 
 # -- one configuration, in its own process ---------------------------------------------------------
-def process_cpu(root: int) -> dict[int, tuple[str, float, str]]:
-    """pid -> (role, CPU seconds, command) for `root` and every process descended from it."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parent, cpu, name = {}, {}, {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-            cmd = (
-                Path(f"/proc/{d}/cmdline")
-                .read_bytes()
-                .replace(b"\0", b" ")
-                .decode(errors="replace")
-            )
-        except OSError:  # ended meanwhile
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        pid = int(d)
-        parent[pid], cpu[pid], name[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])), cmd
-    out = {}
-    for pid in cpu:
-        p = pid
-        while p not in (root, 0, 1) and p in parent:
-            p = parent[p]
-        if p == root:
-            out[pid] = (_role(pid, root, name[pid]), cpu[pid] / tick, name[pid][:80])
-    return out
-
-
-def busy_cores(cores: set[int]) -> float:
-    """CPU seconds the machine has spent busy on `cores` since boot, whoever ran (/proc/stat)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for line in Path("/proc/stat").read_text().splitlines():
-        name, *fields = line.split()
-        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
-            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
-            total += user + nice + system + irq + softirq + steal
-    return total / tick
-
-
-def _role(pid: int, root: int, cmd: str) -> str:
-    if pid == root:
-        return "driver"
-    if cmd.startswith("ray::EmbedWorker"):
-        return "embed actors"
-    if cmd.startswith("ray::") or "default_worker.py" in cmd:  # the task workers: decode
-        return "decode workers"
-    return "ray daemons"  # gcs_server, raylet, log monitor, agents
-
-
-def cpu_by_role(before: dict, after: dict) -> tuple[dict[str, float], list]:
-    """CPU seconds spent between two `process_cpu` readings: by role, and by process."""
-    out: dict[str, float] = {}
-    procs = []
-    for pid, (role, s, cmd) in after.items():
-        used = s - before.get(pid, (role, 0.0, cmd))[1]
-        out[role] = out.get(role, 0.0) + used
-        procs.append((round(used, 2), role, cmd, pid))
-    return {k: round(v, 2) for k, v in sorted(out.items())}, sorted(procs, reverse=True)[:10]
-
-
 def run_one(kind: str, workers: int, manifest: Path, model: str, batch: int) -> dict[str, Any]:
     import torch
 
@@ -265,26 +203,7 @@ def main() -> None:
         return
     if not args.manifest.is_file():
         raise SystemExit(f"Manifest {args.manifest} not found (real data lives in ../shared/data).")
-    import ray
-
-    env = {
-        "manifest": "/".join(args.manifest.parts[-3:]),
-        "model": args.model,
-        "batch_size": args.batch_size,
-        "pinning": "not pinned" if args.no_pin else "each run pinned to its cores (taskset)",
-        "ray": ray.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "load_before": load_note(),
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        manifest = sliced(args.manifest, args.limit, Path(tmp) / "items.jsonl")
-        runs = [[child(kind, n, args, manifest) for kind, n in CONFIGS] for _ in range(args.repeat)]
-    # Best of the interleaved rounds: other processes on a shared machine only ever slow a run.
-    rows = [max(col, key=lambda r: r["items_per_s"]) for col in zip(*runs, strict=True)]
-    for row, col in zip(rows, zip(*runs, strict=True), strict=True):
-        row["all_items_per_s"] = [round(r["items_per_s"], 2) for r in col]
-    env["load"] = f"load before: {env['load_before']}; after: {load_note()}"
-    s = summary(rows)
+    rows, s, env, runs = compare(args)
     text = table(rows, s, env)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -294,9 +213,32 @@ def main() -> None:
     if not args.no_results:
         cmd = "`.venv/bin/python -m benchmarks.ray_scaling" + (" --no-pin`" if args.no_pin else "`")
         replace_section(
-            "ray_scaling",
-            "## Ingestion on Ray: scaling\n\nReproduce: " + cmd + "\n\n" + text,
+            "ray_scaling", f"## Ingestion on Ray: scaling\n\nReproduce: {cmd}\n\n{text}"
         )
+
+
+def compare(args: argparse.Namespace) -> tuple[list[dict], dict, dict, list[list[dict]]]:
+    """Every configuration, `args.repeat` interleaved rounds: (best rows, summary, env, runs)."""
+    import ray
+
+    env = {
+        "manifest": "/".join(args.manifest.parts[-3:]),
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "pinning": "not pinned" if args.no_pin else "each run pinned to its cores (taskset)",
+        "ray": ray.__version__,
+        "cpu": platform.processor() or platform.machine(),
+    }
+    before = load_note()
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = sliced(args.manifest, args.limit, Path(tmp) / "items.jsonl")
+        runs = [[child(kind, n, args, manifest) for kind, n in CONFIGS] for _ in range(args.repeat)]
+    # Best of the interleaved rounds: other processes on a shared machine only ever slow a run.
+    rows = [max(col, key=lambda r: r["items_per_s"]) for col in zip(*runs, strict=True)]
+    for row, col in zip(rows, zip(*runs, strict=True), strict=True):
+        row["all_items_per_s"] = [round(r["items_per_s"], 2) for r in col]
+    env["load"] = f"load before: {before}; after: {load_note()}"
+    return rows, summary(rows), env, runs
 
 
 if __name__ == "__main__":
