@@ -105,3 +105,9 @@ def unit_rows(block: np.ndarray, first_line: int) -> tuple[np.ndarray, int]:
         raise CatalogueError(f"vector row {first_line + int(np.flatnonzero(norms == 0)[0])} is 0.")
     off = int((np.abs(norms - 1) > NORM_TOLERANCE).sum())
     return rows / norms, off
+
+
+def check_rows(vecs: np.ndarray, chunk: int = 65_536) -> None:
+    """Every row finite and non-zero, checked before anything is written."""
+    for start in range(0, len(vecs), chunk):
+        unit_rows(vecs[start : start + chunk], start + 1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,10 +25,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from indexer.import_check import ImportEntry, read_manifest, read_vectors, unit_rows
+from indexer.import_check import ImportEntry, check_rows, read_manifest, read_vectors, unit_rows
 from retrieval.catalogue import Catalogue
 from retrieval.encoders.base import EmbeddingSpace, Encoder
 from retrieval.errors import CatalogueError
+from retrieval.index import FaissIndex
 from retrieval.index_build import build_from_arrays
 from retrieval.index_choice import build_for, wanted_change
 from retrieval.index_files import MERGE_FRACTION, MERGE_MIN_OPS
@@ -76,11 +78,16 @@ def import_vectors(
     cat.bind_space(space)
     vecs = read_vectors(vectors_path, space.dim)
     entries = read_manifest(manifest_path, len(vecs))
+    check_rows(vecs)
     cat.verify_indexes()  # loaded before the store moves on (else the load would catch up)
     report = ImportReport(rows=len(entries))
     report.seconds["check"] = time.perf_counter() - t0
     writer = _BatchWriter(cat, modality, str(manifest_path.resolve()), text_encoder, report)
-    writer.keep_rows = cat.store.id_summary(modality)[0] == 0  # a first import: index from memory
+    early = None
+    if cat.store.id_summary(modality)[0] == 0 and not any(e.captions for e in entries):
+        factory = cat.files.wanted_factory(modality, count=len(entries))
+        early = EarlyIndex(factory, space.dim, vecs, cat.store.max_id() + 1)
+    writer.check_stored = bool(cat.store.counts())
     with tqdm(total=len(entries), desc="importing", unit="vec", disable=not progress) as bar:
         for start in range(0, len(entries), BATCH):
             rows, off = unit_rows(vecs[start : start + BATCH], start + 1)
@@ -90,9 +97,7 @@ def import_vectors(
     report.seconds["write"] = time.perf_counter() - t0 - report.seconds["check"]
     t1 = time.perf_counter()
     changed = {modality: report.added + report.replaced, "text": report.captions}
-    report.index = settle_indexes(
-        cat, changed, {modality: writer.kept()} if writer.keep_rows else {}
-    )
+    report.index = settle_indexes(cat, changed, {modality: early} if early else {})
     report.seconds["index"] = time.perf_counter() - t1
     return report
 
@@ -112,16 +117,10 @@ class _BatchWriter:
         self.cat, self.modality, self.source, self.report = cat, modality, source, report
         self._make_encoder = text_encoder
         self._encoder: Encoder | None = None
-        self.keep_rows = False  # keep (ids, vectors) written, to build the index from memory
-        self._kept: list[tuple[np.ndarray, np.ndarray]] = []
-
-    def kept(self) -> tuple[np.ndarray, np.ndarray]:
-        ids = [i for i, _ in self._kept]
-        vecs = [v for _, v in self._kept]
-        return np.concatenate(ids), np.concatenate(vecs)
+        self.check_stored = True  # False when the catalogue was empty: nothing to look up
 
     def write(self, entries: list[ImportEntry], rows: np.ndarray) -> None:
-        stored = self.cat.store.existing([e.key for e in entries])
+        stored = self.cat.store.existing([e.key for e in entries]) if self.check_stored else {}
         out: list[BulkRow] = []
         captions: list[tuple[str, str, str]] = []  # (media key, caption key, text)
         for entry, vector in zip(entries, rows, strict=True):
@@ -135,16 +134,8 @@ class _BatchWriter:
             captions += [
                 (entry.key, f"{entry.key}#caption{j}", c) for j, c in enumerate(entry.captions)
             ]
-        media = len(out)
         out += self._caption_rows(captions)
-        ids, _ = bulk_insert(self.cat.store, out, [(m, k, "caption") for m, k, _ in captions])
-        if self.keep_rows and media:
-            self._kept.append(
-                (
-                    np.array([ids[r.key] for r in out[:media]]),
-                    np.stack([r.vector for r in out[:media]]),
-                )
-            )
+        bulk_insert(self.cat.store, out, [(m, k, "caption") for m, k, _ in captions])
 
     def _row(self, entry: ImportEntry, vector: np.ndarray, digest: str) -> BulkRow:
         return BulkRow(
@@ -181,14 +172,44 @@ class _BatchWriter:
         ]
 
 
+class EarlyIndex:
+    """A first import's index, built in a thread while its rows are being written (FAISS and
+    SQLite each take a core): the ids are known ahead (the next free ones, in row order, when no
+    captions interleave), the vectors are the file's rows normalised as the writer does. The
+    store keeps the last word: installing it (`Catalogue.save_index`) catches up with whatever
+    the store holds instead."""
+
+    def __init__(self, factory: str, dim: int, vecs: np.ndarray, first_id: int) -> None:
+        self._result: tuple[FaissIndex, dict[str, Any]] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(factory, dim, vecs, first_id), name="early-index", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, factory: str, dim: int, vecs: np.ndarray, first_id: int) -> None:
+        try:
+            parts = [unit_rows(vecs[s : s + BATCH], s + 1)[0] for s in range(0, len(vecs), BATCH)]
+            rows = np.concatenate(parts)
+            ids = np.arange(first_id, first_id + len(rows), dtype=np.int64)
+            self._result = build_from_arrays(factory, dim, ids, rows)
+        except BaseException as exc:  # handed to the importing thread by take()
+            self._error = exc
+
+    def take(self) -> tuple[FaissIndex, dict[str, Any]]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
 def settle_indexes(
-    cat: Catalogue,
-    changed: dict[str, int],
-    written: dict[str, tuple[np.ndarray, np.ndarray]],
+    cat: Catalogue, changed: dict[str, int], early: dict[str, EarlyIndex]
 ) -> dict[str, Any]:
     """After a bulk import: rebuild an index whose type no longer fits or that gained more rows
     than a delta should hold, else append the new rows to its delta. A modality that was empty
-    before is built from the (ids, vectors) `written`, without reading them back."""
+    before takes the index built alongside the writes (`EarlyIndex`)."""
     out: dict[str, Any] = {}
     for modality, n in changed.items():
         if not n:
@@ -196,11 +217,8 @@ def settle_indexes(
         total = cat.store.id_summary(modality)[0]
         base = cat.files.read_info()["indexes"].get(modality, {}).get("base_count", 0)
         want = wanted_change(cat, modality, count=total)
-        if modality in written and len(written[modality][0]) == total:
-            factory = cat.files.wanted_factory(modality, count=total)
-            assert cat.space is not None
-            index, tuning = build_from_arrays(factory, cat.space.dim, *written[modality])
-            cat.save_index(modality, index, tuning)
+        if modality in early:
+            cat.save_index(modality, *early[modality].take())
         elif want is not None or n >= max(MERGE_MIN_OPS, MERGE_FRACTION * base):
             index, tuning = build_for(cat, modality, want or cat.index(modality).factory)
             cat.save_index(modality, index, tuning)

@@ -86,6 +86,23 @@ def test_import_stores_indexes_and_is_idempotent(tmp_path: Path) -> None:
         assert [cat.store.get_item(i).key for i, _ in hits] == ["item-1"]  # type: ignore[union-attr]
 
 
+def test_a_first_import_builds_its_index_alongside_the_writes(tmp_path: Path) -> None:
+    """No captions and an empty catalogue: the index is built from the file while the rows are
+    written, with the ids they will get; it must equal what the store holds."""
+    vecs, manifest = _files(tmp_path, 57, extra={2: {"id": "item-2", "path": "photos/two.jpg"}})
+    report = _run(tmp_path, str(vecs), "--manifest", str(manifest))
+    assert (report["added"], report["captions"]) == (57, 0)
+    with Catalogue.open(tmp_path / "data", db_url=sqlite_url(tmp_path / "data")) as cat:
+        ids = cat.store.ids("image")
+        np.testing.assert_array_equal(cat.index("image").ids(), ids)
+        stored = cat.store.vectors_for(ids.tolist(), DIM)
+        oracle = ExactIndex(DIM)
+        oracle.add(ids, np.stack([stored[int(i)] for i in ids]))
+        q = unit_rows(5, DIM, seed=4)
+        np.testing.assert_array_equal(cat.index("image").search(q, 9)[1], oracle.search(q, 9)[1])
+        assert cat.repairs == []
+
+
 BAD: dict[str, tuple[dict[str, Any], str]] = {
     "dimension": ({"dim": 48}, "48 dimensions; the model's space has 32"),
     "count": ({"drop_line": True}, "items for 11 vector rows"),
@@ -93,6 +110,7 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
     "no id": ({"line": {"path": "x.jpg"}}, r'items.jsonl:4: each line needs an "id"'),
     "duplicate": ({"line": {"id": "item-0"}}, "id 'item-0' appears twice"),
     "nan": ({"nan": True}, "vector row 6 holds NaN"),
+    "nan late": ({"nan": 70_000}, "vector row 70001 holds NaN"),
     "captions": ({"line": {"id": "c", "captions": "one"}}, '"captions" must be a list'),
 }
 
@@ -109,10 +127,15 @@ def test_bad_input_is_refused_before_anything_is_stored(tmp_path: Path, case: st
     if "line" in spec:
         lines[3] = json.dumps(spec["line"])
     manifest.write_text("\n".join(lines) + "\n")
-    if spec.get("nan"):
+    if spec.get("nan"):  # in the first batch, or in a later one: nothing is written either way
+        at = 5 if spec["nan"] is True else spec["nan"]
         rows = np.load(vecs)
-        rows[5, 2] = np.nan
+        rows = (
+            np.concatenate([rows, unit_rows(at + 1 - len(rows), DIM)]) if at >= len(rows) else rows
+        )
+        rows[at, 2] = np.nan
         np.save(vecs, rows)
+        manifest.write_text("".join(json.dumps({"id": f"r{i}"}) + "\n" for i in range(len(rows))))
     space = create_encoder("tiny-test").space
     with Catalogue.open(tmp_path / "data", db_url=sqlite_url(tmp_path / "data")) as cat:
         cat.lock_for_writing()

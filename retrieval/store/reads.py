@@ -42,6 +42,11 @@ class StoreReads:
             ).all()
         return np.asarray(rows, dtype=np.int64)
 
+    def max_id(self) -> int:
+        """The largest item id in use (0 when empty)."""
+        with self._session() as s:
+            return int(s.execute(select(func.max(Item.id))).scalar() or 0)
+
     def id_summary(self, modality: str) -> tuple[int, int, int, int]:
         """(count, sum, min, max) of `ids(modality)`, in one aggregate (all zero when empty)."""
         with self._session() as s:
