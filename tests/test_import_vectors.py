@@ -153,3 +153,27 @@ def test_vectors_of_another_space_are_refused(tmp_path: Path) -> None:
         cat.lock_for_writing()
         with pytest.raises(SpaceMismatchError, match="re-index|Re-index|re-embed"):
             import_vectors(cat, vecs, manifest, starter, progress=False)
+
+
+@pytest.mark.postgres
+def test_import_into_postgresql_then_ordinary_writes(tmp_path: Path, pg_fresh_url: str) -> None:
+    """The bulk path's own SQL on PostgreSQL: JSON attrs, links, the lexical entries, and the id
+    sequence moved past the ids it assigned (a later ordinary write must not collide)."""
+    from retrieval.store import NewItem
+
+    vecs, manifest = _files(tmp_path, 23)
+    space = create_encoder("tiny-test").space
+    with Catalogue.open(tmp_path / "data", db_url=pg_fresh_url) as cat:
+        cat.lock_for_writing()
+        report = import_vectors(
+            cat, vecs, manifest, space, text_encoder=lambda: create_encoder("tiny-test"),
+            progress=False,
+        )  # fmt: skip
+        assert (report.added, report.captions) == (23, 2)
+        one = cat.store.get_by_key("item-1")
+        assert one is not None and one.attrs == {"album": "summer"}
+        assert [i for i, _ in cat.store.lexical_search("bicycle", 5)] == [one.id]
+        cat.write([NewItem(key="later", modality="image", content_hash="x",
+                           vector=unit_rows(1, DIM, seed=9)[0])])  # fmt: skip
+        assert cat.counts() == {"image": 24, "text": 2}
+        np.testing.assert_array_equal(cat.index("image").ids(), cat.store.ids("image"))
