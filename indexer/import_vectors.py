@@ -54,8 +54,8 @@ class ImportReport:
         return dict(self.__dict__)
 
 
-def content_hash(vector: np.ndarray, entry: ImportEntry) -> str:
-    h = hashlib.blake2b(vector.tobytes(), digest_size=32)
+def content_hash(vector: bytes, entry: ImportEntry) -> str:
+    h = hashlib.blake2b(vector, digest_size=32)
     if entry.path or entry.text or entry.captions or entry.attrs:
         meta = [entry.path, entry.text, entry.captions, entry.attrs]
         h.update(json.dumps(meta, sort_keys=True).encode())
@@ -123,7 +123,9 @@ class _BatchWriter:
         stored = self.cat.store.existing([e.key for e in entries]) if self.check_stored else {}
         out: list[BulkRow] = []
         captions: list[tuple[str, str, str]] = []  # (media key, caption key, text)
-        for entry, vector in zip(entries, rows, strict=True):
+        blob, size = np.ascontiguousarray(rows, "<f4").tobytes(), 4 * rows.shape[1]
+        for n, entry in enumerate(entries):
+            vector = blob[n * size : (n + 1) * size]
             digest = content_hash(vector, entry)
             if stored.get(entry.key) == digest:
                 self.report.unchanged += 1
@@ -135,9 +137,10 @@ class _BatchWriter:
                 (entry.key, f"{entry.key}#caption{j}", c) for j, c in enumerate(entry.captions)
             ]
         out += self._caption_rows(captions)
-        bulk_insert(self.cat.store, out, [(m, k, "caption") for m, k, _ in captions])
+        links = [(m, k, "caption") for m, k, _ in captions]
+        bulk_insert(self.cat.store, out, links, all_new=not self.check_stored)
 
-    def _row(self, entry: ImportEntry, vector: np.ndarray, digest: str) -> BulkRow:
+    def _row(self, entry: ImportEntry, vector: bytes, digest: str) -> BulkRow:
         return BulkRow(
             key=entry.key,
             modality=self.modality,
@@ -163,7 +166,7 @@ class _BatchWriter:
                 key=key,
                 modality="text",
                 content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                vector=vec,
+                vector=np.asarray(vec, "<f4").tobytes(),
                 text=text,
                 attrs={"caption_of": media},
                 source=self.source,

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.engine import Connection
 
@@ -21,14 +20,15 @@ from retrieval.store.models import Item
 BULK_CACHE_KIB = 256 * 1024  # SQLite page cache of a bulk-writing connection (default: 2 MiB)
 
 
-@dataclass
+@dataclass(slots=True)
 class BulkRow:
-    """One item of a bulk import: its row fields (as `Item` columns) and its vector."""
+    """One item of a bulk import: its row fields (as `Item` columns) and its vector as stored
+    (float32 little-endian bytes)."""
 
     key: str
     modality: str
     content_hash: str
-    vector: np.ndarray
+    vector: bytes
     path: str | None = None
     text: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
@@ -36,11 +36,15 @@ class BulkRow:
 
 
 def bulk_insert(
-    store: Any, rows: Sequence[BulkRow], links: Sequence[tuple[str, str, str]] = ()
+    store: Any,
+    rows: Sequence[BulkRow],
+    links: Sequence[tuple[str, str, str]] = (),
+    all_new: bool = False,
 ) -> tuple[dict[str, int], dict[int, str]]:
     """Insert `rows` (keys not yet stored, or stored with another content hash: replaced) and
     link (media key, text key, kind) pairs, in one transaction. Returns (key -> new id, the
-    replaced items' id -> modality). The caller holds the catalogue's write lock: ids are
+    replaced items' id -> modality). `all_new`: the caller knows no key is stored (an empty
+    catalogue), so none is looked up. The caller holds the catalogue's write lock: ids are
     assigned here, after the largest in use (the sequence is moved past them on PostgreSQL)."""
     if not rows:
         return {}, {}
@@ -48,7 +52,7 @@ def bulk_insert(
     with store.engine.begin() as conn:
         if conn.dialect.name == "sqlite":  # B-tree pages of the key and hash indexes stay cached
             conn.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
-        replaced = _drop_replaced(conn, [r.key for r in rows])
+        replaced = {} if all_new else _drop_replaced(conn, [r.key for r in rows])
         first = int(conn.execute(select(func.coalesce(func.max(Item.id), 0))).scalar_one()) + 1
         ids = {r.key: first + n for n, r in enumerate(rows)}
         now: Any = datetime.now(UTC)
@@ -59,7 +63,7 @@ def bulk_insert(
             conn,
             "vectors",
             ("item_id", "data"),
-            [(ids[r.key], np.asarray(r.vector, "<f4").tobytes()) for r in rows],
+            [(ids[r.key], r.vector) for r in rows],
         )
         if conn.dialect.name == "postgresql":
             conn.execute(
