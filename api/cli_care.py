@@ -47,8 +47,7 @@ DupThresholdOpt = Annotated[
     float | None,
     typer.Option(
         "--duplicate-threshold",
-        help="Cosine for --mark-duplicates [default: 0.9, tuned for the starter model; other "
-        "models need their own, see benchmarks/dedup_bench.py].",
+        help="Pixel similarity of image copies for --mark-duplicates [default: as dedup's].",
     ),
 ]
 
@@ -114,7 +113,14 @@ def print_sync(plan: Any) -> None:
 def dedup(
     threshold: Annotated[
         float | None,
-        typer.Option(help="Cosine at or above which two items are copies [default: 0.9 (tuned)]."),
+        typer.Option(
+            help="Pixel similarity at or above which two candidate images are copies "
+            "[default: tuned by benchmarks/dedup_bench.py]."
+        ),
+    ] = None,
+    vector_threshold: Annotated[
+        float | None,
+        typer.Option(help="Vector cosine for audio, text and unreadable image files [0.97]."),
     ] = None,
     modality: Annotated[CareModality, typer.Option(help="image, audio, text or media.")] = (
         CareModality.media
@@ -126,22 +132,32 @@ def dedup(
     from tqdm import tqdm
 
     from retrieval.catalogue import Catalogue, default_data_dir
-    from retrieval.dedup import DEFAULT_THRESHOLD, check_threshold, find_duplicates
+    from retrieval.dedup import (
+        DEFAULT_THRESHOLD,
+        VECTOR_THRESHOLD,
+        check_threshold,
+        find_duplicates,
+    )
 
     t = check_threshold(DEFAULT_THRESHOLD if threshold is None else threshold)
+    vt = check_threshold(VECTOR_THRESHOLD if vector_threshold is None else vector_threshold)
     mods = ["image", "audio"] if modality == CareModality.media else [str(modality)]
     groups = []
     with Catalogue.open(data_dir or default_data_dir(), create=False) as cat:
         total = sum(cat.index(m).count() for m in mods)
         with tqdm(total=total, desc="dedup", unit="item", disable=json_out) as bar:
             for m in mods:
-                groups += find_duplicates(cat, m, t, on_batch=bar.update)
+                groups += find_duplicates(cat, m, t, vector_threshold=vt, on_batch=bar.update)
     if json_out:
-        typer.echo(json.dumps({"threshold": t, "groups": [g.to_json() for g in groups]}, indent=2))
+        out = {"threshold": t, "vector_threshold": vt, "groups": [g.to_json() for g in groups]}
+        typer.echo(json.dumps(out, indent=2))
         return
-    typer.echo(f"{len(groups)} groups of near-duplicates (cosine >= {t}){':' if groups else '.'}")
+    typer.echo(
+        f"{len(groups)} groups of copies (images: pixels >= {t}; otherwise cosine >= {vt})"
+        + (":" if groups else ".")
+    )
     for n, g in enumerate(groups[:MAX_LISTED], 1):
-        how = "exact copies" if g.exact else f"min cosine {g.min_score:.3f}"
+        how = "exact copies" if g.exact else f"weakest link {g.min_score:.3f}"
         typer.echo(f"  {n}. {g.modality}, {len(g.ids)} items, {how}: {', '.join(g.keys)}")
     if len(groups) > MAX_LISTED:
         typer.echo(f"  ... and {len(groups) - MAX_LISTED} more (see --json)")

@@ -1,10 +1,15 @@
-"""Near-duplicates: groups of items whose vectors are near-identical (resized, re-encoded or
-cropped copies of one photo) or whose content hashes are equal (exact copies).
+"""Near-duplicates: groups of copies of one item (resized, re-encoded or cropped copies of a
+photo) and of items with equal content hashes (exact copies).
 
 Found with the catalogue's own index: every stored vector of a modality is a query for its
-`NEIGHBOURS` nearest neighbours, in batches; pairs scoring at least the threshold (cosine) are
-joined with union-find, so a group larger than `NEIGHBOURS` still joins through its members.
-Cost: one k-NN search per item (no all-pairs scan) and memory for the ids that have a partner.
+`NEIGHBOURS` nearest neighbours, in batches. For images the vectors only propose candidates (at
+cosine >= CANDIDATE_COSINE): the shared space is semantic, so other photos of the same scene sit
+as close as copies do; each candidate pair is confirmed on pixels (retrieval/fingerprint.py,
+similarity >= the threshold). Audio, text, and images whose file cannot be read are decided on
+the vectors alone, at cosine >= `vector_threshold`. Confirmed pairs are joined with union-find,
+so a group larger than `NEIGHBOURS` still joins through its members. Cost: one k-NN search per
+item (no all-pairs scan), one thumbnail per image that has a candidate, and memory for the ids
+that have a partner.
 
 Search can collapse a group to its best hit: ingestion with `duplicate_threshold` marks an item
 that repeats an earlier one with `attrs.duplicate_of` (the key of the group's first item).
@@ -19,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval.errors import CrossmediaError
+from retrieval.fingerprint import ViewCache, pixel_similarity
+from retrieval.store.dup_reads import hash_groups, paths_of
 
 if TYPE_CHECKING:
     from retrieval.catalogue import Catalogue
@@ -26,8 +33,10 @@ if TYPE_CHECKING:
     from retrieval.search import SearchService
 
 # Chosen on real photos by benchmarks/dedup_bench.py (val split; precision and recall on the
-# test split are in benchmarks/RESULTS.md).
-DEFAULT_THRESHOLD = 0.9
+# test split are in benchmarks/RESULTS.md), for the starter model's space.
+DEFAULT_THRESHOLD = 0.9  # pixel similarity of a candidate pair of images
+CANDIDATE_COSINE = 0.6  # image pairs below this vector cosine are never proposed
+VECTOR_THRESHOLD = 0.97  # decided on vectors alone (audio, text, unreadable image files)
 NEIGHBOURS = 16
 DUPLICATE_OF = "duplicate_of"
 
@@ -114,16 +123,51 @@ def find_duplicates(
     modality: str,
     threshold: float = DEFAULT_THRESHOLD,
     *,
+    vector_threshold: float = VECTOR_THRESHOLD,
     batch: int = 1024,
+    k: int = NEIGHBOURS,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[DuplicateGroup]:
-    """Groups (>= 2 items) of near-identical vectors or equal content hashes, lowest id first."""
+    """Groups (>= 2 items) of copies or equal content hashes, lowest id first."""
     check_threshold(threshold)
-    pairs = vector_pairs(cat, modality, threshold, batch=batch, on_batch=on_batch)
-    out = group_pairs(modality, pairs, cat.store.hash_groups(modality), threshold)
+    check_threshold(vector_threshold)
+    if modality == "image":
+        candidates = vector_pairs(
+            cat, modality, CANDIDATE_COSINE, batch=batch, k=k, on_batch=on_batch
+        )
+        pairs = confirm_pairs(cat, candidates, threshold, vector_threshold)
+    else:
+        pairs = vector_pairs(cat, modality, vector_threshold, batch=batch, k=k, on_batch=on_batch)
+    out = group_pairs(modality, pairs, hash_groups(cat.store, modality), 0.0)
     records = cat.store.get_items([i for g in out for i in g.ids])
     for g in out:
         g.keys = [records[i].key for i in g.ids if i in records]
+    return out
+
+
+def confirm_pairs(
+    cat: Catalogue,
+    pairs: Sequence[tuple[int, int, float]],
+    threshold: float,
+    vector_threshold: float = VECTOR_THRESHOLD,
+    cache: ViewCache | None = None,
+) -> list[tuple[int, int, float]]:
+    """The candidate image pairs that are copies, each with its pixel similarity (or its
+    vector cosine, when a file cannot be read)."""
+    cache = cache or ViewCache()
+    out = []
+    for start in range(0, len(pairs), 4096):
+        chunk = pairs[start : start + 4096]
+        paths = paths_of(cat.store, sorted({i for a, b, _ in chunk for i in (a, b)}))
+        for a, b, cosine in chunk:
+            va, vb = cache.get(a, paths.get(a)), cache.get(b, paths.get(b))
+            if va is None or vb is None:
+                if cosine >= vector_threshold:
+                    out.append((a, b, cosine))
+                continue
+            score = pixel_similarity(va, vb)
+            if score >= threshold:
+                out.append((a, b, score))
     return out
 
 

@@ -19,9 +19,18 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from retrieval.catalogue import Catalogue
-from retrieval.dedup import UnionFind, collapse, find_duplicates, group_pairs, pairs_within
+from retrieval.dedup import (
+    CANDIDATE_COSINE,
+    UnionFind,
+    collapse,
+    find_duplicates,
+    group_pairs,
+    pairs_within,
+)
 from retrieval.errors import CrossmediaError
+from retrieval.fingerprint import pixel_similarity, views_of_file
 from retrieval.results import Hit
+from retrieval.store.dup_reads import hash_groups, paths_of
 
 
 @pytest.fixture(autouse=True)
@@ -43,31 +52,50 @@ def cli(*args: Any) -> Any:
     return json.loads(result.stdout)
 
 
-# The tiny test model maps every photo close to every other: only copies reach 0.9999.
-MARK = ("--mark-duplicates", "--duplicate-threshold", "0.9999")
+# The tiny test model maps every photo close to every other: pixels tell the copies.
+MARK = ("--mark-duplicates",)
 
 
-def oracle_groups(ids: np.ndarray, vecs: np.ndarray, threshold: float) -> list[list[int]]:
-    """All pairs, no index: the connected components at >= threshold."""
+def oracle_groups(ids: np.ndarray, vecs: np.ndarray, same: Any) -> list[list[int]]:
+    """All pairs, no index: the connected components of the pairs `same(i, j)` holds for."""
     uf = UnionFind()
-    sims = vecs @ vecs.T
     for i, j in combinations(range(len(ids)), 2):
-        if sims[i, j] >= threshold:
+        if same(i, j):
             uf.union(int(ids[i]), int(ids[j]))
     return uf.groups()
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.8, 0.95])
-def test_index_grouping_equals_the_all_pairs_oracle(tiny_catalogue: Any, threshold: float) -> None:
+def test_text_grouping_equals_the_all_pairs_oracle(tiny_catalogue: Any, threshold: float) -> None:
+    """Text is decided on vectors: the index's k-NN in odd batches finds every pair."""
     cat = tiny_catalogue
     ids, vecs = next(cat.store.iter_vectors("text", cat.space.dim, chunk=10_000))
-    found = find_duplicates(cat, "text", threshold, batch=7)  # odd batches: 7 + 7 + ...
-    want = oracle_groups(ids, vecs, threshold)
+    found = find_duplicates(cat, "text", vector_threshold=threshold, batch=7)
+    want = oracle_groups(ids, vecs, lambda i, j: vecs[i] @ vecs[j] >= threshold)
     # Exact copies (equal hashes) join too: COCO has repeated captions.
-    hashed = cat.store.hash_groups("text")
+    hashed = hash_groups(cat.store, "text")
     want = [g.ids for g in group_pairs("text", [(a, b, 1.0) for a, b in _pairs(want)], hashed, 0)]
     assert [g.ids for g in found] == want
     assert len(want) > 0 if threshold == 0.5 else True
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.6, 0.9])
+def test_image_grouping_equals_the_all_pairs_oracle(tiny_catalogue: Any, threshold: float) -> None:
+    """Images: vector candidates (cosine >= CANDIDATE_COSINE) confirmed on pixels; with k above
+    the catalogue's size the index proposes every pair, so the result is the oracle's."""
+    cat = tiny_catalogue
+    ids, vecs = next(cat.store.iter_vectors("image", cat.space.dim, chunk=10_000))
+    paths = paths_of(cat.store, ids.tolist())
+    views = [views_of_file(paths[int(i)]) for i in ids]
+    found = find_duplicates(cat, "image", threshold, batch=5, k=len(ids) + 1)
+
+    def copy(i: int, j: int) -> bool:
+        return vecs[i] @ vecs[j] >= CANDIDATE_COSINE and (
+            pixel_similarity(views[i], views[j]) >= threshold
+        )
+
+    assert [g.ids for g in found] == oracle_groups(ids, vecs, copy)
+    assert found if threshold == 0.3 else True  # at 0.3 some different photos correlate
 
 
 def _pairs(groups: list[list[int]]) -> list[tuple[int, int]]:
@@ -107,7 +135,7 @@ def test_mark_on_ingestion_then_collapse_and_list(tmp_path: Path) -> None:
     assert recs["zz-png-copy.png"].attrs["duplicate_of"] == original
     assert all("duplicate_of" not in recs[Path(e["image"]).name].attrs for e in entries)
 
-    groups = cli("dedup", "--data-dir", data_dir, "--threshold", "0.9999")["groups"]
+    groups = cli("dedup", "--data-dir", data_dir)["groups"]
     assert [sorted(Path(k).name for k in g["keys"]) for g in groups] == [
         sorted([first.name, "zz-exact-copy.jpg", "zz-png-copy.png"])
     ]

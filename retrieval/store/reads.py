@@ -156,38 +156,6 @@ class StoreReads:
             ).all()
         return {k: i for k, i, src in rows if src is not None and src.startswith(prefix)}
 
-    def ids_with_hashes(self, modality: str, hashes: Sequence[str]) -> dict[str, int]:
-        """content hash -> the lowest id of a `modality` item with that hash (exact copies)."""
-        if not hashes:
-            return {}
-        with self._session() as s:
-            rows = s.execute(
-                select(Item.content_hash, func.min(Item.id))
-                .where(Item.modality == modality, Item.content_hash.in_(list(set(hashes))))
-                .group_by(Item.content_hash)
-            ).all()
-        return {h: int(i) for h, i in rows}
-
-    def hash_groups(self, modality: str) -> list[list[int]]:
-        """Ids of `modality` items that share a content hash (exact copies), in groups of >= 2."""
-        with self._session() as s:
-            dup = (
-                select(Item.content_hash)
-                .where(Item.modality == modality)
-                .group_by(Item.content_hash)
-                .having(func.count() > 1)
-                .subquery()
-            )
-            rows = s.execute(
-                select(Item.content_hash, Item.id)
-                .where(Item.modality == modality, Item.content_hash.in_(select(dup)))
-                .order_by(Item.content_hash, Item.id)
-            ).all()
-        groups: dict[str, list[int]] = {}
-        for h, i in rows:
-            groups.setdefault(h, []).append(int(i))
-        return list(groups.values())
-
     def media_with_caption_texts(self, texts: Sequence[str], modality: str) -> dict[str, list[int]]:
         """caption text -> ids of `modality` items linked to a text item with exactly that text
         (`eval`: identical captions on several items make all of them relevant)."""
