@@ -187,8 +187,8 @@ def table(rows: list[dict[str, Any]], s: dict[str, float], env: dict[str, Any]) 
         f"(overhead {100 * s['ray_overhead']:.0f}%). 2 workers: scaling efficiency "
         f"{s['efficiency_2']:.2f} (throughput with 2 / (2 x throughput with 1)), "
         f"{s['speedup_2_vs_local']:.2f} x local. In CPU time per photo (less inflated by other "
-        f"processes on the cores than wall time is): Ray with 1 worker costs {100 * s['ray1_cpu_overhead']:+.0f}% "
-        f"against local, and 2 workers do the work at efficiency {s['cpu_efficiency_2']:.2f} "
+        "processes on the cores than wall time is): Ray with 1 worker costs "
+        f"{100 * s['ray1_cpu_overhead']:+.0f}% against local, and 2 workers do the work at efficiency {s['cpu_efficiency_2']:.2f} "
         "(CPU per photo with 1 / with 2). Estimated with the cores to itself (last column): Ray "
         f"with 1 worker {s['est_ray1_vs_local']:.2f} x local, 2 workers at efficiency "
         f"{s['est_efficiency_2']:.2f}.",
