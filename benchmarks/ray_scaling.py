@@ -101,7 +101,7 @@ def _starter(kind: str, workers: int, cat: Any, model: str, batch: int) -> tuple
     return (lambda src: ri.ingest(src, progress=False)), close
 
 
-# -- the comparison ----------------------------------------------------------------------------------
+# -- the comparison ------------------------------------------------------------------------------
 def child(kind: str, workers: int, args: argparse.Namespace, manifest: Path) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.ray_scaling", "--one", kind, "--workers", str(workers)]
     cmd += [
@@ -166,7 +166,8 @@ def table(rows: list[dict[str, Any]], s: dict[str, float], env: dict[str, Any]) 
         f"captions, model `{env['model']}`, batch {env['batch_size']}, one torch thread per "
         f"worker, {env['pinning']}; Ray {env['ray']}; {env['load']}.",
         "",
-        "| config | cores | start s | wall s | photos/s (each round) | decode s | encode s | write s "
+        "| config | cores | start s | wall s | photos/s (each round) | decode s | encode s "
+        "| write s "
         "| CPU s: driver | embed actors | decode workers | Ray daemons | CPU ms/photo "
         "| others' CPU s on these cores | est. photos/s, cores to itself |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -188,7 +189,8 @@ def table(rows: list[dict[str, Any]], s: dict[str, float], env: dict[str, Any]) 
         f"{s['efficiency_2']:.2f} (throughput with 2 / (2 x throughput with 1)), "
         f"{s['speedup_2_vs_local']:.2f} x local. In CPU time per photo (less inflated by other "
         "processes on the cores than wall time is): Ray with 1 worker costs "
-        f"{100 * s['ray1_cpu_overhead']:+.0f}% against local, and 2 workers do the work at efficiency {s['cpu_efficiency_2']:.2f} "
+        f"{100 * s['ray1_cpu_overhead']:+.0f}% against local, and 2 workers do the work at "
+        f"efficiency {s['cpu_efficiency_2']:.2f} "
         "(CPU per photo with 1 / with 2). Estimated with the cores to itself (last column): Ray "
         f"with 1 worker {s['est_ray1_vs_local']:.2f} x local, 2 workers at efficiency "
         f"{s['est_efficiency_2']:.2f}.",

@@ -132,11 +132,11 @@ class RayIngestor:
         ing.finish(source, report)
         return report
 
-    # -- the driver's loop ---------------------------------------------------------------------------
+    # -- the driver's loop ------------------------------------------------------------------------
     def _run(self, ing: Ingestor, entries: Any, report: IngestReport, bar: tqdm) -> None:
         window: deque[Block] = deque()
         blocks = batches(entries, self.batch_size)
-        limit = self.options.in_flight or 2 * self.pool.size + 2  # type: ignore[union-attr]
+        limit = self.options.in_flight or 2 * self.pool.size + 2
         last_save = time.monotonic()
         exhausted = False
         while True:
@@ -175,9 +175,9 @@ class RayIngestor:
         """Send blocks to decode, in order, at most `decode_slots` at a time: more would only
         start more worker processes to share the same CPUs."""
         decoding = sum(b.decoded is not None and b.embedded is None for b in window)
-        enc = self.pool.encoder  # type: ignore[union-attr]
+        enc = self.pool.encoder
         for b in window:
-            if decoding >= self.pool.decode_slots:  # type: ignore[union-attr]
+            if decoding >= self.pool.decode_slots:
                 return
             if b.decoded is None:
                 b.decoded, b.payloads = self._decode.remote(
@@ -200,8 +200,8 @@ class RayIngestor:
             b.part.seconds["decode"] += seconds
             ok, (media, texts, links) = ing.plan(b.todo, light, b.stored, b.part, b.errors)
             b.planned = ([e for e, _ in ok], links)
-            b.actor = self.pool.least_busy([x.actor for x in window if x.embedded is not None])  # type: ignore[union-attr]
-            b.embedded = self.pool.embed(b.actor, [it for it, _ in media], texts, b.payloads)  # type: ignore[union-attr]
+            b.actor = self.pool.least_busy([x.actor for x in window if x.embedded is not None])
+            b.embedded = self.pool.embed(b.actor, [it for it, _ in media], texts, b.payloads)
             b.payloads = None  # the actor holds the reference now
             moved = True
         return moved
@@ -210,7 +210,7 @@ class RayIngestor:
         media, texts, seconds = self.ray.get(b.embedded)
         b.part.seconds["encode"] += seconds
         t = time.perf_counter()
-        entries, links = b.planned  # type: ignore[misc]
+        entries, links = b.planned
         ing.commit(entries, media, texts, links, b.errors, b.part)
         b.part.seconds["write"] += time.perf_counter() - t
         b.part.entries = len(b.batch)
