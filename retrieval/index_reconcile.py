@@ -107,9 +107,13 @@ def describe_tuning(tuning: dict[str, Any] | None) -> str:
         return "recall not measured"
     if tuning.get("exact"):
         return "exact search (recall@10 = 1)"
-    knob = "nprobe" if "nprobe" in tuning else "efSearch"
-    value = tuning.get("nprobe", tuning.get("ef_search"))
+    knob = next((f"{name}={tuning[key]}: " for key, name in KNOBS if key in tuning), "")
+    cross = tuning.get("cross_modal_recall_at_10")
+    also = "" if cross is None else f", {cross:.3f} on {tuning['cross_modal_queries']} captions"
     return (
-        f"{knob}={value}: recall@10 {tuning['recall_at_10']:.3f} against exact search on "
-        f"{tuning['queries']} of its own vectors (target {tuning['target']})"
+        f"{knob}recall@10 {tuning['recall_at_10']:.3f} against exact search on "
+        f"{tuning['queries']} of its own vectors{also} (target {tuning['target']})"
     )
+
+
+KNOBS = (("nprobe", "nprobe"), ("ef_search", "efSearch"))

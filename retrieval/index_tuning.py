@@ -50,7 +50,7 @@ def tune(
     the indexed vectors than they sit from each other: the knob must meet the target for them
     too (cross-modal queries are where partition-based search loses recall first)."""
     knob, values = index.knob_values()
-    if knob is None or len(ids) <= K + 1:
+    if len(ids) <= K + 1 or (knob is None and index.is_exact()):
         return {"exact": True, "recall_at_10": 1.0}
     pick = np.sort(np.random.default_rng(1).choice(len(ids), min(queries, len(ids)), False))
     sets = [(np.ascontiguousarray(vecs[pick]), ids[pick])]
@@ -58,18 +58,20 @@ def tune(
         sets.append((np.ascontiguousarray(cross, np.float32), np.full(len(cross), -1)))
     truths = [ids[exact_neighbours(q, vecs, K + 1)] for q, _ in sets]
     sweep: list[list[float]] = []
-    for value in values:
-        index.set_search_params(**{knob: value})
+    for value in values or [0]:  # no knob (fp16 or SQ8 codes scanned exhaustively): measured once
+        if knob is not None:
+            index.set_search_params(**{knob: value})
         found = [index.search(q, K + 1)[1] for q, _ in sets]
         recalls = [recall_at(f, t, own) for f, t, (_, own) in zip(found, truths, sets, strict=True)]
         sweep.append([value, *(round(r, 4) for r in recalls)])
         if min(recalls) >= target + MARGIN:
             break
     chosen = sweep[-1]
-    index.set_search_params(**{knob: int(chosen[0])})
+    if knob is not None:
+        index.set_search_params(**{knob: int(chosen[0])})
     record = {
         "exact": False,
-        knob: int(chosen[0]),
+        knob or "knob": int(chosen[0]) if knob else None,
         "recall_at_10": chosen[1],
         "target": target,
         "met": min(chosen[1:]) >= target,

@@ -194,3 +194,20 @@ def test_an_index_built_from_a_snapshot_catches_up_when_installed(tmp_path: Path
     with _open(tmp_path) as cat:
         assert cat.index("image").factory == "IVF4,Flat"
         _assert_matches_store(cat)
+
+
+@pytest.mark.parametrize(
+    ("factory", "knob"),
+    [("Flat", None), ("SQfp16", None), ("IVF8,Flat", "nprobe"), ("HNSW16", "ef_search")],
+)
+def test_every_index_type_records_the_recall_it_was_measured_to_give(
+    factory: str, knob: str | None
+) -> None:
+    from retrieval.index_build import build_from_arrays
+
+    vecs = unit_rows(997, DIM, seed=3)
+    _, tuning = build_from_arrays(factory, DIM, np.arange(1, 998), vecs)
+    assert tuning["exact"] is (factory == "Flat")
+    assert tuning["recall_at_10"] >= 0.95
+    if knob:
+        assert tuning[knob] == tuning["sweep"][-1][0] and tuning["met"] is True

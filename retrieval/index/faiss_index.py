@@ -62,6 +62,12 @@ class FaissIndex(VectorIndex):
         if ivf is not None:
             ivf.cp.niter = niter
 
+    def is_exact(self) -> bool:
+        """Full float32 vectors scanned exhaustively (Flat): its answers are exact."""
+        import faiss
+
+        return isinstance(self._inner(), faiss.IndexFlat)
+
     def knob_values(self) -> tuple[str | None, list[int]]:
         """The search-time knob of this index type and the values a tuner tries, in order."""
         lists = self.ivf_lists()
