@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
 # Chosen on real photos by benchmarks/dedup_bench.py (val split; precision and recall on the
 # test split are in benchmarks/RESULTS.md), for the starter model's space.
-DEFAULT_THRESHOLD = 0.9  # pixel similarity of a candidate pair of images
-CANDIDATE_COSINE = 0.6  # image pairs below this vector cosine are never proposed
+DEFAULT_THRESHOLD = 0.92  # pixel similarity of a candidate pair of images
+CANDIDATE_COSINE = 0.5  # image pairs below this vector cosine are never proposed
 VECTOR_THRESHOLD = 0.97  # decided on vectors alone (audio, text, unreadable image files)
 NEIGHBOURS = 16
 DUPLICATE_OF = "duplicate_of"
