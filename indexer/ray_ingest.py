@@ -224,12 +224,12 @@ class RayIngestor:
         """Blocks waiting in each stage: decode, embed, write."""
         decoding = sum(b.embedded is None for b in window)
         embedding = [b.embedded for b in window if b.embedded is not None]
-        written = (
+        ready = (
             len(self.ray.wait(embedding, num_returns=len(embedding), timeout=0)[0])
             if embedding
             else 0
-        )
-        return {"decode": decoding, "embed": len(embedding) - written, "write": written}
+        )  # embedded, waiting for the blocks before them to be written
+        return {"decode": decoding, "embed": len(embedding) - ready, "write": ready}
 
 
 def merge_report(into: IngestReport, part: IngestReport) -> None:
