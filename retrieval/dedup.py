@@ -17,7 +17,7 @@ that repeats an earlier one with `attrs.duplicate_of` (the key of the group's fi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +92,7 @@ def check_threshold(threshold: float) -> float:
     return threshold
 
 
-def vector_pairs(
+def iter_vector_pairs(
     cat: Catalogue,
     modality: str,
     threshold: float,
@@ -100,22 +100,35 @@ def vector_pairs(
     batch: int = 1024,
     k: int = NEIGHBOURS,
     on_batch: Callable[[int], None] | None = None,
-) -> list[tuple[int, int, float]]:
-    """(a, b, cosine) with a < b for every stored item and each neighbour at >= threshold."""
+) -> Iterator[list[tuple[int, int, float]]]:
+    """Per batch of stored items (in id order): (a, b, cosine), a < b, for each item and each of
+    its k nearest neighbours at >= threshold (a pair can come twice: once from each side)."""
     space = cat.space
     if space is None:
-        return []
+        return
     index = cat.index(modality)
-    pairs: list[tuple[int, int, float]] = []
     for ids, vecs in cat.store.iter_vectors(modality, space.dim, chunk=batch):
         scores, nbrs = index.search(vecs, min(k + 1, max(index.count(), 1)))
         hit = (scores >= threshold) & (nbrs >= 0) & (nbrs != ids[:, None])
-        for row, col in zip(*np.nonzero(hit), strict=True):
-            a, b = int(ids[row]), int(nbrs[row, col])
-            pairs.append((min(a, b), max(a, b), float(scores[row, col])))
+        rows, cols = np.nonzero(hit)
+        a, b = ids[rows], nbrs[rows, cols]
+        yield list(
+            zip(
+                np.minimum(a, b).tolist(),
+                np.maximum(a, b).tolist(),
+                scores[rows, cols].tolist(),
+                strict=True,
+            )
+        )
         if on_batch is not None:
             on_batch(len(ids))
-    return pairs
+
+
+def vector_pairs(
+    cat: Catalogue, modality: str, threshold: float, **kw: Any
+) -> list[tuple[int, int, float]]:
+    """All of `iter_vector_pairs` in one list (small catalogues, benchmarks)."""
+    return [p for chunk in iter_vector_pairs(cat, modality, threshold, **kw) for p in chunk]
 
 
 def find_duplicates(
@@ -131,13 +144,12 @@ def find_duplicates(
     """Groups (>= 2 items) of copies or equal content hashes, lowest id first."""
     check_threshold(threshold)
     check_threshold(vector_threshold)
-    if modality == "image":
-        candidates = vector_pairs(
-            cat, modality, CANDIDATE_COSINE, batch=batch, k=k, on_batch=on_batch
-        )
-        pairs = confirm_pairs(cat, candidates, threshold, vector_threshold)
-    else:
-        pairs = vector_pairs(cat, modality, vector_threshold, batch=batch, k=k, on_batch=on_batch)
+    image = modality == "image"
+    floor = CANDIDATE_COSINE if image else vector_threshold
+    cache = ViewCache()
+    pairs: list[tuple[int, int, float]] = []  # only the confirmed ones are kept: bounded memory
+    for chunk in iter_vector_pairs(cat, modality, floor, batch=batch, k=k, on_batch=on_batch):
+        pairs += confirm_pairs(cat, chunk, threshold, vector_threshold, cache) if image else chunk
     out = group_pairs(modality, pairs, hash_groups(cat.store, modality), 0.0)
     records = cat.store.get_items([i for g in out for i in g.ids])
     for g in out:
