@@ -55,9 +55,9 @@ def _role(pid: int, root: int, cmd: str) -> str:
         return "driver"
     if cmd.startswith("ray::EmbedWorker"):
         return "embed actors"
-    if cmd.startswith("ray::") or "default_worker.py" in cmd:  # the task workers: decode
+    if cmd.startswith(("ray::DecodeWorker", "ray::IDLE", "ray::decode")):
         return "decode workers"
-    return "ray daemons"  # gcs_server, raylet, log monitor, agents
+    return "ray daemons"  # gcs_server, raylet, log monitor, Ray's agents
 
 
 def cpu_by_role(before: dict, after: dict) -> tuple[dict[str, float], list]:

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from indexer.ray_stages import EmbedWorker, RemoteEncoder
+from indexer.ray_stages import DecodeWorker, EmbedWorker, RemoteEncoder
 from retrieval.errors import CrossmediaError, UnknownModelError
 
 RAY_INSTALL = "pip install -e '.[ray]'"
@@ -63,17 +63,16 @@ def connect(address: str | None) -> tuple[Any, bool]:
 
 @dataclass
 class EmbedPool:
-    """The embed actors: one encoder each, loaded once; `num_gpus=1` each where the cluster has
-    GPUs, else `num_cpus=1` each. Decode tasks are spread over the nodes; on a CPU cluster they
-    claim no CPU of their own (the actors hold them all); the driver decodes at most
-    `decode_slots` blocks at once, one per CPU."""
+    """The actors: embed actors, one encoder each, loaded once (`num_gpus=1` each where the
+    cluster has GPUs, else `num_cpus=1` each), and one decode actor per CPU of the cluster,
+    spread over the nodes (on a CPU cluster they claim no CPU of their own: the embed actors
+    hold them all); the driver gives each decode actor one block at a time."""
 
     ray: Any
     actors: list[Any]
-    encoder: RemoteEncoder
-    pids: list[int]
-    decode_options: dict[str, Any] = field(default_factory=dict)
-    decode_slots: int = 1  # blocks decoded at once: one per CPU of the cluster
+    decoders: list[Any]
+    encoder: RemoteEncoder | None = None
+    pids: list[int] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -87,28 +86,35 @@ class EmbedPool:
         if lookup(model) is None:
             raise UnknownModelError(f"Unknown model {model!r}. Available: {list_models()}")
         n, actor_options, decode_options, device = _sizes(ray, options)
-        actor_cls = ray.remote(EmbedWorker).options(
-            max_restarts=options.max_retries, max_task_retries=options.max_retries, **actor_options
+        retries = {"max_restarts": options.max_retries, "max_task_retries": options.max_retries}
+        embed_cls = ray.remote(EmbedWorker).options(**retries, **actor_options)
+        decode_cls = ray.remote(DecodeWorker).options(**retries, **decode_options)
+        slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        pool = cls(
+            ray,
+            [embed_cls.remote(model, device, options.threads, batch_size) for _ in range(n)],
+            [decode_cls.remote() for _ in range(slots)],
         )
-        actors = [actor_cls.remote(model, device, options.threads, batch_size) for _ in range(n)]
         try:
-            described = ray.get([a.describe.remote() for a in actors], timeout=START_TIMEOUT_S)
+            described = ray.get([a.describe.remote() for a in pool.actors], timeout=START_TIMEOUT_S)
+            ray.get([d.ready.remote() for d in pool.decoders], timeout=START_TIMEOUT_S)
         except ray.exceptions.GetTimeoutError as exc:
-            for a in actors:
-                ray.kill(a)
+            pool.stop()
             raise CrossmediaError(
                 f"{n} embed workers ({actor_options}) did not start within {START_TIMEOUT_S:.0f} s "
                 f"on a cluster with {ray.cluster_resources()}: pass fewer workers or add nodes."
             ) from exc
         except ray.exceptions.RayError as exc:
-            for a in actors:
-                ray.kill(a)
+            pool.stop()
             raise CrossmediaError(
                 f"The embed workers could not load model {model!r}: {exc}"
             ) from exc
-        slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        pids = [pid for _, pid in described]
-        return cls(ray, actors, described[0][0], pids, decode_options, slots)
+        pool.encoder, pool.pids = described[0][0], [pid for _, pid in described]
+        return pool
+
+    def decode(self, decoder: int, *args: Any) -> Any:
+        """Refs of ((light, seconds), payloads) of `ray_stages.decode_block(*args)`."""
+        return self.decoders[decoder].decode.options(num_returns=2).remote(*args)
 
     def embed(self, actor: int, media: list, texts: list, payloads: Any) -> Any:
         return self.actors[actor].embed.remote(media, texts, payloads)
@@ -118,13 +124,13 @@ class EmbedPool:
         return min(range(self.size), key=lambda i: (busy.count(i), i))
 
     def stop(self) -> None:
-        for a in self.actors:
+        for a in self.actors + self.decoders:
             self.ray.kill(a)
-        self.actors = []
+        self.actors, self.decoders = [], []
 
 
 def _sizes(ray: Any, options: RayOptions) -> tuple[int, dict, dict, str | None]:
-    """(actors, actor resources, decode task resources, device) for this cluster."""
+    """(actors, actor resources, decode actor resources, device) for this cluster."""
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
     spread = {"scheduling_strategy": "SPREAD"}

@@ -1,24 +1,26 @@
 """Ingestion on a Ray cluster: the local pipeline's stages, spread over Ray's workers.
 
 The driver (this process) reads the source and splits it into blocks of `batch_size` entries;
-each block is screened and looked up in the store as locally (`Ingestor.prepare`), decoded by a
-Ray task (`ray_stages.decode_block`), planned on the driver (`Ingestor.plan`: which rows are new
+each block is screened and looked up in the store as locally (`Ingestor.prepare`), decoded by
+one of a pool of decode actors, one per CPU (`ray_stages.DecodeWorker`), planned on the driver (`Ingestor.plan`: which rows are new
 or changed), embedded by an actor of a pool that loads the encoder once per actor
 (`ray_stages.EmbedWorker`), and written by the driver, the one writer, in source order
 (`Ingestor.commit`: one transaction per block). The decoded pixels go from the decode worker to
 the actor through Ray's object store, never through the driver.
 
 Exactly once: only the driver writes, each block once, and a write is idempotent by key and
-content hash. A worker that dies is replaced by Ray (the decode task is retried, the actor
-restarted and its call retried; both are pure), so its block is still written once. A driver
+content hash. A worker that dies is replaced by Ray (the actor is restarted and its call
+retried; decoding and embedding are pure), so its block is still written once. A driver
 that dies loses the blocks in flight; the next run skips what is stored and adds the rest.
 
-Ray core (tasks and an actor pool) rather than Ray Data: the driver has to screen each block
+Decode runs in actors rather than tasks: Ray reaps idle workers within seconds, so a task per
+block got a fresh worker process (its start and imports, ~0.5 s of CPU) for nearly every block.
+Ray core (actor pools) rather than Ray Data: the driver has to screen each block
 (duplicate ids across the whole source) and look up the store right before the block is
 decoded, so unchanged files are never decoded, while reading the source lazily; our rows are
 Python objects (entries, decoded media, `NewItem`s) that would be converted to Arrow columns
 at every operator boundary; and exactly-once writing wants one result per block that the
-driver commits in order, which a task/actor graph gives directly.
+driver commits in order, which an actor graph gives directly.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from tqdm import tqdm
 
 from indexer.pipeline import Ingestor
 from indexer.ray_cluster import EmbedPool, RayOptions, connect
-from indexer.ray_stages import decode_block
 from indexer.rows import IngestReport, batches
 from indexer.sources import Entry, FolderSource, ManifestSource
 from retrieval.catalogue import Catalogue
@@ -53,7 +54,8 @@ class Block:
     payloads: Any = None  # ObjectRef of {key: DecodedMedia}
     planned: tuple | None = None  # (ok entries, links) once planned
     embedded: Any = None  # ObjectRef of (media, texts, seconds)
-    actor: int = -1
+    actor: int = -1  # the embed actor
+    decoder: int = -1  # the decode actor
 
 
 class RayIngestor:
@@ -89,12 +91,6 @@ class RayIngestor:
         except BaseException:
             self.close()
             raise
-        self._decode = self.ray.remote(decode_block).options(
-            num_returns=2, max_retries=self.options.max_retries, **self.pool.decode_options
-        )
-        # Start the decode workers (a process and its imports each) before the first block.
-        slots = range(self.pool.decode_slots)
-        self.ray.get([self._decode.remote([], {}, self.limits, frozenset(), "")[0] for _ in slots])
 
     def close(self) -> None:
         if self.pool is not None:
@@ -172,18 +168,18 @@ class RayIngestor:
         return b
 
     def _start_decodes(self, window: deque[Block]) -> None:
-        """Send blocks to decode, in order, at most `decode_slots` at a time: more would only
-        start more worker processes to share the same CPUs."""
-        decoding = sum(b.decoded is not None and b.embedded is None for b in window)
+        """Send blocks to decode, in order, one per idle decode actor."""
+        busy = {b.decoder for b in window if b.decoded is not None and b.embedded is None}
+        free = [i for i in range(len(self.pool.decoders)) if i not in busy]
         enc = self.pool.encoder
         for b in window:
-            if decoding >= self.pool.decode_slots:
+            if not free:
                 return
             if b.decoded is None:
-                b.decoded, b.payloads = self._decode.remote(
-                    b.todo, b.stored, self.limits, enc.modalities, enc.space.model
+                b.decoder = free.pop(0)
+                b.decoded, b.payloads = self.pool.decode(
+                    b.decoder, b.todo, b.stored, self.limits, enc.modalities, enc.space.model
                 )
-                decoding += 1
 
     def _embed_decoded(self, ing: Ingestor, window: deque[Block]) -> bool:
         """Plan every block whose decode is done and hand it to the least busy actor."""

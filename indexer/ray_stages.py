@@ -1,5 +1,5 @@
-"""The work Ray's workers do, as plain Python (no Ray import): `ray_ingest.py` wraps
-`decode_block` in a task and `EmbedWorker` in an actor at run time, so the code itself runs and
+"""The work Ray's workers do, as plain Python (no Ray import): `ray_cluster.py` wraps
+`DecodeWorker` and `EmbedWorker` in actors at run time, so the code itself runs and
 tests anywhere. Both call the local pipeline's own stage functions (`indexer/stages.py`).
 
 A decoded block travels in two parts: `light` (per entry: the keys, hashes and decoded media
@@ -48,6 +48,24 @@ def decode_block(
             rows.append((key, dm, h))
         light.append(rows)
     return (light, time.perf_counter() - t), payloads
+
+
+class DecodeWorker:
+    """One decode actor: a long-lived process. (A task per block would get a fresh worker
+    process, paying its start and imports, for nearly every block: Ray reaps idle workers.)"""
+
+    def ready(self) -> int:
+        return os.getpid()
+
+    def decode(
+        self,
+        todo: list[Entry],
+        stored: dict[str, str],
+        limits: MediaLimits,
+        modalities: frozenset[Modality],
+        model: str,
+    ) -> tuple[tuple[list[Decoded], float], dict[str, DecodedMedia]]:
+        return decode_block(todo, stored, limits, modalities, model)
 
 
 @dataclasses.dataclass(frozen=True)
