@@ -30,6 +30,7 @@ from api.cli_output import print_index_report, print_info, print_search, search_
 from api.cli_ray import RayOpt, ingestor_for
 from api.cli_scale import register as register_scale
 from api.cli_train import register as register_training
+from api.process import passive_openmp
 from retrieval.errors import CrossmediaError
 from retrieval.fsutil import is_disk_full
 
@@ -273,6 +274,7 @@ register_scale(app)  # import-vectors (api/cli_scale.py)
 
 
 def main() -> None:
+    passive_openmp()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         app()

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from api.process import passive_openmp
 from api.settings import Settings, load_settings
 
 log = logging.getLogger("crossmedia.api")
@@ -79,6 +80,7 @@ def app_from_env() -> Any:
 def configure_process(settings: Settings) -> None:
     """Process-wide choices that belong to whoever owns the process: the server entry points,
     never `create_app` (tests build many apps inside one pytest process)."""
+    passive_openmp()
     if settings.torch_threads is not None:
         import torch
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from api.process import passive_openmp
 from benchmarks import scale_data as data
 from benchmarks import scale_http, scale_peers
 from benchmarks.http_bench import percentiles
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=Path, default=data.cache_root() / "catalogues")
     args = ap.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",")]
+    passive_openmp()  # as the crossmedia CLI and server configure themselves (api/process.py)
     RESULTS.mkdir(exist_ok=True)
     rows = []
     for n in args.sizes:
