@@ -112,3 +112,23 @@ def test_eval_on_coco_mini_agrees_with_bench_recall_within_noise(
             se = math.sqrt(max(p * (1 - p), 0.01) / live["queries"])
             assert abs(live[stage][k] - p) <= 3 * se + 0.01, (stage, k, live[stage][k], p)
     json.dumps(live)  # JSON-ready for --json and the page
+
+
+def test_eval_command_prints_a_table_and_keeps_the_result(
+    tiny_catalogue: Any, tiny_encoder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import retrieval.encoders as encoders
+    from api.cli import app
+
+    monkeypatch.setattr(encoders, "create_encoder", lambda name, device=None: tiny_encoder)
+    data_dir = str(tiny_catalogue.data_dir)
+    out = CliRunner().invoke(app, ["eval", "--data-dir", data_dir, "--sample", "7"])
+    assert out.exit_code == 0, (out.output, out.exception)
+    assert "| text_to_image | first stage |" in out.stdout and "Drift (image)" in out.stdout
+    kept = load_last_eval(tiny_catalogue.data_dir)
+    assert kept is not None and kept["tasks"]["text_to_image"]["sampled_media"] == 7
+    assert kept["at"].endswith("Z")
+    bad = CliRunner().invoke(app, ["eval", "--data-dir", data_dir, "--sample", "0"])
+    assert bad.exit_code != 0 and "--sample" in bad.output
