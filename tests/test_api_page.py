@@ -458,3 +458,15 @@ def test_search_quality_panel_shows_the_last_eval(page: Any) -> None:
     assert "72.1%" in body.inner_text() and "first stage" in body.inner_text()
     assert body.locator("tr").count() == 3  # header, first stage, re-ranked
     assert body.locator("p.error").inner_text() == "Drift (image): Warning: far away."
+
+
+def test_one_per_duplicate_switch_reaches_the_api(page: Any) -> None:
+    page.fill("#q", "cake")
+    with page.expect_request("**/v1/search") as request:
+        page.click("#go")
+    assert "collapse" not in request.value.post_data_json  # off by default
+    page.locator(".card").first.wait_for()
+    with page.expect_request("**/v1/search") as request:
+        page.check("#collapse")  # a change re-runs the search
+    assert request.value.post_data_json["collapse"] is True
+    page.locator(".card").first.wait_for()
