@@ -53,6 +53,19 @@ def _run(tmp: Path, *args: str) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
+def _assert_index_answers_as_exact(cat: Catalogue, seed: int, k: int) -> dict[int, np.ndarray]:
+    """The image index holds the store's ids and answers as the exact oracle over the stored
+    vectors; returns those vectors by id."""
+    ids = cat.store.ids("image")
+    np.testing.assert_array_equal(cat.index("image").ids(), ids)
+    stored = cat.store.vectors_for(ids.tolist(), DIM)
+    oracle = ExactIndex(DIM)
+    oracle.add(ids, np.stack([stored[int(i)] for i in ids]))
+    q = unit_rows(5, DIM, seed=seed)
+    np.testing.assert_array_equal(cat.index("image").search(q, k)[1], oracle.search(q, k)[1])
+    return stored
+
+
 def test_import_stores_indexes_and_is_idempotent(tmp_path: Path) -> None:
     vecs, manifest = _files(tmp_path, 37)
     report = _run(tmp_path, str(vecs), "--manifest", str(manifest))
@@ -68,13 +81,7 @@ def test_import_stores_indexes_and_is_idempotent(tmp_path: Path) -> None:
     assert (third["added"], third["unchanged"], third["replaced"]) == (0, 36, 1)
     with Catalogue.open(tmp_path / "data", db_url=sqlite_url(tmp_path / "data")) as cat:
         assert cat.counts() == {"image": 37, "text": 2}
-        ids = cat.store.ids("image")
-        np.testing.assert_array_equal(cat.index("image").ids(), ids)
-        stored = cat.store.vectors_for(ids.tolist(), DIM)
-        oracle = ExactIndex(DIM)
-        oracle.add(ids, np.stack([stored[int(i)] for i in ids]))
-        q = unit_rows(5, DIM, seed=3)
-        np.testing.assert_array_equal(cat.index("image").search(q, 7)[1], oracle.search(q, 7)[1])
+        stored = _assert_index_answers_as_exact(cat, seed=3, k=7)
         item = cat.store.get_by_key("item-5")
         assert item is not None
         np.testing.assert_allclose(
@@ -93,13 +100,7 @@ def test_a_first_import_builds_its_index_alongside_the_writes(tmp_path: Path) ->
     report = _run(tmp_path, str(vecs), "--manifest", str(manifest))
     assert (report["added"], report["captions"]) == (57, 0)
     with Catalogue.open(tmp_path / "data", db_url=sqlite_url(tmp_path / "data")) as cat:
-        ids = cat.store.ids("image")
-        np.testing.assert_array_equal(cat.index("image").ids(), ids)
-        stored = cat.store.vectors_for(ids.tolist(), DIM)
-        oracle = ExactIndex(DIM)
-        oracle.add(ids, np.stack([stored[int(i)] for i in ids]))
-        q = unit_rows(5, DIM, seed=4)
-        np.testing.assert_array_equal(cat.index("image").search(q, 9)[1], oracle.search(q, 9)[1])
+        _assert_index_answers_as_exact(cat, seed=4, k=9)
         assert cat.repairs == []
 
 
