@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from retrieval.index_reconcile import describe_tuning
+from retrieval.index_tuning import describe_tuning
 
 MAX_LISTED = 50
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -76,44 +75,20 @@ class Reconciler:
         """Make the index hold exactly the store's ids (after a crash between commit and save)."""
         if self.in_step(modality, index):
             return index
-        want = self.store.ids(modality)
-        have = index.ids()
-        if np.array_equal(want, have):
-            return index
-        if len(np.unique(have)) != len(have):
+        if len(np.unique(index.ids())) != index.count():
             self._repair_note(modality, "duplicate ids")
             return self.rebuild(modality, index.factory, space, persist=self.save_if_possible)
-        missing = len(np.setdiff1d(want, have))
-        extra = len(np.setdiff1d(have, want))
         try:
             ops = catch_up(self.store, modality, index)
         except NotImplementedError:
-            self._repair_note(
-                modality,
-                f"out of step with the store (+{missing} / -{extra} ids) and cannot remove ids "
-                "in place",
-            )
+            self._repair_note(modality, "out of step with the store and cannot remove ids in place")
             return self.rebuild(modality, index.factory, space, persist=self.save_if_possible)
-        msg = f"{modality} index: caught up with the store (+{missing} / -{extra} ids)"
+        if not ops:
+            return index
+        added = sum(len(op.ids) for op in ops if op.vectors is not None)
+        removed = sum(len(op.ids) for op in ops if op.vectors is None)
+        msg = f"{modality} index: caught up with the store (+{added} / -{removed} ids)"
         self.repairs.append(msg)
         log.warning(msg)
         self.save_if_possible(modality, index, space, ops=ops)
         return index
-
-
-def describe_tuning(tuning: dict[str, Any] | None) -> str:
-    """One line for `crossmedia info`: how the search knobs were set and what recall they gave."""
-    if not tuning:
-        return "recall not measured"
-    if tuning.get("exact"):
-        return "exact search (recall@10 = 1)"
-    knob = next((f"{name}={tuning[key]}: " for key, name in KNOBS if key in tuning), "")
-    cross = tuning.get("cross_modal_recall_at_10")
-    also = "" if cross is None else f", {cross:.3f} on {tuning['cross_modal_queries']} captions"
-    return (
-        f"{knob}recall@10 {tuning['recall_at_10']:.3f} against exact search on "
-        f"{tuning['queries']} of its own vectors{also} (target {tuning['target']})"
-    )
-
-
-KNOBS = (("nprobe", "nprobe"), ("ef_search", "efSearch"))

@@ -82,3 +82,21 @@ def tune(
     if len(sets) > 1:
         record.update(cross_modal_queries=len(sets[1][0]), cross_modal_recall_at_10=chosen[2])
     return record
+
+
+def describe_tuning(tuning: dict[str, Any] | None) -> str:
+    """One line for `crossmedia info`: how the search knobs were set and what recall they gave."""
+    if not tuning:
+        return "recall not measured"
+    if tuning.get("exact"):
+        return "exact search (recall@10 = 1)"
+    knob = next((f"{name}={tuning[key]}: " for key, name in KNOBS if key in tuning), "")
+    cross = tuning.get("cross_modal_recall_at_10")
+    also = "" if cross is None else f", {cross:.3f} on {tuning['cross_modal_queries']} captions"
+    return (
+        f"{knob}recall@10 {tuning['recall_at_10']:.3f} against exact search on "
+        f"{tuning['queries']} of its own vectors{also} (target {tuning['target']})"
+    )
+
+
+KNOBS = (("nprobe", "nprobe"), ("ef_search", "efSearch"))
