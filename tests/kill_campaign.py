@@ -34,7 +34,7 @@ KILLABLE = [sys.executable, str(ROOT / "tests" / "killable.py")]
 @dataclass
 class Tally:
     kills: int = 0  # processes that died of SIGKILL
-    kills_in_save: int = 0  # of those, in the middle of an atomic file replace
+    kills_in_save: int = 0  # of those, at a save step (an fsync or an atomic replace)
     runs: int = 0
     expected_items: int = 0
     found_items: int = 0
@@ -100,9 +100,9 @@ def _rows(db: Path) -> int:
 
 
 def _run_killed(args: list[str], data_dir: Path, rng: random.Random, tally: Tally) -> None:
-    """One run that dies: at a random atomic replace (in a save), or at a random moment."""
+    """One run that dies: at a random save step (fsync or atomic replace), or at a random moment."""
     in_save = rng.random() < 0.5
-    kill_at = rng.randint(1, 10) if in_save else 0
+    kill_at = rng.randint(1, 8) if in_save else 0
     proc = subprocess.Popen(
         [*KILLABLE, str(kill_at), "--", *args],
         cwd=ROOT,
