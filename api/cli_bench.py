@@ -20,7 +20,9 @@ class Mode(StrEnum):
 @bench_app.command("recall")
 def bench_recall(
     manifest: Annotated[Path, typer.Argument(help="An items.jsonl manifest (captions or labels).")],
-    model: Annotated[str, typer.Option("--model")] = "starter",
+    model: Annotated[
+        str | None, typer.Option("--model", help="Encoder [default: the default model].")
+    ] = None,
     split: Annotated[str, typer.Option(help="all, train, val or test (split by item id).")] = "all",
     rerank: Annotated[bool, typer.Option("--rerank/--no-rerank")] = False,
     label_prompt: Annotated[
@@ -34,12 +36,13 @@ def bench_recall(
 ) -> None:
     """Recall@1/5/10 and mAP@10 for every direction the manifest allows."""
     from indexer.bench_recall import format_table, run_recall_bench, to_json
+    from retrieval.encoders import DEFAULT_MODEL
 
     if split not in ("all", "train", "val", "test"):
         raise typer.BadParameter("split must be all, train, val or test")
     result = run_recall_bench(
         manifest,
-        model=model,
+        model=model or DEFAULT_MODEL,
         split=split,
         rerank=rerank,
         label_prompt=label_prompt,

@@ -40,6 +40,7 @@ class AudioFeatures(StrEnum):
 
 class TextSide(StrEnum):
     starter = "starter"
+    starter_v2 = "starter-v2"
     minilm = "minilm"
 
 
@@ -111,7 +112,10 @@ def align_audio(
     seed: int = 0,
     text: Annotated[
         TextSide,
-        typer.Option(help="Locked text side: the starter's space, or raw MiniLM (baseline)."),
+        typer.Option(
+            help="Locked text side: a starter model's space (starter, starter-v2), or raw "
+            "MiniLM (baseline)."
+        ),
     ] = TextSide.starter,
     data_root: DataRoot = None,
     cache: Annotated[
@@ -121,7 +125,8 @@ def align_audio(
         ),
     ] = None,
 ) -> None:
-    """Bind the audio tower to the starter's locked text space (animal sounds, Tux Paint, FSDD)."""
+    """Bind the audio tower to a starter model's locked text space (animal sounds, Tux Paint,
+    FSDD)."""
     from indexer.align_audio import AlignAudioConfig, AudioTrainConfig, run_align_audio
 
     cfg = AlignAudioConfig(
@@ -139,6 +144,16 @@ def train_reranker(
     out: Annotated[
         Path, typer.Option(help="Artifact path (.safetensors); .json and .md cards beside it.")
     ],
+    model: Annotated[
+        str, typer.Option(help="The starter model whose space it re-ranks (starter, starter-v2).")
+    ] = "starter",
+    sets: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated training sets under the data root "
+            "(default: coco_mini,tuxpaint,cifar10)."
+        ),
+    ] = None,
     data_root: DataRoot = None,
     epochs: Annotated[int, typer.Option(min=1)] = 3,
     seed: int = 0,
@@ -172,6 +187,7 @@ def train_reranker(
 
     cfg = TrainRerankerConfig(
         out=out,
+        encoder=model,
         data_root=data_root,
         epochs=epochs,
         seed=seed,
@@ -183,6 +199,8 @@ def train_reranker(
         model=RerankerConfig(use_global=use_global),
         cache_dir=cache_dir,
     )
+    if sets:
+        cfg.sets = tuple(x.strip() for x in sets.split(",") if x.strip())
     card = run_train_reranker(cfg)
     typer.echo(
         json.dumps(

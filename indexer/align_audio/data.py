@@ -1,8 +1,10 @@
 """Real audio-text pairs from the training data root and a feature cache for the audio job.
 
 Items: animal_sounds (target text "the sound of a {label}"), fsdd (the spoken word; trained
-against the mean of a few phrasings), tuxpaint sound effects (their one-line caption). Splits
-always come from `retrieval.splits.split_of(item_id)`.
+against the mean of a few phrasings), tuxpaint sound effects (their one-line caption), speech
+(read sentences and digit strings: their exact transcript), sonic_pi (instrument and effect
+samples: their short caption). Splits always come from `retrieval.splits.split_of(item_id)`.
+starter-audio-head-v1 was trained on the first three only.
 
 Cache (`<cache>/<set>-<kind>.npz`, keyed by `ids`): `whisper` token features (N, 8, 384),
 `mfcc` statistics (N, 80), and `transcripts` (val and test, a fixed sample: see `transcribe_sample`).
@@ -21,7 +23,7 @@ import numpy as np
 
 from retrieval.splits import split_of
 
-DATASETS = ("animal_sounds", "fsdd", "tuxpaint")
+DATASETS = ("animal_sounds", "fsdd", "tuxpaint", "speech", "sonic_pi")
 FSDD_TEMPLATES = ("{w}", "someone saying {w}", "the spoken word {w}")
 
 
@@ -68,12 +70,13 @@ def load_items(dataset: str, root: Path | None = None) -> list[AudioItem]:
 
 def transcribe_sample(item: AudioItem) -> bool:
     """The clips whose transcripts are cached: 30 s-window decoding costs ~1 s of CPU per clip,
-    so fsdd keeps recordings 0-9 of each speaker and digit (1/5) and animal_sounds a fixed third
-    (by id hash); tuxpaint keeps all."""
+    so fsdd keeps recordings 0-9 of each speaker and digit (1/5), animal_sounds a fixed third
+    and speech a fixed fifth (by id hash); tuxpaint and sonic_pi keep all."""
     if item.dataset == "fsdd":
         return int(item.id.rsplit("_", 1)[1]) < 10
-    if item.dataset == "animal_sounds":
-        return int(hashlib.sha1(item.id.encode()).hexdigest()[:8], 16) % 3 == 0
+    if item.dataset in ("animal_sounds", "speech"):
+        every = 3 if item.dataset == "animal_sounds" else 5
+        return int(hashlib.sha1(item.id.encode()).hexdigest()[:8], 16) % every == 0
     return True
 
 

@@ -25,21 +25,22 @@ from indexer.align_audio.fusion import TextFn, fit_fusion, split_items, tokens
 from indexer.align_audio.train import AudioTrainConfig, ValSet, train_audio_head
 from indexer.training.paths import data_root
 from retrieval.encoders.audio_head import AudioHead, AudioHeadArtifact, save_audio_head
-from retrieval.encoders.audio_starter import HEAD_VERSION, FusionConfig
+from retrieval.encoders.audio_starter import FusionConfig
 from retrieval.encoders.audio_whisper import WhisperTowerConfig
 from retrieval.encoders.base import l2_normalize
 
 
 def locked_text(kind: str) -> tuple[TextFn, str]:
-    """The text side to align to, and its space key. `starter` once its heads exist."""
-    if kind == "starter":
+    """The text side to align to, and its space key: a starter model's (`starter`,
+    `starter-v2`: its config name) or raw MiniLM's (`minilm`, the baseline)."""
+    if kind.startswith("starter"):
         from retrieval.encoders.starter import build_starter_encoder
 
-        enc = build_starter_encoder()
+        enc = build_starter_encoder(kind)
         return enc.encode_texts, enc.space.key()
     if kind == "minilm":
         return _minilm(), "minilm-mean|raw|384"
-    raise ValueError(f"Unknown text side {kind!r}. Use 'starter' or 'minilm'.")
+    raise ValueError(f"Unknown text side {kind!r}. Use 'starter', 'starter-v2' or 'minilm'.")
 
 
 def _minilm() -> TextFn:
@@ -121,9 +122,7 @@ def run_align_audio(cfg: AlignAudioConfig) -> dict[str, Any]:
     }
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_audio_head(
-        AudioHeadArtifact(head, space_key, HEAD_VERSION, tower, asdict(fusion), extra), out
-    )
+    save_audio_head(AudioHeadArtifact(head, space_key, out.stem, tower, asdict(fusion), extra), out)
     if whisper:
         out.with_suffix(".md").write_text(model_card(cfg, space_key, fusion, extra))
     return {"out": str(out), "fusion": asdict(fusion), **extra}

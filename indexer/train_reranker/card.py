@@ -32,6 +32,7 @@ def finish(job: Job, model: CrossReranker, alpha: float, card: dict[str, Any]) -
             tasks,
             cfg.hub_folds,
             cfg.progress,
+            job.head,
         )
     card["val"] = evaluate(tasks["val"], match_fn(model), cfg.depth, [alpha], bank=reranker.bank)
     card["version"] = out.stem

@@ -14,6 +14,7 @@ DEFAULT_SETS = ("coco_mini", "tuxpaint", "cifar10")
 @dataclass
 class TrainRerankerConfig:
     out: Path  # the artifact (.safetensors); its .json and .md cards are written beside it
+    encoder: str = "starter"  # the starter model (config name) whose space is re-ranked
     data_root: Path | None = (
         None  # folder of the sets; None: $CROSSMEDIA_TRAIN_DATA or ../shared/data
     )
@@ -48,7 +49,6 @@ class TrainRerankerConfig:
                 "model",
                 "cache_dir",
                 "progress",
-                "sets",
                 "train_depth",
                 "in_batch",
                 "depth",
@@ -59,7 +59,10 @@ class TrainRerankerConfig:
                 continue
             value = getattr(self, f.name)
             if value != getattr(default, f.name):
-                parts.append(f"--{f.name.replace('_', '-')} {shlex.quote(str(value))}")
+                flag = {"encoder": "model"}.get(f.name, f.name).replace("_", "-")
+                if f.name == "sets":
+                    value = ",".join(value)
+                parts.append(f"--{flag} {shlex.quote(str(value))}")
         if self.model.use_global:
             parts.append("--use-global")
         return " ".join(parts)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from indexer.align.heads import HeadConfig
 from indexer.train_reranker.features import project
 from indexer.train_reranker.oof import fold_heads, fold_of, heads_loaded
 from indexer.train_reranker.tasks import (
@@ -144,13 +145,20 @@ def fit_hub_stage(
     tasks: dict[str, list[PaddedTask]],
     oof_folds: int = 4,
     progress: bool = True,
+    head: HeadConfig | None = None,
 ) -> dict[str, Any]:
     """Give `reranker` its bank and the (k, beta) chosen on out-of-fold + validation data; returns
     the card section. `tasks` are the "train" and "val" splits through the shipped heads (the
     bank is the train queries). Test splits are never read."""
     shipped = bank_vectors(tasks["train"])
     heads = fold_heads(
-        list(manifests.values()), features, checkpoints, oof_folds, seed=0, progress=progress
+        list(manifests.values()),
+        features,
+        checkpoints,
+        oof_folds,
+        seed=0,
+        progress=progress,
+        head=head,
     )
     scored = oof_scored(towers, features, manifests, heads, reranker.cfg.max_tokens)
     scored += [(pt, shipped) for pt in tasks["val"]]

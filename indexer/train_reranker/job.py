@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.align.heads import HeadConfig
 from indexer.train_reranker.config import TrainRerankerConfig
 from indexer.train_reranker.tasks import PaddedTask, load_split_tasks
 from indexer.training.features import FeatureCache
@@ -23,6 +24,7 @@ class Job:
     checkpoints: Path  # align's head checkpoints (fold heads)
     manifests: dict[str, Path]  # data set -> items.jsonl
     t_start: float
+    head: HeadConfig  # how the encoder's shipped heads were trained (fold heads repeat it)
 
     def tasks(
         self,

@@ -26,7 +26,7 @@ import numpy as np
 
 from indexer.align.heads import HeadConfig
 from indexer.align.run import gather
-from indexer.align.train import AlignData, train_heads
+from indexer.align.train import train_heads
 from indexer.training.features import FeatureCache
 
 HOLDOUT = "holdout"  # split label of the held-out fold's rows: neither trained on nor selected on
@@ -55,31 +55,48 @@ def holdout_splits(item_ids: Sequence[str], splits: Sequence[str], k: int, fold:
     ]
 
 
+def shipped_head_config(model: str) -> HeadConfig:
+    """The HeadConfig a starter model's shipped heads were trained with (their metadata)."""
+    import json
+
+    from safetensors import safe_open
+
+    from retrieval.encoders.starter import heads_path
+    from retrieval.encoders.starter_model import StarterConfig
+
+    with safe_open(str(heads_path(StarterConfig.load(model).heads)), framework="pt") as f:
+        recorded = json.loads((f.metadata() or {}).get("head_config", "{}"))
+    return HeadConfig(**recorded)
+
+
 def fold_heads(
     manifests: Sequence[Path],
     features: FeatureCache,
     checkpoint_dir: Path,
     k: int,
     seed: int = 0,
-    epochs: int = 20,
     progress: bool = True,
+    head: HeadConfig | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """K exported heads (see ContrastiveHeads.export), fold f's trained without fold f.
 
-    Same data, config and validation epoch selection as starter-heads-v1 (`crossmedia align`);
-    tower features come from the shared feature cache and every run is checkpointed in
+    Same data, config (`head`: the shipped heads', see shipped_head_config; None: HeadConfig()
+    defaults, starter-heads-v1's) and validation epoch selection as `crossmedia align`; tower
+    features come from the shared feature cache and every run is checkpointed in
     `checkpoint_dir` (align's), so a rerun only reads them back.
     """
+    from indexer.align.classes import attach_class_knowledge
+
     data, _ = gather(manifests, features)
     ids = [it.item_id for m in manifests for it in features.load(Path(m)).items]
     assert len(ids) == len(data.media)
-    cfg = replace(HeadConfig(), epochs=epochs, seed=seed, bridge_dim=data.text.shape[1])
+    cfg = replace(head or HeadConfig(), seed=seed, bridge_dim=data.text.shape[1])
+    if cfg.distill > 0:
+        attach_class_knowledge(data, features)
     out = []
     for f in range(k):
         split = holdout_splits(ids, data.split, k, f)
-        fold_data = AlignData(
-            media=data.media, text=data.text, pairs=data.pairs, split=split, group=data.group
-        )
+        fold_data = replace(data, split=split)
         result = train_heads(fold_data, cfg, Path(checkpoint_dir), progress=progress)
         out.append(result.heads)
     return out

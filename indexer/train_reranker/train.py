@@ -46,7 +46,7 @@ from indexer.train_reranker.card import finish
 from indexer.train_reranker.config import TrainRerankerConfig
 from indexer.train_reranker.job import Job
 from indexer.train_reranker.loss import batches, first_stage_summary, step_loss, summary
-from indexer.train_reranker.oof import fold_heads
+from indexer.train_reranker.oof import fold_heads, shipped_head_config
 from indexer.train_reranker.tasks import PaddedTask, evaluate, match_fn
 from indexer.training.features import FeatureCache
 from indexer.training.optim import optimiser_step
@@ -68,7 +68,7 @@ def run_train_reranker(cfg: TrainRerankerConfig) -> dict[str, Any]:
 
     t_start = time.time()
     root = data_root(cfg.data_root)
-    encoder = create_encoder("starter", device="cpu")
+    encoder = create_encoder(cfg.encoder, device="cpu")
     job = Job(
         cfg,
         encoder,
@@ -76,6 +76,7 @@ def run_train_reranker(cfg: TrainRerankerConfig) -> dict[str, Any]:
         cache_dir("checkpoints", cfg.cache_dir),
         cfg.manifests(root),
         t_start,
+        shipped_head_config(cfg.encoder),
     )
     if cfg.stage1_from is not None:
         base = load_reranker(Path(cfg.stage1_from), encoder.space.key())
@@ -102,6 +103,7 @@ def train_stage1(job: Job) -> tuple[CrossReranker, float, dict[str, Any]]:
             cfg.oof_folds,
             seed=0,
             progress=cfg.progress,
+            head=job.head,
         )
     tasks = job.tasks(("train", "val"), cfg.model.max_tokens, oof_heads)
     scale = float(job.encoder.model.logit_scale.exp())

@@ -116,7 +116,8 @@ def build_starter_encoder(
     encoder = StarterEncoder(model, preprocess, tokenizer, space, device=default_device(device))
     from retrieval.encoders.audio_starter import attach_audio_tower
 
-    attach_audio_tower(encoder, encoder.device)  # Whisper + audio head, loaded on first use
+    # Whisper + the config's audio head, loaded on first use
+    attach_audio_tower(encoder, encoder.device, heads_path(cfg.audio_head))
     return encoder
 
 

@@ -34,6 +34,7 @@ class StarterConfig:
     image_std: tuple[float, ...] = (0.5, 0.5, 0.5)
     bridge_top_k: int = 10
     bridge_prompt: str = "a picture of a {}"
+    audio_head: str = "starter-audio-head-v1"  # the audio head bound to this space (weights/)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -51,7 +52,8 @@ class StarterConfig:
         """Identifies the locked towers' inputs/outputs, for feature caches (not the heads)."""
         import hashlib
 
-        keep = {k: v for k, v in self.__dict__.items() if k not in ("heads", "embed_dim")}
+        heads = ("heads", "embed_dim", "audio_head")  # trained parts, not the towers
+        keep = {k: v for k, v in self.__dict__.items() if k not in heads}
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=list).encode()).hexdigest()[
             :16
         ]

@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 RerankerFactory = Callable[..., "CrossAttentionReranker"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-STARTER_RERANKER = "starter-reranker-v2"
+STARTER_RERANKER = "starter-reranker-v2"  # for `starter` (heads v1)
+STARTER_V2_RERANKER = "starter-reranker-v3"  # for `starter-v2` (heads v2)
 # encoder model name (EmbeddingSpace.model) -> the re-ranker shipped for it
-SHIPPED: dict[str, str] = {"starter": STARTER_RERANKER}
+SHIPPED: dict[str, str] = {"starter": STARTER_RERANKER, "starter-v2": STARTER_V2_RERANKER}
 
 _REGISTRY: dict[str, RerankerFactory] = {}
 
@@ -70,8 +71,14 @@ def select_reranker(choice: str, encoder: Encoder) -> CrossAttentionReranker | N
     return create_reranker(choice, space_key=encoder.space.key())
 
 
-@register_reranker(STARTER_RERANKER)
-def _starter_reranker(space_key: str | None = None) -> CrossAttentionReranker:
-    from retrieval.rerank.reranker import load_reranker
+def _shipped(name: str) -> RerankerFactory:
+    def factory(space_key: str | None = None) -> CrossAttentionReranker:
+        from retrieval.rerank.reranker import load_reranker
 
-    return load_reranker(WEIGHTS_DIR / f"{STARTER_RERANKER}.safetensors", space_key)
+        return load_reranker(WEIGHTS_DIR / f"{name}.safetensors", space_key)
+
+    return factory
+
+
+for _name in (STARTER_RERANKER, STARTER_V2_RERANKER):
+    register_reranker(_name)(_shipped(_name))
