@@ -140,20 +140,30 @@ def align_audio(
     typer.echo(json.dumps(run_align_audio(cfg), indent=1))
 
 
+RerankSpace = Annotated[
+    str, typer.Option(help="The starter model whose space it re-ranks (starter, starter-v2).")
+]
+RerankSets = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated training sets under the data root "
+        "(default: coco_mini,tuxpaint,cifar10)."
+    ),
+]
+Stage1From = Annotated[
+    Path | None,
+    typer.Option(
+        help="Take the cross-attention model and alpha from this artifact instead of training."
+    ),
+]
+
+
 def train_reranker(
     out: Annotated[
         Path, typer.Option(help="Artifact path (.safetensors); .json and .md cards beside it.")
     ],
-    model: Annotated[
-        str, typer.Option(help="The starter model whose space it re-ranks (starter, starter-v2).")
-    ] = "starter",
-    sets: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated training sets under the data root "
-            "(default: coco_mini,tuxpaint,cifar10)."
-        ),
-    ] = None,
+    model: RerankSpace = "starter",
+    sets: RerankSets = None,
     data_root: DataRoot = None,
     epochs: Annotated[int, typer.Option(min=1)] = 3,
     seed: int = 0,
@@ -165,12 +175,7 @@ def train_reranker(
     hub_folds: Annotated[
         int, typer.Option(help="Fold heads for choosing the query-bank stage (0: none).")
     ] = 4,
-    stage1_from: Annotated[
-        Path | None,
-        typer.Option(
-            help="Take the cross-attention model and alpha from this artifact instead of training."
-        ),
-    ] = None,
+    stage1_from: Stage1From = None,
     use_global: Annotated[
         bool,
         typer.Option(

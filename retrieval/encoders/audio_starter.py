@@ -43,6 +43,7 @@ from retrieval.media.audio import HOP_SECONDS, WINDOW_SECONDS, Audio, AudioSourc
 HEAD_VERSION = "starter-audio-head-v1"
 HEAD_PATH = Path(__file__).parent / "weights" / f"{HEAD_VERSION}.safetensors"
 TextFn = Callable[[Sequence[str]], np.ndarray]
+DESCRIBE_CLIPS = 32  # clips per encode/decode call: bounds memory, fills the decoder's batches
 
 
 @dataclass(frozen=True)
@@ -120,29 +121,31 @@ class StarterAudioTower:
         self.fusion = FusionConfig(**artifact.fusion)
         self.dim = artifact.head.config.out_dim
 
-    def acoustic(self, clips: Sequence[Audio]) -> np.ndarray:
+    def acoustic(
+        self, clips: Sequence[Audio], encoded: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
         """Head vectors of clips of at most one window, (N, D), no transcript."""
         import torch
 
         if not clips:
             return np.zeros((0, self.dim), np.float32)
-        tokens = torch.from_numpy(self.tower.token_features(clips))  # (N, K, 384)
+        tokens = torch.from_numpy(self.tower.token_features(clips, encoded))  # (N, K, 384)
         with torch.inference_mode():
             return self.artifact.head(tokens).numpy().astype(np.float32)
 
     def encode_windows(
         self, windows: Sequence[Audio]
     ) -> tuple[np.ndarray, list[Transcript | None]]:
-        """Window vectors (N, D) with fusion applied, and their transcripts (None: not run)."""
-        vecs = self.acoustic(windows)
+        """Window vectors (N, D) with fusion applied, and their transcripts (None: not run).
+        The encoder runs once per window; the head and the decoder both read its output."""
         f = self.fusion
-        if (
-            max(f.transcript_weight, f.phrase_weight) <= 0
-            or self.encode_texts is None
-            or not windows
-        ):
-            return vecs, [None] * len(windows)
-        transcripts = self.tower.transcribe_detailed(windows)
+        if max(f.transcript_weight, f.phrase_weight) <= 0 or self.encode_texts is None:
+            return self.acoustic(windows), [None] * len(windows)
+        encoded = self.tower.encode(windows)
+        vecs = self.acoustic(windows, encoded)
+        if not windows:
+            return vecs, []
+        transcripts = self.tower.transcribe_detailed(windows, encoded=encoded)
         weights = np.array([f.weight(t) for t in transcripts], np.float32)
         spoken = np.zeros_like(vecs)
         if (weights > 0).any():
@@ -181,24 +184,25 @@ class StarterAudioTower:
         """The file vector, the transcript of the windows Whisper heard speech in, and the
         per-window vectors (kept only when there is more than one window).
 
-        Each recording is encoded on its own: batching it with other clips changes the int8
-        GEMMs' rounding (about 1e-8), and the same file must always give the same vector."""
+        Clips are encoded and decoded in batches (of `DESCRIBE_CLIPS` clips; `batch_size` is
+        the interface's and too small for the decoder). The same file gives the same vector
+        whatever batch it is in, to 1e-6 (tests/test_audio_batching.py; seen: bit-identical)."""
         out = []
-        for clip in clips:
-            emb = self.encode_with_transcripts([clip])[1][0]
-            said = [
-                w.transcript.text.strip()
-                for w in emb.windows
-                if w.transcript is not None and self.fusion.is_speech(w.transcript)
-            ]
-            segments = [(w.offset_seconds, w.seconds, w.vector) for w in emb.windows]
-            out.append(
-                AudioDescription(
-                    emb.vector,
-                    transcript=" ".join(said) or None,
-                    segments=segments if len(segments) > 1 else [],
+        for s in range(0, len(clips), DESCRIBE_CLIPS):
+            for emb in self.encode_with_transcripts(clips[s : s + DESCRIBE_CLIPS])[1]:
+                said = [
+                    w.transcript.text.strip()
+                    for w in emb.windows
+                    if w.transcript is not None and self.fusion.is_speech(w.transcript)
+                ]
+                segments = [(w.offset_seconds, w.seconds, w.vector) for w in emb.windows]
+                out.append(
+                    AudioDescription(
+                        emb.vector,
+                        transcript=" ".join(said) or None,
+                        segments=segments if len(segments) > 1 else [],
+                    )
                 )
-            )
         return out
 
     def encode_long(
