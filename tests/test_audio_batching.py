@@ -76,9 +76,9 @@ def test_spliced_window_is_the_clip_then_fixed_silence(tower) -> None:
 
 
 def test_transcripts_do_not_depend_on_the_batch(tower) -> None:
-    clips = [noise(s, i) for i, s in enumerate((0.4, 1.3, 2.2, 3.7, 0.9, 5.1, 1.7))]
+    clips = [noise(s, i) for i, s in enumerate((0.4, 1.3, 2.2, 3.7, 0.9, 7.3, 5.1, 1.7))]
     alone = [tower.transcribe_detailed([c])[0] for c in clips]
-    mixed = tower.transcribe_detailed(clips)  # batches of 4 across buckets of 2, 4 and 6 s
+    mixed = tower.transcribe_detailed(clips)  # batches of 4; buckets of 2 to 8 s, both paths
     shuffled = tower.transcribe_detailed(clips[::-1])[::-1]
     for t in (mixed, shuffled):
         assert [x.text for x in t] == [x.text for x in alone]
@@ -88,6 +88,14 @@ def test_transcripts_do_not_depend_on_the_batch(tower) -> None:
         np.testing.assert_allclose(
             [x.avg_logprob for x in t], [x.avg_logprob for x in alone], atol=TOLERANCE
         )
+
+
+def test_long_buckets_decode_from_a_fresh_30s_window(tower) -> None:
+    short, long = noise(5.5, 3), noise(7.3, 4)  # buckets of 6 s (spliced) and 8 s (30 s window)
+    got = tower.transcribe_detailed([short, long])
+    assert got[0] == tower._decode([tower._spliced(tower.encode([short])[0])])[0]
+    assert got[1] == tower._decode([tower.log_mel(long.samples, 3000)])[0]
+    assert got[1] != tower._decode([tower._spliced(tower.encode([long])[0])])[0]
 
 
 def test_same_clip_same_vector_and_transcript_in_any_batch(starter_audio) -> None:

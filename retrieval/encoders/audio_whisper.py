@@ -18,9 +18,13 @@ Transcription (`transcribe_recipe`):
   silence (log-mel level `SILENCE_LEVEL`) from the end of the bucket on. The silence frames are
   computed once per tower. Decoding from the bucket frames alone (whisper.cpp's "audio_ctx")
   makes tiny.en loop ("0 0 0 0 ...") on short clips; the spliced window does not, and costs one
-  2 s encoder pass instead of a 30 s one (benchmarks/audio_throughput.py: about 5-10x the clips
-  per second on sub-second clips, word error rate within noise of the 30 s recipe). Whisper's
-  no-speech probability comes out higher than with the 30 s recipe on isolated words (fsdd).
+  2 s encoder pass instead of a 30 s one. Measured on validation clips
+  (benchmarks/audio_throughput.py): word error rate on fsdd digits and 2-6 s sentences at or
+  below the 30 s recipe's, above it on 6-10 s sentences (0.56 against 0.48, 28 clips), so
+  buckets over `splice_max_seconds` are decoded from a fresh 30 s window; a full 30 s bucket is
+  that window already. Whisper's no-speech probability comes out higher than with the 30 s
+  recipe on isolated words (fsdd median 0.6 against 0.3), so the gate at 0.5 keeps fewer of
+  their transcripts.
 - "full": Whisper's own recipe, every clip padded to 30 s and encoded again for decoding.
 
 Only the frames that cover real audio (ceil(seconds * 50)) are returned or pooled: frames over
@@ -65,6 +69,7 @@ class WhisperTowerConfig:
     beam_size: int = 1
     max_new_tokens: int = 128
     transcribe_recipe: str = "spliced"  # or "full" (Whisper's 30 s window per clip, ~6x slower)
+    splice_max_seconds: float = 6.0  # longer buckets (but 30 s) decode from a fresh 30 s window
 
 
 @dataclass(frozen=True)
@@ -164,18 +169,33 @@ class WhisperAudioTower:
     ) -> list[Transcript]:
         """Greedy decoding of each clip (see `transcribe_recipe`), one Transcript per clip.
         `encoded`: the clips' `encode` output, when the caller already has it."""
+        recipe = self.config.transcribe_recipe
+        if recipe not in ("spliced", "full"):
+            raise ValueError(
+                f"Unknown transcribe_recipe {recipe!r}. Available: ['spliced', 'full']"
+            )
         for clip in clips:
             _check_clip(clip)
-        if self.config.transcribe_recipe == "full":
-            mel = [self.log_mel(c.samples, MAX_MEL_FRAMES) for c in clips]  # (80, 3000) each
-            return self._decode(mel)
-        if self.config.transcribe_recipe != "spliced":
-            raise ValueError(
-                f"Unknown transcribe_recipe {self.config.transcribe_recipe!r}. "
-                "Available: ['spliced', 'full']"
-            )
-        enc = self.encode(clips) if encoded is None else encoded
-        return self._decode([self._spliced(e) for e in enc])
+        buckets = [self._embed_mel_frames(c) for c in clips]
+        own = [  # decoded from their own bucket frames; the rest from a fresh 30 s window
+            recipe == "spliced"
+            and (n <= self.config.splice_max_seconds * 100 or n == MAX_MEL_FRAMES)
+            for n in buckets
+        ]
+        idx = [i for i, o in enumerate(own) if o]
+        if encoded is None:
+            enc = dict(zip(idx, self.encode([clips[i] for i in idx]), strict=True))
+        else:
+            enc = {i: encoded[i] for i in idx}
+        features = [
+            self._spliced(enc[i]) if o else self.log_mel(c.samples, MAX_MEL_FRAMES)
+            for i, (c, o) in enumerate(zip(clips, own, strict=True))
+        ]  # (1500, 384) or (80, 3000): decoded in separate batches
+        out: dict[int, Transcript] = {}
+        for kind in (True, False):
+            group = [i for i, o in enumerate(own) if o is kind]
+            out.update(zip(group, self._decode([features[i] for i in group]), strict=True))
+        return [out[i] for i in range(len(clips))]
 
     # -- internals ---------------------------------------------------------------------------
     def _spliced(self, encoded: np.ndarray) -> np.ndarray:
