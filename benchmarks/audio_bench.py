@@ -35,7 +35,7 @@ from indexer.align_audio.job import locked_text, train
 from indexer.align_audio.train import AudioTrainConfig, embed_head
 from indexer.training.paths import cache_dir
 from retrieval.encoders.audio_head import load_audio_head
-from retrieval.encoders.audio_starter import HEAD_PATH, FusionConfig
+from retrieval.encoders.audio_starter import FusionConfig
 from retrieval.encoders.base import l2_normalize
 
 RESULTS = Path(__file__).parent / "results"
@@ -78,9 +78,9 @@ def throughput(root: Path | None, n_clips: int = 24) -> list[dict]:
     return rows
 
 
-def recall(cache: Path, root: Path | None) -> tuple[list[dict], dict]:
-    art = load_audio_head(HEAD_PATH)
-    text_kind = "minilm" if art.space_key.startswith("minilm") else "starter"
+def recall(cache: Path, root: Path | None, model: str = "starter") -> tuple[list[dict], dict]:
+    art = load_audio_head(audio_head_path(model))
+    text_kind = "minilm" if art.space_key.startswith("minilm") else model
     text_fn, space_key = locked_text(text_kind)
     if space_key != art.space_key:
         raise SystemExit(f"Head trained against {art.space_key}, text side is {space_key}.")
@@ -162,11 +162,24 @@ def recall(cache: Path, root: Path | None) -> tuple[list[dict], dict]:
     }
 
 
-def markdown(thr: Sequence[dict], rec: Sequence[dict], meta: dict) -> str:
+def audio_head_path(model: str) -> Path:
+    """The audio head a starter config binds (`audio_head` in its JSON)."""
+    from retrieval.encoders.starter import heads_path
+    from retrieval.encoders.starter_model import StarterConfig
+
+    return heads_path(StarterConfig.load(model).audio_head)
+
+
+def section_title(model: str) -> str:
+    return "## Audio\n" if model == "starter" else f"## Audio ({model})\n"
+
+
+def markdown(thr: Sequence[dict], rec: Sequence[dict], meta: dict, model: str) -> str:
+    command = COMMAND if model == "starter" else f"{COMMAND} --model {model}"
     out = [
-        "## Audio",
+        section_title(model).rstrip("\n"),
         "",
-        f"Reproduce: `{COMMAND}`",
+        f"Reproduce: `{command}`",
         "",
         f"Text side: {meta['text_side']} (`{meta['space_key']}`), head `{meta['head_version']}`,"
         f" fusion {meta['fusion']}. Test splits from `retrieval.splits`; CPU, 2 shared cores.",
@@ -197,9 +210,9 @@ def markdown(thr: Sequence[dict], rec: Sequence[dict], meta: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
+def write_section(path: Path, section: str, title: str = "## Audio\n") -> None:
     text = path.read_text() if path.is_file() else "# Benchmark results\n\n"
-    start = text.find("## Audio\n")
+    start = text.find(title)
     if start >= 0:  # replace only our own section
         end = text.find("\n## ", start + 1)
         text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
@@ -218,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="default: $CROSSMEDIA_TRAIN_DATA or ../shared/data beside the checkout",
     )
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--model", default="starter", help="starter config: its text side and head")
     args = ap.parse_args(argv)
     import torch
 
@@ -227,15 +241,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The head is tiny; on shared CPUs extra OpenMP threads only spin (10x slower epochs here).
     torch.set_num_threads(1)
     thr = [] if args.skip_throughput else throughput(args.data_root)
-    rec, meta = recall(cache, args.data_root)
+    rec, meta = recall(cache, args.data_root, args.model)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "audio.json").write_text(
+    name = "audio.json" if args.model == "starter" else f"audio-{args.model}.json"
+    (RESULTS / name).write_text(
         json.dumps(
             {"throughput": thr, "recall": rec, "meta": meta, "datasets": list(DATASETS)}, indent=1
         )
     )
-    section = markdown(thr, rec, meta)
-    write_section(Path(__file__).parent / "RESULTS.md", section)
+    section = markdown(thr, rec, meta, args.model)
+    write_section(Path(__file__).parent / "RESULTS.md", section, section_title(args.model))
     print(section)
 
 

@@ -112,3 +112,44 @@ def test_v1_catalogue_refuses_v2_with_the_reindex_fix(tmp_path: Path, monkeypatc
     with Catalogue.open(data_dir, create=False) as cat:
         assert cat.space is not None and cat.space.model == "starter"
         assert cat.space.head_version == "starter-heads-v1"
+
+
+def test_each_starter_space_binds_its_own_audio_head_and_reranker():
+    """v2's audio head and re-ranker were trained in v2's space (its config names them), and
+    the training jobs repeat the shipped heads' recorded config for their fold heads."""
+    from indexer.align.heads import HeadConfig
+    from indexer.train_reranker.oof import shipped_head_config
+    from retrieval.encoders.audio_head import load_audio_head
+    from retrieval.encoders.starter import heads_path
+    from retrieval.encoders.starter_model import StarterConfig
+    from retrieval.rerank import SHIPPED
+
+    for name, heads, audio, reranker in (
+        ("starter", "starter-heads-v1", "starter-audio-head-v1", "starter-reranker-v2"),
+        ("starter-v2", "starter-heads-v2", "starter-audio-head-v2", "starter-reranker-v3"),
+    ):
+        cfg = StarterConfig.load(name)
+        assert (cfg.audio_head, SHIPPED[name]) == (audio, reranker)
+        art = load_audio_head(heads_path(cfg.audio_head))
+        assert art.space_key == f"{name}|{heads}|256"
+    # The towers' digest (feature-cache key) ignores the trained parts: the one the shipped
+    # heads recorded still holds.
+    from safetensors import safe_open
+
+    with safe_open(str(heads_path("starter-heads-v2")), framework="pt") as f:
+        towers = (f.metadata() or {})["towers"]
+    assert towers == f"starter-{StarterConfig.load('starter').digest()}-v1"
+    v2 = shipped_head_config("starter-v2")
+    assert (v2.distill, v2.batch_size, v2.dropout) == (1.0, 1024, 0.6)
+    assert replace(shipped_head_config("starter"), bridge_dim=0) == replace(
+        HeadConfig(), bridge_dim=0
+    )
+
+
+def test_train_reranker_command_names_its_space_and_sets(tmp_path: Path) -> None:
+    from indexer.train_reranker import TrainRerankerConfig
+
+    cfg = TrainRerankerConfig(out=tmp_path / "r.safetensors")
+    assert "--model" not in cfg.command() and "--sets" not in cfg.command()
+    cfg.encoder, cfg.sets = "starter-v2", ("flickr8k", "coco_mini")
+    assert "--model starter-v2 --sets flickr8k,coco_mini" in cfg.command()
