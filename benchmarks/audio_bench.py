@@ -183,12 +183,15 @@ def markdown(thr: Sequence[dict], rec: Sequence[dict], meta: dict, model: str) -
         "",
         f"Text side: {meta['text_side']} (`{meta['space_key']}`), head `{meta['head_version']}`,"
         f" fusion {meta['fusion']}. Test splits from `retrieval.splits`; CPU, 2 shared cores.",
-        "",
-        "### Throughput (seconds of audio per second)",
-        "",
-        "| data | compute | path | clips | audio s | audio s / CPU s | audio s / wall s |",
-        "|---|---|---|---|---|---|---|",
     ]
+    if thr:
+        out += [
+            "",
+            "### Throughput (seconds of audio per second)",
+            "",
+            "| data | compute | path | clips | audio s | audio s / CPU s | audio s / wall s |",
+            "|---|---|---|---|---|---|---|",
+        ]
     out += [
         f"| {r['data']} | {r['compute_type']} | {r['path']} | {r['clips']} | {r['audio_s']} | "
         f"{r['audio_s_per_cpu_s']} | {r['audio_s_per_wall_s']} |"
