@@ -24,7 +24,7 @@ def serve(
     log_level: str = "info",
 ) -> None:
     """Serve the catalogue in `data_dir`. Arguments left as None come from CROSSMEDIA_* variables,
-    the settings file, then defaults (127.0.0.1:8000, model "starter").
+    the settings file, then defaults (127.0.0.1:8000, the default model).
 
     Raises SystemExit with the fix when settings are invalid, e.g. a non-loopback host without
     API keys.

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     # Catalogue and models
     data_dir: Path = Path("crossmedia-data")
     db_url: str | None = None
-    # None: the model the catalogue was built with ("starter" for a new catalogue).
+    # None: the model the catalogue was built with (the default model for a new catalogue).
     model: str | None = None
     reranker: str = Field(
         "auto",

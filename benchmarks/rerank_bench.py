@@ -1,6 +1,7 @@
 """Re-ranker ablation on the held-out TEST splits: first stage vs re-ranked, side by side, one run.
 
     nice .venv/bin/python -m benchmarks.rerank_bench [--data ../shared/data] [--depths 20 50]
+        [--model starter-v2 --sets flickr8k coco_mini tuxpaint cifar10 --out FILE]
 
 For every data set and direction: R@1/R@5/R@10/mAP@10 of the first stage (exact cosine over the
 split's gallery) and of the shipped re-ranker over the first stage's top `depth`, with gallery
@@ -95,11 +96,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from retrieval.rerank import reranker_for_space
 
     torch.set_num_threads(args.threads)
-    encoder = create_encoder("starter", device="cpu")
+    encoder = create_encoder(args.model, device="cpu")
     reranker = reranker_for_space(encoder)
     if reranker is None:
         raise SystemExit(
-            "No re-ranker is shipped for the starter space; train one with crossmedia train-reranker."
+            f"No re-ranker is shipped for {args.model}; train one with crossmedia train-reranker."
         )
     root = data_root(args.data)
     manifests = {name: root / name / "items.jsonl" for name in args.sets}
@@ -241,6 +242,7 @@ def main() -> None:
         help="default: $CROSSMEDIA_TRAIN_DATA or ../shared/data beside the checkout",
     )
     p.add_argument("--cache-dir", type=Path, default=None, help="default: the user cache directory")
+    p.add_argument("--model", default="starter", help="the starter model whose re-ranker runs")
     p.add_argument("--sets", nargs="+", default=["coco_mini", "tuxpaint", "cifar10"])
     p.add_argument("--depths", nargs="+", type=int, default=[20, 50])
     p.add_argument("--threads", type=int, default=1)

@@ -1,7 +1,8 @@
 """Drift: how far the catalogue's vectors sit from what the model's heads were trained on.
 
 The reference is the bank of training-split vectors shipped in the re-ranker's artifact
-(retrieval/rerank/bank.py): for each catalogue vector, its nearest-neighbour cosine to the bank;
+(retrieval/rerank/bank.py), or, for a model that ships no re-ranker, the bank shipped beside its
+heads (`<head version>-bank.npz` in retrieval/encoders/weights/, `make_heads_bank`): for each catalogue vector, its nearest-neighbour cosine to the bank;
 for each bank vector, its nearest-neighbour cosine to the rest of the bank (leave one out). An
 item "far" from training is one less like any training item than 95% of training items are to
 their nearest neighbour (below the bank's 5th percentile). In-distribution items give a far
@@ -11,6 +12,7 @@ gives much more, and its recall is then likely below the benchmarks'.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,14 +39,32 @@ def nearest_cosines(
     return out
 
 
-def drift_report(reranker: Any, modality: str, vectors: np.ndarray) -> dict[str, Any]:
+def heads_bank_path(head_version: str) -> Path:
+    return Path(__file__).parent / "encoders" / "weights" / f"{head_version}-bank.npz"
+
+
+def training_bank(reranker: Any, head_version: str | None = None) -> dict[str, np.ndarray]:
+    """Training vectors per modality: the re-ranker's bank, else the one beside the heads."""
+    vectors = getattr(getattr(reranker, "bank", None), "vectors", None)
+    if vectors:
+        return dict(vectors)
+    path = heads_bank_path(head_version) if head_version else None
+    if path is None or not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k].astype(np.float32) for k in data.files}
+
+
+def drift_report(
+    reranker: Any, modality: str, vectors: np.ndarray, head_version: str | None = None
+) -> dict[str, Any]:
     """Drift of `vectors` (the catalogue's, of `modality`) from the training bank, with a plain
     sentence; `available: False` (and why) when the model ships no bank for that modality."""
-    bank = getattr(getattr(reranker, "bank", None), "vectors", {}).get(modality)
+    bank = training_bank(reranker, head_version).get(modality)
     if bank is None or len(bank) < 2:
         return {
             "available": False,
-            "note": f"no bank of training {modality} vectors ships with this model's re-ranker, "
+            "note": f"no bank of training {modality} vectors ships with this model, "
             "so drift cannot be measured",
         }
     bank = np.asarray(bank, np.float32)

@@ -118,7 +118,10 @@ def run_eval(
             )
         tasks[f"text_to_{modality}"] = row
         vectors = cat.store.vectors_for(sorted(picked), service.encoder.dim)
-        drift[modality] = drift_report(service.reranker, modality, np.stack(list(vectors.values())))
+        head_version = service.encoder.space.head_version
+        drift[modality] = drift_report(
+            service.reranker, modality, np.stack(list(vectors.values())), head_version
+        )
     if not tasks:
         raise CrossmediaError(
             "No captioned image or audio items in this catalogue: `eval` needs media with "

@@ -132,3 +132,15 @@ def test_eval_command_prints_a_table_and_keeps_the_result(
     assert kept["at"].endswith("Z")
     bad = CliRunner().invoke(app, ["eval", "--data-dir", data_dir, "--sample", "0"])
     assert bad.exit_code != 0 and "--sample" in bad.output
+
+
+def test_drift_of_a_model_without_reranker_reads_the_bank_beside_its_heads() -> None:
+    """starter-v2 ships no re-ranker: drift comes from the bank shipped beside its heads
+    (indexer/drift_bank.py), and its own training vectors sit at the in-distribution share."""
+    from retrieval.drift import training_bank
+
+    bank = training_bank(None, "starter-heads-v2")
+    assert set(bank) == {"image", "text"} and all(len(v) == 1500 for v in bank.values())
+    report = drift_report(None, "image", bank["image"][:300], "starter-heads-v2")
+    assert report["available"] and report["far_share"] <= 0.1
+    assert not drift_report(None, "image", bank["image"], "starter-heads-v9")["available"]

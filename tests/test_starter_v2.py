@@ -1,5 +1,5 @@
-"""starter-v2 (heads v2 on the same towers): opt-in, loads offline, its artifact is what the
-trainer's exported-heads math computes, and a catalogue built with v1 refuses it (issue 16)."""
+"""starter-v2 (heads v2 on the same towers): the default, loads offline, its artifact is what the
+trainer's exported-heads math computes, and catalogues of v1 and v2 refuse to mix (issue 16)."""
 
 from __future__ import annotations
 
@@ -17,16 +17,18 @@ from api.cli import app
 from retrieval.errors import SpaceMismatchError
 
 
-def test_v2_is_registered_but_not_the_default():
+def test_v2_is_the_default_and_v1_stays_available():
     from retrieval.encoders import DEFAULT_MODEL, list_models
     from retrieval.encoders.starter import heads_path
     from retrieval.encoders.starter_model import StarterConfig
 
-    assert DEFAULT_MODEL == "starter" and "starter-v2" in list_models()
+    assert DEFAULT_MODEL == "starter-v2" and "starter" in list_models()
     v1, v2 = StarterConfig.load("starter"), StarterConfig.load("starter-v2")
     assert (v1.heads, v2.heads) == ("starter-heads-v1", "starter-heads-v2")
     # Same towers: only the name and the heads differ.
-    assert replace(v1, name="", heads="") == replace(v2, name="", heads="")
+    assert replace(v1, name="", heads="", audio_head="") == replace(
+        v2, name="", heads="", audio_head=""
+    )
     card = heads_path("starter-heads-v2").with_suffix(".md").read_text()
     assert "research use only" in card and "crossmedia align --manifest ../shared/data/" in card
 
@@ -84,7 +86,9 @@ def test_v2_loads_offline_and_equals_its_exported_heads(starter_v2: Any, monkeyp
 
 
 @pytest.mark.slow
-def test_v1_catalogue_refuses_v2_with_the_reindex_fix(tmp_path: Path, monkeypatch) -> None:
+def test_v1_and_v2_refuse_to_mix_with_the_reindex_fix(tmp_path: Path, monkeypatch) -> None:
+    """A new catalogue gets the default (v2); one built with v1 keeps v1 when no model is named;
+    naming the other model is refused either way, with the re-index fix."""
     from PIL import Image
 
     from retrieval.catalogue import Catalogue
@@ -97,26 +101,30 @@ def test_v1_catalogue_refuses_v2_with_the_reindex_fix(tmp_path: Path, monkeypatc
     for i in range(3):
         im = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
         im.save(photos / f"p{i}.png")
-    data_dir = tmp_path / "cat"
     runner = CliRunner()
-    first = runner.invoke(app, ["index", str(photos), "--data-dir", str(data_dir), "--json"])
-    assert first.exit_code == 0, first.output
-    assert json.loads(first.stdout)["added"] == {"image": 3}
-    args = ["index", str(photos), "--data-dir", str(data_dir), "--model", "starter-v2"]
-    mixed = runner.invoke(app, args)
-    assert mixed.exit_code != 0 and isinstance(mixed.exception, SpaceMismatchError)
-    message = str(mixed.exception)
-    assert "'starter'" in message and "'starter-v2'" in message
-    assert "starter-heads-v1" in message and "starter-heads-v2" in message
-    assert "new --data-dir" in message and "re-embedding everything" in message
-    with Catalogue.open(data_dir, create=False) as cat:
-        assert cat.space is not None and cat.space.model == "starter"
-        assert cat.space.head_version == "starter-heads-v1"
+    for built_with, other in (("starter", "starter-v2"), (None, "starter")):
+        data_dir = tmp_path / f"cat-{built_with}"
+        args = ["index", str(photos), "--data-dir", str(data_dir), "--json"]
+        first = runner.invoke(app, args + (["--model", built_with] if built_with else []))
+        assert first.exit_code == 0, first.output
+        assert json.loads(first.stdout)["added"] == {"image": 3}
+        again = runner.invoke(app, args)  # no model named: the catalogue's own
+        assert again.exit_code == 0, again.output
+        mixed = runner.invoke(app, [*args, "--model", other])
+        assert mixed.exit_code != 0 and isinstance(mixed.exception, SpaceMismatchError)
+        message = str(mixed.exception)
+        assert "'starter'" in message and "'starter-v2'" in message
+        assert "starter-heads-v1" in message and "starter-heads-v2" in message
+        assert "new --data-dir" in message and "re-embedding everything" in message
+        with Catalogue.open(data_dir, create=False) as cat:
+            assert cat.space is not None
+            assert cat.space.model == (built_with or "starter-v2")
 
 
 def test_each_starter_space_binds_its_own_audio_head_and_reranker():
-    """v2's audio head and re-ranker were trained in v2's space (its config names them), and
-    the training jobs repeat the shipped heads' recorded config for their fold heads."""
+    """v2's audio head was trained in v2's space (its config names it); v2 ships no re-ranker
+    yet, so "auto" searches v2 first-stage only; the training jobs repeat the shipped heads'
+    recorded config for their fold heads."""
     from indexer.align.heads import HeadConfig
     from indexer.train_reranker.oof import shipped_head_config
     from retrieval.encoders.audio_head import load_audio_head
@@ -124,14 +132,15 @@ def test_each_starter_space_binds_its_own_audio_head_and_reranker():
     from retrieval.encoders.starter_model import StarterConfig
     from retrieval.rerank import SHIPPED
 
-    for name, heads, audio, reranker in (
-        ("starter", "starter-heads-v1", "starter-audio-head-v1", "starter-reranker-v2"),
-        ("starter-v2", "starter-heads-v2", "starter-audio-head-v2", "starter-reranker-v3"),
+    for name, heads, audio in (
+        ("starter", "starter-heads-v1", "starter-audio-head-v1"),
+        ("starter-v2", "starter-heads-v2", "starter-audio-head-v2"),
     ):
         cfg = StarterConfig.load(name)
-        assert (cfg.audio_head, SHIPPED[name]) == (audio, reranker)
+        assert cfg.audio_head == audio
         art = load_audio_head(heads_path(cfg.audio_head))
         assert art.space_key == f"{name}|{heads}|256"
+    assert SHIPPED.get("starter") == "starter-reranker-v2" and "starter-v2" not in SHIPPED
     # The towers' digest (feature-cache key) ignores the trained parts: the one the shipped
     # heads recorded still holds.
     from safetensors import safe_open

@@ -14,7 +14,7 @@ EncoderFactory = Callable[..., Encoder]
 _EXACT: dict[str, EncoderFactory] = {}
 _PREFIX: dict[str, EncoderFactory] = {}
 
-DEFAULT_MODEL = "starter"
+DEFAULT_MODEL = "starter-v2"  # heads v2 (issue 16); `starter` (v1) stays for its catalogues
 
 
 def register_encoder(
