@@ -32,6 +32,7 @@ from indexer.train_reranker.features import project
 from indexer.train_reranker.oof import fold_heads, fold_of, heads_loaded
 from indexer.train_reranker.tasks import (
     PaddedTask,
+    Task,
     build_tasks,
     match_fn,
     rerank_scores,
@@ -50,11 +51,12 @@ WINDOW = 10
 Scored = tuple[PaddedTask, dict[str, np.ndarray]]  # a task and the bank it is measured against
 
 
-def bank_vectors(pts: Sequence[PaddedTask]) -> dict[str, np.ndarray]:
+def bank_vectors(pts: Sequence[PaddedTask | Task]) -> dict[str, np.ndarray]:
     """The tasks' query vectors, per query modality: what a bank for such queries holds."""
     out: dict[str, list[np.ndarray]] = defaultdict(list)
     for pt in pts:
-        out[pt.task.q_mod].append(pt.task.q_vecs)
+        task = pt.task if isinstance(pt, PaddedTask) else pt
+        out[task.q_mod].append(task.q_vecs)
     return {m: np.concatenate(v).astype(np.float32) for m, v in out.items()}
 
 
@@ -69,19 +71,23 @@ def oof_scored(
     heads: list[dict[str, np.ndarray]],
     max_tokens: int,
 ) -> list[Scored]:
-    """Per fold: fold f's tasks through heads f, with the bank of every set's other folds."""
+    """Per fold: fold f's tasks through heads f, with the bank of every set's other folds.
+
+    Only fold f's own tasks are padded and ranked; of the other folds' tasks just the query
+    vectors are kept (the bank): their (Q, G) first-stage matrices would be 3/4 of the train
+    split per fold (flickr8k: over 1 GB each), which is what ran a 24 GiB machine out of memory."""
     k = len(heads)
-    per_fold: list[tuple[list[PaddedTask], list[PaddedTask]]] = [([], []) for _ in heads]
+    per_fold: list[tuple[list[PaddedTask], list[Task]]] = [([], []) for _ in heads]
     for name, manifest in manifests.items():
         raw = features.load(manifest)
         for f, h in enumerate(heads):
             with heads_loaded(towers.model, h):
                 feats = project(raw, towers)
-            for inside, dest in ((True, per_fold[f][0]), (False, per_fold[f][1])):
-                member = partial(_train_fold, k=k, fold=f, inside=inside)
-                dest.extend(
-                    PaddedTask(t, max_tokens) for t in build_tasks(name, raw, feats, "", member)
-                )
+            own, others = per_fold[f]
+            member = partial(_train_fold, k=k, fold=f, inside=True)
+            own.extend(PaddedTask(t, max_tokens) for t in build_tasks(name, raw, feats, "", member))
+            member = partial(_train_fold, k=k, fold=f, inside=False)
+            others.extend(build_tasks(name, raw, feats, "", member))
     return [(pt, bank_vectors(others)) for tasks, others in per_fold for pt in tasks]
 
 
