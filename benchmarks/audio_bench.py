@@ -79,6 +79,8 @@ def throughput(root: Path | None, n_clips: int = 24) -> list[dict]:
 
 
 def recall(cache: Path, root: Path | None, model: str = "starter") -> tuple[list[dict], dict]:
+    from retrieval.encoders.starter import audio_head_path
+
     art = load_audio_head(audio_head_path(model))
     text_kind = "minilm" if art.space_key.startswith("minilm") else model
     text_fn, space_key = locked_text(text_kind)
@@ -160,14 +162,6 @@ def recall(cache: Path, root: Path | None, model: str = "starter") -> tuple[list
         "fusion": asdict(fusion),
         "head_version": art.version,
     }
-
-
-def audio_head_path(model: str) -> Path:
-    """The audio head a starter config binds (`audio_head` in its JSON)."""
-    from retrieval.encoders.starter import heads_path
-    from retrieval.encoders.starter_model import StarterConfig
-
-    return heads_path(StarterConfig.load(model).audio_head)
 
 
 def section_title(model: str) -> str:

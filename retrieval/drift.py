@@ -2,7 +2,8 @@
 
 The reference is the bank of training-split vectors shipped in the re-ranker's artifact
 (retrieval/rerank/bank.py), or, for a model that ships no re-ranker, the bank shipped beside its
-heads (`<head version>-bank.npz` in retrieval/encoders/weights/, `make_heads_bank`): for each catalogue vector, its nearest-neighbour cosine to the bank;
+heads (`<head version>-bank.npz` in retrieval/encoders/weights/, written by
+indexer/drift_bank.py): for each catalogue vector, its nearest-neighbour cosine to the bank;
 for each bank vector, its nearest-neighbour cosine to the rest of the bank (leave one out). An
 item "far" from training is one less like any training item than 95% of training items are to
 their nearest neighbour (below the bank's 5th percentile). In-distribution items give a far

@@ -29,7 +29,8 @@ space `{space_key}`. Trained contrastively (indexer/align_audio/train.py), seed 
   (a few CC BY-SA 4.0 / MIT / Zlib).
 - Limits: ten animal classes, ten digit words, ~90 effect captions, ~3,800 read sentences and
   ~110 instrument names are all the audio-text pairs it has seen; beyond them, the
-  spoken-content path (transcripts) carries most of the meaning. Test recall: benchmarks/RESULTS.md, section "Audio".
+  spoken-content path (transcripts) carries most of the meaning. Test recall:
+  benchmarks/RESULTS.md, section "Audio".
 
 Validation score per set ((audio->text R@1 + text->audio mAP@10) / 2):
 

@@ -92,6 +92,13 @@ def heads_path(version: str) -> Path:
     return WEIGHTS_DIR / f"{version}.safetensors"
 
 
+def audio_head_path(config: str) -> Path:
+    """The audio head a starter config binds (`audio_head` in its JSON)."""
+    from retrieval.encoders.starter_model import StarterConfig
+
+    return heads_path(StarterConfig.load(config).audio_head)
+
+
 def build_starter_encoder(
     config: str = "starter", heads: Path | None = None, device: str | None = None
 ) -> StarterEncoder:
@@ -117,7 +124,7 @@ def build_starter_encoder(
     from retrieval.encoders.audio_starter import attach_audio_tower
 
     # Whisper + the config's audio head, loaded on first use
-    attach_audio_tower(encoder, encoder.device, heads_path(cfg.audio_head))
+    attach_audio_tower(encoder, encoder.device, audio_head_path(config))
     return encoder
 
 

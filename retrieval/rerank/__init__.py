@@ -72,13 +72,8 @@ def select_reranker(choice: str, encoder: Encoder) -> CrossAttentionReranker | N
     return create_reranker(choice, space_key=encoder.space.key())
 
 
-def _shipped(name: str) -> RerankerFactory:
-    def factory(space_key: str | None = None) -> CrossAttentionReranker:
-        from retrieval.rerank.reranker import load_reranker
+@register_reranker(STARTER_RERANKER)
+def _starter_reranker(space_key: str | None = None) -> CrossAttentionReranker:
+    from retrieval.rerank.reranker import load_reranker
 
-        return load_reranker(WEIGHTS_DIR / f"{name}.safetensors", space_key)
-
-    return factory
-
-
-register_reranker(STARTER_RERANKER)(_shipped(STARTER_RERANKER))
+    return load_reranker(WEIGHTS_DIR / f"{STARTER_RERANKER}.safetensors", space_key)
