@@ -150,6 +150,7 @@ def search(
     from retrieval.catalogue import Catalogue
     from retrieval.dedup import search_with_collapse
     from retrieval.encoders import create_encoder
+    from retrieval.encoders.starter_text_np import text_query_encoder
     from retrieval.filters import parse_where
     from retrieval.rerank import select_reranker
     from retrieval.search import SearchService
@@ -162,7 +163,8 @@ def search(
             raise CrossmediaError(
                 f"The catalogue at {cat.data_dir} is empty. Run `crossmedia index` first."
             )
-        encoder = create_encoder(_model_for(cat, model))
+        name = _model_for(cat, model)  # typed text needs no torch (starter_text_np.py)
+        encoder = text_query_encoder(name) if text is not None else create_encoder(name)
         query = _query(text, image, audio)
         service = SearchService(
             cat, encoder, reranker=select_reranker("auto" if rerank else "none", encoder)

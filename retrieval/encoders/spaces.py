@@ -10,8 +10,8 @@ import struct
 from pathlib import Path
 
 from retrieval.encoders.base import EmbeddingSpace
+from retrieval.encoders.starter_config import CONFIG_DIR
 
-CONFIG_DIR = Path(__file__).parent / "model_configs"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
