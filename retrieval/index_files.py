@@ -120,7 +120,8 @@ class IndexFiles(Reconciler):
         if path.stat().st_size != int(meta.get("bytes", -1)) or not self._hash_matches(path, meta):
             raise ValueError("checksum mismatch (corrupt or interrupted write)")
         try:
-            index = FaissIndex.load(path, dim, meta["factory"])
+            # big files are mapped, not read: they are checked by their ends' hash only
+            index = FaissIndex.load(path, dim, meta["factory"], mmap=self._big(path))
         except (RuntimeError, ValueError) as exc:
             raise ValueError(f"unreadable ({exc})") from exc
         end = int(meta.get("delta_bytes", 0))
@@ -129,8 +130,12 @@ class IndexFiles(Reconciler):
         return index
 
     @staticmethod
-    def _hash_matches(path: Path, meta: dict[str, Any]) -> bool:
-        if path.stat().st_size < FULL_HASH_BELOW or "quick_sha256" not in meta:
+    def _big(path: Path) -> bool:
+        return path.stat().st_size >= FULL_HASH_BELOW
+
+    @classmethod
+    def _hash_matches(cls, path: Path, meta: dict[str, Any]) -> bool:
+        if not cls._big(path) or "quick_sha256" not in meta:
             return sha256_file(path) == meta.get("sha256")
         return quick_sha256_file(path) == meta["quick_sha256"]
 

@@ -211,3 +211,34 @@ def test_every_index_type_records_the_recall_it_was_measured_to_give(
     assert tuning["recall_at_10"] >= 0.95
     if knob:
         assert tuning[knob] == tuning["sweep"][-1][0] and tuning["met"] is True
+
+
+@pytest.mark.parametrize("factory", ["IVF4,Flat", "IVF4,SQ8"])
+def test_a_mapped_ivf_base_searches_then_copies_its_lists_on_the_first_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, factory: str
+) -> None:
+    """Base files past FULL_HASH_BELOW are memory-mapped (retrieval/index/faiss_mmap.py); here
+    every base is. Writing to mapped lists would abort the process, so writes, removals and
+    saves must copy them first, then behave as on an index read into memory."""
+    monkeypatch.setattr(index_files, "FULL_HASH_BELOW", 0)
+    with _open(tmp_path) as cat:
+        cat.set_default_factory(factory)
+        cat.write(_items(0, 60))
+        upgrade_indexes(cat)
+    with _open(tmp_path) as cat:
+        index = cat.index("image")
+        assert isinstance(index, FaissIndex) and index._mapped
+        read = FaissIndex.load(cat.files.path("image"), DIM, factory)
+        queries = unit_rows(7, DIM, seed=5)
+        for i in (index, read):
+            i.set_search_params(nprobe=4)
+        np.testing.assert_array_equal(index.search(queries, 9)[1], read.search(queries, 9)[1])
+        cat.delete_ids([int(i) for i in cat.store.ids("image")[::5]])
+        cat.write(_items(400, 7))
+        assert not index._mapped and cat.index("image") is index
+        cat.save_index("image", index)  # a new base over the file it was mapped from
+    with _open(tmp_path) as cat:
+        assert cat.repairs == [] and cat.index("image")._mapped  # type: ignore[attr-defined]
+        np.testing.assert_array_equal(cat.index("image").ids(), cat.store.ids("image"))
+        if factory.endswith("Flat"):
+            _assert_matches_store(cat)

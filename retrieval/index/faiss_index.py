@@ -1,10 +1,9 @@
 """FAISS implementation of the vector index, described by a factory string ("Flat", "IVF256,Flat",
 "HNSW32", "IVF1024,PQ32"), inner-product metric, database ids kept in the index (IDMap2).
 
-An IVF index keeps database ids in its own inverted lists (it removes them in place); any other
-type is wrapped in an ID map. A GPU is used for search when this faiss build has GPU support and a
-CUDA device is present; the CPU index stays the master copy, so results and saved files do not
-depend on the GPU.
+An IVF index keeps database ids in its own inverted lists (it removes them in place), which may
+be memory-mapped (faiss_mmap.py); any other type is wrapped in an ID map. The GPU, when present,
+searches a copy: results and saved files do not depend on it.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.index.base import VectorIndex, check_batch
+from retrieval.index.faiss_mmap import own_lists, read_index
 from retrieval.index.faiss_settings import QUANTIZER_EF_SEARCH, gpu_available, tune_faiss
 
 
@@ -35,6 +35,7 @@ class FaissIndex(VectorIndex):
         self.use_gpu = gpu_available() if use_gpu is None else use_gpu
         self._gpu_index = None
         self._gpu_res = None
+        self._mapped = False  # inverted lists mapped read-only from the file (faiss_mmap.py)
         self.nprobe: int | None = None
         self.ef_search: int | None = None
 
@@ -90,6 +91,7 @@ class FaissIndex(VectorIndex):
                 f"FAISS index {self.factory!r} must be trained before adding; call train() with "
                 "representative vectors (the catalogue does this on rebuild)."
             )
+        self._own_lists()
         self._index.add_with_ids(vectors, ids)
         self._gpu_index = None
 
@@ -135,6 +137,7 @@ class FaissIndex(VectorIndex):
         import faiss
 
         ids = np.ascontiguousarray(ids, dtype=np.int64)
+        self._own_lists()
         if self._ivf_owns_ids():
             removed = int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
             self._gpu_index = None
@@ -209,6 +212,7 @@ class FaissIndex(VectorIndex):
     def to_bytes(self) -> bytes:
         import faiss
 
+        self._own_lists()  # serialised lists, not a reference to the mapped file
         return faiss.serialize_index(self._index).tobytes()
 
     @classmethod
@@ -222,7 +226,7 @@ class FaissIndex(VectorIndex):
 
     @classmethod
     def _wrap_loaded(
-        cls, raw: Any, dim: int, factory: str, use_gpu: bool | None = None
+        cls, raw: Any, dim: int, factory: str, use_gpu: bool | None = None, mapped: bool = False
     ) -> FaissIndex:
         index = cls.__new__(cls)
         index.dim, index.factory = dim, factory
@@ -231,24 +235,32 @@ class FaissIndex(VectorIndex):
             raise ValueError(f"Index has dim {index._index.d}, expected {dim}.")
         index.use_gpu = gpu_available() if use_gpu is None else use_gpu
         index._gpu_index = index._gpu_res = None
+        index._mapped = mapped
         index.nprobe = index.ef_search = None
         return index
 
     def save(self, path: Path | str) -> None:
         import faiss
 
+        self._own_lists()  # a mapped index would be written as a reference to its old file
         faiss.write_index(self._index, str(path))
 
     @classmethod
-    def load(cls, path: Path | str, dim: int, factory: str = "Flat") -> FaissIndex:
-        """Read an index file (streamed by FAISS: no second copy of it in memory)."""
-        import faiss
-
+    def load(
+        cls, path: Path | str, dim: int, factory: str = "Flat", mmap: bool = False
+    ) -> FaissIndex:
+        """Read an index file (streamed by FAISS: no second copy of it in memory); with `mmap`,
+        an IVF index's lists are mapped, not read, until the first write (faiss_mmap.py)."""
         try:
-            raw = faiss.read_index(str(path))
+            raw, mapped = read_index(path, mmap)
         except RuntimeError as exc:
             raise ValueError(f"not a FAISS index ({str(exc).splitlines()[0][:120]})") from exc
-        return cls._wrap_loaded(raw, dim, factory)
+        return cls._wrap_loaded(raw, dim, factory, mapped=mapped)
+
+    def _own_lists(self) -> None:
+        if self._mapped:
+            own_lists(self._index)
+            self._mapped, self._gpu_index = False, None
 
     # -- search-time knobs and GPU ---------------------------------------------------------------
     def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
@@ -278,6 +290,7 @@ class FaissIndex(VectorIndex):
         if self._gpu_index is None:
             import faiss
 
+            self._own_lists()
             self._gpu_res = self._gpu_res or faiss.StandardGpuResources()
             self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self._index)
             if self.nprobe is not None:

