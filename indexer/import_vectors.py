@@ -18,6 +18,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from retrieval.index_build import build_from_arrays
 from retrieval.index_choice import build_for, wanted_change
 from retrieval.index_files import MERGE_FRACTION, MERGE_MIN_OPS
 from retrieval.modality import ALL_MODALITIES
-from retrieval.store.bulk import BulkRow, bulk_insert
+from retrieval.store.bulk import BulkRow, bulk_insert, deferred_indexes
 
 BATCH = 50_000
 
@@ -88,7 +89,8 @@ def import_vectors(
         factory = cat.files.wanted_factory(modality, count=len(entries))
         early = EarlyIndex(factory, space.dim, vecs, cat.store.max_id() + 1)
     writer.check_stored = bool(cat.store.counts())
-    with tqdm(total=len(entries), desc="importing", unit="vec", disable=not progress) as bar:
+    bar = tqdm(total=len(entries), desc="importing", unit="vec", disable=not progress)
+    with bar, nullcontext() if writer.check_stored else deferred_indexes(cat.store):
         for start in range(0, len(entries), BATCH):
             rows, off = unit_rows(vecs[start : start + BATCH], start + 1)
             report.renormalised += off
@@ -192,6 +194,9 @@ class EarlyIndex:
         self._thread.start()
 
     def _run(self, factory: str, dim: int, vecs: np.ndarray, first_id: int) -> None:
+        import faiss
+
+        faiss.omp_set_num_threads(1)  # this thread only: the writer keeps the other core
         t = time.perf_counter()
         try:
             parts = [unit_rows(vecs[s : s + BATCH], s + 1)[0] for s in range(0, len(vecs), BATCH)]

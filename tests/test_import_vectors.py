@@ -104,6 +104,44 @@ def test_a_first_import_builds_its_index_alongside_the_writes(tmp_path: Path) ->
         assert cat.repairs == []
 
 
+def _item_indexes(data_dir: Path) -> set[str]:
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "catalogue.db") as db:
+        rows = db.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='items'")
+        return {name for (name,) in rows if not name.startswith("sqlite_")}
+
+
+def test_a_first_import_defers_the_secondary_indexes_and_an_open_restores_lost_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Into an empty catalogue the items table's secondary indexes are dropped, then built once
+    after the rows (retrieval/store/bulk.py). A crash in between leaves them missing: the next
+    open builds them again."""
+    from retrieval.store import bulk
+
+    seen: list[set[str]] = []
+    real = bulk.bulk_insert
+    monkeypatch.setattr(
+        "indexer.import_vectors.bulk_insert",
+        lambda store, *a, **k: (seen.append(_item_indexes(tmp_path / "data")), real(store, *a, **k))[1],
+    )  # fmt: skip
+    vecs, manifest = _files(tmp_path, 23, extra={2: {"id": "item-2"}})
+    _run(tmp_path, str(vecs), "--manifest", str(manifest))
+    assert seen == [set()]  # written with them dropped
+    assert _item_indexes(tmp_path / "data") == set(bulk.DEFERRED)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "data" / "catalogue.db") as db:  # as a crash would leave it
+        db.execute("DROP INDEX ix_items_content_hash")
+    with Catalogue.open(tmp_path / "data", db_url=sqlite_url(tmp_path / "data")) as cat:
+        assert _item_indexes(tmp_path / "data") == set(bulk.DEFERRED)
+        assert cat.repairs == [] and cat.counts() == {"image": 23}
+    seen.clear()
+    _run(tmp_path, str(vecs), "--manifest", str(manifest))  # not empty now: kept
+    assert seen == [set(bulk.DEFERRED)]
+
+
 BAD: dict[str, tuple[dict[str, Any], str]] = {
     "dimension": ({"dim": 48}, "48 dimensions; the model's space has 32"),
     "count": ({"drop_line": True}, "items for 11 vector rows"),

@@ -34,6 +34,7 @@ class Store(StoreReads):
             self.engine = make_engine(url)
             self.lexical = Lexical(self.engine)
             Base.metadata.create_all(self.engine)
+            self.ensure_indexes()
             self._session = sessionmaker(self.engine, expire_on_commit=False)
             with self._session.begin() as s:
                 if s.get(Meta, "schema_version") is None:
@@ -43,6 +44,13 @@ class Store(StoreReads):
         except OperationalError as exc:
             self._open_read_only(exc)
             self.lexical = Lexical(self.engine)
+
+    def ensure_indexes(self) -> None:
+        """Create the items table's indexes where missing (a bulk import interrupted while
+        they were deferred, `bulk.deferred_indexes`); a catalog lookup when they exist."""
+        with self.engine.begin() as conn:
+            for index in Item.__table__.indexes:
+                index.create(conn, checkfirst=True)
 
     @property
     def lexical_fields(self) -> tuple[str, ...]:
