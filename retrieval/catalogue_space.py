@@ -22,17 +22,27 @@ class SpaceBinding:
         return EmbeddingSpace.from_json(raw) if raw else None
 
     def bind_space(self, space: EmbeddingSpace) -> None:
-        """Record the space on first write; refuse any other space afterwards."""
+        """Record the space on first write; refuse any other space afterwards. The audio head is
+        recorded too, and moves only while the catalogue holds no audio."""
         current = self.space
         if current is None:
             self.store.set_meta("space", space.to_json())
-        else:
-            self.check_space(space)
+            return
+        self.check_space(space)
+        if space.audio_head and space.audio_head != current.audio_head:
+            self.store.set_meta("space", space.to_json())
 
     def check_space(self, space: EmbeddingSpace) -> None:
         current = self.space
-        if current is not None and current != space:
-            raise SpaceMismatchError(current.mismatch(space, f"The catalogue at {self.data_dir}"))
+        if current is None:
+            return
+        what = f"The catalogue at {self.data_dir}"
+        if current != space:
+            raise SpaceMismatchError(current.mismatch(space, what))
+        recorded = current.audio_head  # "" in catalogues made before it was recorded
+        if recorded and space.audio_head and recorded != space.audio_head:
+            if self.store.counts().get("audio", 0):
+                raise SpaceMismatchError(current.audio_mismatch(space, what))
 
     # -- index types -------------------------------------------------------------------------------
     def set_default_factory(self, factory: str) -> None:

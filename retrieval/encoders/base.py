@@ -27,6 +27,10 @@ class EmbeddingSpace:
     model: str  # registry name, e.g. "starter" or "openclip:ViT-B-32/laion2b_s34b_b79k"
     head_version: str  # version of trained heads ("" when the model ships its own projections)
     dim: int
+    # The audio head bound into this space ("" when none, or not recorded). Only audio vectors
+    # depend on it, so it is not part of the key (re-rankers and feature caches are keyed by image
+    # and text) or of equality; a catalogue holding audio refuses another one (catalogue_space.py).
+    audio_head: str = field(default="", compare=False)
 
     def key(self) -> str:
         return f"{self.model}|{self.head_version}|{self.dim}"
@@ -40,7 +44,12 @@ class EmbeddingSpace:
     @classmethod
     def from_json(cls, text: str) -> EmbeddingSpace:
         data = json.loads(text)
-        return cls(model=data["model"], head_version=data["head_version"], dim=int(data["dim"]))
+        return cls(
+            model=data["model"],
+            head_version=data["head_version"],
+            dim=int(data["dim"]),
+            audio_head=data.get("audio_head", ""),
+        )
 
     def mismatch(self, other: EmbeddingSpace, what: str) -> str:
         """Why `what`, built in this space, refuses vectors of `other`, and the fix."""
@@ -50,6 +59,15 @@ class EmbeddingSpace:
             f"{other.head_version or 'none'}, dim {other.dim}). Vectors of different models cannot "
             f"be compared. Use --model {self.model}, or index into a new --data-dir to switch "
             "models (re-embedding everything)."
+        )
+
+    def audio_mismatch(self, other: EmbeddingSpace, what: str) -> str:
+        """Why `what`, holding audio vectors of this space's audio head, refuses `other`'s."""
+        return (
+            f"{what} holds audio vectors made by audio head {self.audio_head!r}; this request "
+            f"uses {other.audio_head!r} (model {other.model!r}). Audio vectors of different audio "
+            "heads cannot be compared. Re-index into a new --data-dir to move to the new audio "
+            "head (re-embedding everything), or use the version of crossmedia that made them."
         )
 
     def fingerprint(self) -> str:

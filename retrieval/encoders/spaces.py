@@ -23,7 +23,8 @@ def space_of(name: str) -> EmbeddingSpace | None:
         return None
     cfg = json.loads(path.read_text())
     version = _head_version(WEIGHTS_DIR / f"{cfg['heads']}.safetensors") or cfg["heads"]
-    return EmbeddingSpace(model=cfg["name"], head_version=version, dim=int(cfg["embed_dim"]))
+    audio = cfg.get("audio_head", "starter-audio-head-v1")  # StarterConfig's default
+    return EmbeddingSpace(cfg["name"], version, int(cfg["embed_dim"]), audio_head=audio)
 
 
 def _head_version(path: Path) -> str | None:
