@@ -62,7 +62,7 @@ def upload_latency(base: str, files: list[Path]) -> dict[str, float]:
 
 def serve_and_measure(data_dir: Path, uploads: int, upload_skip: int) -> dict[str, Any]:
     port = free_port()
-    proc = start_server(data_dir, "starter", port)
+    proc = start_server(data_dir, "starter-v2", port)
     base = f"http://127.0.0.1:{port}"
     try:
         search, got = search_latency(base)
@@ -79,7 +79,7 @@ def kill_during_uploads(data_dir: Path, skip: int, ack_before_kill: int = 8) -> 
     from retrieval.catalogue import Catalogue
 
     port = free_port()
-    proc = start_server(data_dir, "starter", port)
+    proc = start_server(data_dir, "starter-v2", port)
     acked: list[int] = []
     stop = threading.Event()
 

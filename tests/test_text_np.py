@@ -31,11 +31,16 @@ def test_numpy_text_vectors_equal_the_torch_towers(model: str) -> None:
 
     fast = StarterTextQueries(model)
     full = create_encoder(model)
-    assert fast.space == full.space
+    assert fast.space == full.space and fast.space.audio_head == full.space.audio_head
+    assert full.space.audio_head == {"starter": "starter-audio-head-v1"}.get(
+        model, "starter-audio-head-v2"
+    )
     for batch in (1, 3, 64):  # padding inside a batch changes nothing
         got = fast.encode_texts(TEXTS, batch_size=batch)
         np.testing.assert_allclose(got, full.encode_texts(TEXTS, batch_size=5), atol=1e-5)
     assert fast.encode_texts([]).shape == (0, full.dim)
+    one = np.stack([full.encode_text(t) for t in TEXTS])  # single queries take the numpy path
+    np.testing.assert_allclose(one, full.encode_texts(TEXTS, batch_size=5), atol=1e-5)
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ class Store(StoreReads):
         """Create the items table's indexes where missing (a bulk import interrupted while
         they were deferred, `bulk.deferred_indexes`); a catalog lookup when they exist."""
         with self.engine.begin() as conn:
-            for index in Item.__table__.indexes:
+            for index in Base.metadata.tables["items"].indexes:
                 index.create(conn, checkfirst=True)
 
     @property
