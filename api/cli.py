@@ -150,7 +150,7 @@ def search(
     from retrieval.catalogue import Catalogue
     from retrieval.dedup import search_with_collapse
     from retrieval.encoders import create_encoder
-    from retrieval.encoders.starter_text_np import text_query_encoder
+    from retrieval.encoders.factory import text_query_encoder
     from retrieval.filters import parse_where
     from retrieval.rerank import select_reranker
     from retrieval.search import SearchService

@@ -19,3 +19,15 @@ def create_encoder(name: str = DEFAULT_MODEL, device: str | None = None) -> Enco
     if factory is None:
         raise UnknownModelError(f"Unknown model {name!r}. Available: {list_models()}")
     return factory(name, device=device)
+
+
+def text_query_encoder(name: str = DEFAULT_MODEL) -> Encoder:
+    """The lightest encoder that embeds typed queries for model `name`: the numpy text tower for
+    a starter config (no torch import; starter_text_np.py), else the model itself. Anything but
+    text builds the full model on first use."""
+    from retrieval.encoders.spaces import space_of
+    from retrieval.encoders.starter_text_np import StarterTextQueries
+
+    if space_of(name) is None:
+        return create_encoder(name)
+    return StarterTextQueries(name, full=lambda: create_encoder(name))

@@ -13,14 +13,14 @@ re-ranker) loads the full encoder on first use.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retrieval.encoders.base import EmbeddingSpace, Encoder, l2_normalize
+from retrieval.encoders.base import Encoder, l2_normalize
 from retrieval.encoders.spaces import space_of
 from retrieval.encoders.starter_config import StarterConfig, resolve_package_path
 from retrieval.errors import ModelUnavailableError
@@ -154,7 +154,8 @@ class StarterTextQueries(Encoder):
 
     modalities = frozenset({Modality.TEXT, Modality.IMAGE, Modality.AUDIO})
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, full: Callable[[], Encoder]) -> None:
+        """`full` builds the model itself (`create_encoder(name)`), for everything but text."""
         from safetensors.numpy import load_file
 
         space = space_of(name)
@@ -164,6 +165,7 @@ class StarterTextQueries(Encoder):
         cfg = StarterConfig.load(name)
         heads = load_file(str(WEIGHTS_DIR / f"{cfg.heads}.safetensors"))
         self.tower = NumpyTextTower(cfg, heads["text.proj.weight"])
+        self._make_full = full
         self._full: Encoder | None = None
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
@@ -172,9 +174,7 @@ class StarterTextQueries(Encoder):
     @property
     def full(self) -> Encoder:
         if self._full is None:
-            from retrieval.encoders.factory import create_encoder
-
-            self._full = create_encoder(self.name)
+            self._full = self._make_full()
         return self._full
 
     def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
@@ -192,14 +192,4 @@ class StarterTextQueries(Encoder):
         return self.full.encode_with_tokens(modality, items, batch_size)
 
 
-def text_query_encoder(name: str) -> Encoder:
-    """The lightest encoder that embeds typed queries for model `name`: the numpy tower for a
-    starter config, else the model itself."""
-    if space_of(name) is not None:
-        return StarterTextQueries(name)
-    from retrieval.encoders.factory import create_encoder
-
-    return create_encoder(name)
-
-
-__all__ = ["EmbeddingSpace", "NumpyTextTower", "StarterTextQueries", "text_query_encoder"]
+__all__ = ["NumpyTextTower", "StarterTextQueries"]
