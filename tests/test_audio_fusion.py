@@ -54,3 +54,15 @@ def test_text_gallery_dedupes_and_scores() -> None:
     assert r["audio_to_text"]["R@1"] == pytest.approx(0.75)
     assert r["audio_to_text"]["gallery"] == 3 and r["text_to_audio"]["gallery"] == 4
     assert r["text_to_audio"]["R@1"] == pytest.approx(2 / 3)
+
+
+def test_weight_by_whisper_confidence_whatever_the_length() -> None:
+    """split="logprob": the phrase weight goes to transcripts Whisper is sure of (average
+    log-probability), one word or many; the gates still come first."""
+    cfg = FusionConfig(0.25, 0.9, 0.5, -1.0, split="logprob", sure_logprob=-0.3)
+    assert cfg.weight(Transcript("seven", 0.1, -0.1)) == 0.9
+    assert cfg.weight(Transcript("a dog barks at the mailman", 0.1, -0.6)) == 0.25
+    assert cfg.weight(Transcript("a dog barks", 0.1, -1.5)) == 0.0  # below the log-prob gate
+    assert cfg.weight(Transcript("seven", 0.8, -0.1)) == 0.0  # probably not speech
+    words = FusionConfig(0.25, 0.9, 0.5, -1.0)  # the default rule: word count
+    assert words.weight(Transcript("seven", 0.1, -0.1)) == 0.25

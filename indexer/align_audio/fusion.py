@@ -81,25 +81,37 @@ def fit_fusion(
             (embed_head(head, p["tokens"]), tr, spoken_vectors(text_fn, tr), text_fn(texts), index)
         )
     best: tuple[float, FusionConfig] = (-1.0, FusionConfig())
+    by_split: dict[str, float] = {}
+    for fusion in fusion_grid():
+        s = float(
+            np.mean(
+                [
+                    _score(both_directions(fused_vectors(a, tr, sp, fusion), tv, ix))
+                    for a, tr, sp, tv, ix in sets
+                ]
+            )
+        )
+        by_split[fusion.split] = max(s, by_split.get(fusion.split, -1.0))
+        if s > best[0] + 1e-9:  # ties keep the earlier: Whisper's confidence before word counts
+            best = (s, fusion)
+    return best[1], {"fusion_val": best[0], "fusion_val_by_split": by_split}
+
+
+def fusion_grid() -> list[FusionConfig]:
+    """What earns the phrase weight: Whisper's average log-probability (issue 15), or, as the v1
+    and v2 heads chose, two or more words; weights, then the no-speech and log-prob gates."""
+    splits = [("logprob", lp) for lp in (-0.15, -0.3, -0.5, -0.7)] + [("words", -0.3)]
     grid = itertools.product(
-        (0.0, 0.25, 0.5, 0.75, 1.0),  # one-word transcripts
-        (0.0, 0.25, 0.5, 0.75, 0.9, 1.0),  # transcripts of two or more words
+        splits,
+        (0.0, 0.25, 0.5, 0.75, 1.0),  # transcripts short of "sure"
+        (0.0, 0.25, 0.5, 0.75, 0.9, 1.0),  # sure transcripts
         (0.3, 0.5, 0.7, 1.0),
         (-0.75, -1.0, -100.0),
     )
-    for w, wp, ns, lp in grid:
-        fusion = FusionConfig(
-            transcript_weight=w, phrase_weight=wp, max_no_speech_prob=ns, min_avg_logprob=lp
-        )
-        s = np.mean(
-            [
-                _score(both_directions(fused_vectors(a, tr, sp, fusion), tv, ix))
-                for a, tr, sp, tv, ix in sets
-            ]
-        )
-        if s > best[0] + 1e-9:
-            best = (float(s), fusion)
-    return best[1], {"fusion_val": best[0]}
+    return [
+        FusionConfig(w, wp, ns, lp, split=split, sure_logprob=sure)
+        for (split, sure), w, wp, ns, lp in grid
+    ]
 
 
 def _score(r: dict) -> float:

@@ -7,20 +7,18 @@ the head artifact's `fusion` metadata):
                      and no_speech_prob <= max_no_speech_prob
                      and avg_logprob >= min_avg_logprob           # Whisper is confident
                      and zlib compression ratio <= 2.4            # not a decoding loop
-    w = phrase_weight if the transcript has >= 2 words else transcript_weight   (0 if not speech)
+    sure(t) = avg_logprob >= sure_logprob       (split "logprob": Whisper's own confidence)
+            | the transcript has >= 2 words     (split "words", the v1 and v2 heads' rule)
+    w = phrase_weight if sure(t) else transcript_weight   (0 if not speech)
     vector(window) = normalize((1 - w) * head(audio) + w * text(normalize_transcript(t)))
 
-`text` is the locked text tower of the same space, so a spoken sentence lands where its written
-form lands, while sounds without confident speech (animals, effects) keep the purely acoustic
-vector. starter-audio-head-v1 (grid search on validation, indexer/align_audio/job.py): one-word
-transcripts get w = 0 (tiny.en misreads isolated words often; the head already knows them),
-two or more words get w = 0.5, gate no_speech_prob <= 0.5, no log-prob gate. The ingestion pipeline should also store the transcript as the item's text (it is
-returned by `encode_with_transcripts`), so spoken words are found by keyword too.
+`text` is the locked text tower of the same space: a spoken sentence lands where its written
+form lands; sounds without confident speech keep the acoustic vector. Each head's choice (grid
+search on validation, indexer/align_audio/fusion.py) is in its card.
 
-Long recordings (per-window contract): windows of `window_seconds` with a fixed hop
-(retrieval.media.audio), each -> `WindowVector(offset_seconds, seconds, vector, transcript)`;
-the file vector is the duration-weighted mean of the window vectors, re-normalised.
-`encode_audio` applies the same rule to clips longer than one window.
+Long recordings: windows of `window_seconds` with a fixed hop (retrieval.media.audio), each a
+`WindowVector`; the file vector is the duration-weighted mean of the window vectors, normalised
+(`encode_audio` applies the same rule to clips longer than one window).
 """
 
 from __future__ import annotations
@@ -53,6 +51,8 @@ class FusionConfig:
     max_no_speech_prob: float = 0.6
     min_avg_logprob: float = -1.0
     max_compression_ratio: float = 2.4  # Whisper's own test for looping output ("AHHHH...")
+    split: str = "words"  # what earns phrase_weight: "words" (>= 2) or "logprob" (>= sure_logprob)
+    sure_logprob: float = -0.3
 
     def is_speech(self, t: Transcript) -> bool:
         return (
@@ -65,7 +65,11 @@ class FusionConfig:
     def weight(self, t: Transcript) -> float:
         if not self.is_speech(t):
             return 0.0
-        return self.phrase_weight if len(_WORD.findall(t.text)) >= 2 else self.transcript_weight
+        if self.split == "logprob":
+            sure = t.avg_logprob >= self.sure_logprob
+        else:
+            sure = len(_WORD.findall(t.text)) >= 2
+        return self.phrase_weight if sure else self.transcript_weight
 
 
 _WORD = re.compile(r"[^\W_]+")
