@@ -36,7 +36,11 @@ class EmbeddingSpace:
         return f"{self.model}|{self.head_version}|{self.dim}"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields; `audio_head` only when there is one (spaces without audio read as before)."""
+        out = asdict(self)
+        if not out["audio_head"]:
+            del out["audio_head"]
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), sort_keys=True)
