@@ -242,3 +242,28 @@ def test_a_mapped_ivf_base_searches_then_copies_its_lists_on_the_first_write(
         np.testing.assert_array_equal(cat.index("image").ids(), cat.store.ids("image"))
         if factory.endswith("Flat"):
             _assert_matches_store(cat)
+
+
+def test_a_base_that_cannot_be_mapped_is_read_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system without mmap must not turn every open into a rebuild."""
+    import faiss
+
+    monkeypatch.setattr(index_files, "FULL_HASH_BELOW", 0)
+    with _open(tmp_path) as cat:
+        cat.set_default_factory("IVF4,Flat")
+        cat.write(_items(0, 60))
+        upgrade_indexes(cat)
+    real = faiss.read_index
+
+    def no_mmap(path: str, flags: int = 0) -> object:
+        if flags:
+            raise RuntimeError("Error in mmap: operation not supported")
+        return real(path, flags)
+
+    monkeypatch.setattr(faiss, "read_index", no_mmap)
+    with _open(tmp_path) as cat:
+        index = cat.index("image")
+        assert cat.repairs == [] and not index._mapped  # type: ignore[attr-defined]
+        _assert_matches_store(cat)

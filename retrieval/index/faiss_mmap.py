@@ -19,8 +19,13 @@ def read_index(path: Path | str, mmap: bool) -> tuple[Any, bool]:
     any other type is read into memory whatever `mmap` says."""
     import faiss
 
-    raw = faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0)
-    return raw, mapped(raw)
+    if mmap:
+        try:
+            raw = faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
+            return raw, mapped(raw)
+        except RuntimeError:  # a file system without mmap: read it (a corrupt file fails again)
+            pass
+    return faiss.read_index(str(path)), False
 
 
 def mapped(raw: Any) -> bool:
