@@ -20,32 +20,15 @@ from typing import Any
 from benchmarks.results_md import load_note, replace_section
 
 
-def per_set(head: Any, text_fn: Any, cache: Any, fusion: Any) -> tuple[float, dict[str, Any]]:
-    """(the grid's score, {set: (a2t R@1, t2a mAP@10)}) of one configuration on validation."""
-    import indexer.align_audio.fusion as fz
-
-    seen: list[dict] = []
-    grid, both = fz.fusion_grid, fz.both_directions
-    fz.fusion_grid = lambda: [fusion]
-    fz.both_directions = lambda *a: seen.append(both(*a)) or seen[-1]
-    try:
-        _, info = fz.fit_fusion(head, text_fn, cache)
-    finally:
-        fz.fusion_grid, fz.both_directions = grid, both
-    names = [*fz.split_items("val"), "phrases"]
-    rows = {n: (r["audio_to_text"]["R@1"], r["text_to_audio"]["mAP@10"]) for n, r in zip(names, seen, strict=True)}  # fmt: skip
-    return info["fusion_val"], rows
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="starter-v2")
     args = ap.parse_args(argv)
     import torch
 
-    import indexer.align_audio.fusion as fz
     from indexer.align_audio.config import AlignAudioConfig
     from indexer.align_audio.data import DATASETS, build_cache
+    from indexer.align_audio.fusion import best_fusion, fusion_grid, set_scores, val_sets
     from indexer.align_audio.job import locked_text
     from retrieval.encoders.audio_head import load_audio_head
     from retrieval.encoders.audio_starter import FusionConfig
@@ -56,19 +39,23 @@ def main(argv: list[str] | None = None) -> None:
     build_cache(cache, DATASETS)
     art = load_audio_head(audio_head_path(args.model))
     text_fn, _ = locked_text(args.model)
-    full, results = fz.fusion_grid, {}
-    for rule in ("logprob", "words"):
-        fz.fusion_grid = lambda rule=rule: [f for f in full() if f.split == rule]
-        try:
-            best, _ = fz.fit_fusion(art.head, text_fn, cache)
-        finally:
-            fz.fusion_grid = full
-        results[rule] = (best, *per_set(art.head, text_fn, cache, best))
-    shipped = FusionConfig(**art.fusion)
-    results["shipped"] = (shipped, *per_set(art.head, text_fn, cache, shipped))
+    sets = val_sets(art.head, text_fn, cache)
+    chosen = {
+        rule: best_fusion(sets, [f for f in fusion_grid() if f.split == rule])
+        for rule in ("logprob", "words")
+    }
+    chosen["shipped"] = best_fusion(sets, [FusionConfig(**art.fusion)])
+    results = {
+        rule: (cfg, info["fusion_val"], _rows(set_scores(sets, cfg)))
+        for rule, (cfg, info) in chosen.items()
+    }
     body = markdown(args.model, art.version, results)
     print(body)
     replace_section("audio-trust", body)
+
+
+def _rows(scores: dict[str, dict]) -> dict[str, tuple[float, float]]:
+    return {n: (r["audio_to_text"]["R@1"], r["text_to_audio"]["mAP@10"]) for n, r in scores.items()}
 
 
 def markdown(model: str, version: str, results: dict[str, Any]) -> str:

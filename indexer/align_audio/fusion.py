@@ -64,7 +64,18 @@ def fit_fusion(
     head: AudioHead, text_fn: TextFn, cache: Path, phrases: bool = True, root: Path | None = None
 ) -> tuple[FusionConfig, dict]:
     """Grid search on the validation split: mean over data sets of (a2t R@1 + t2a mAP@10) / 2."""
-    sets = []
+    return best_fusion(val_sets(head, text_fn, cache, phrases, root), fusion_grid())
+
+
+ValSet = tuple[np.ndarray, list[Transcript], np.ndarray, np.ndarray, np.ndarray]
+
+
+def val_sets(
+    head: AudioHead, text_fn: TextFn, cache: Path, phrases: bool = True, root: Path | None = None
+) -> dict[str, ValSet]:
+    """Per validation set: (acoustic vectors, transcripts, their text vectors, the caption
+    gallery's vectors, each clip's caption row), computed once for the whole grid."""
+    sets: dict[str, ValSet] = {}
     for name, all_its in split_items("val", root).items():
         its = [it for it in all_its if transcribe_sample(it)]
         texts, index = text_gallery([it.text for it in its])
@@ -72,25 +83,35 @@ def fit_fusion(
         acoustic = embed_head(
             head, tokens(load_cached(cache, name, "whisper", [it.id for it in its]))
         )
-        sets.append((acoustic, tr, spoken_vectors(text_fn, tr), text_fn(texts), index))
+        sets[name] = (acoustic, tr, spoken_vectors(text_fn, tr), text_fn(texts), index)
     if phrases:  # the spoken-phrase proxy (indexer/align_audio/phrases.py), validation split
         p = phrase_data(cache, "val", root)
         texts, index = text_gallery(p["texts"])
         tr = p["transcripts"]
-        sets.append(
-            (embed_head(head, p["tokens"]), tr, spoken_vectors(text_fn, tr), text_fn(texts), index)
+        sets["phrases"] = (
+            embed_head(head, p["tokens"]),
+            tr,
+            spoken_vectors(text_fn, tr),
+            text_fn(texts),
+            index,
         )
+    return sets
+
+
+def set_scores(sets: dict[str, ValSet], fusion: FusionConfig) -> dict[str, dict]:
+    """Per set, `both_directions` of the vectors `fusion` makes."""
+    return {
+        name: both_directions(fused_vectors(a, tr, sp, fusion), tv, ix)
+        for name, (a, tr, sp, tv, ix) in sets.items()
+    }
+
+
+def best_fusion(sets: dict[str, ValSet], grid: Sequence[FusionConfig]) -> tuple[FusionConfig, dict]:
+    """The grid's best configuration by the mean score over the sets, and each rule's best."""
     best: tuple[float, FusionConfig] = (-1.0, FusionConfig())
     by_split: dict[str, float] = {}
-    for fusion in fusion_grid():
-        s = float(
-            np.mean(
-                [
-                    _score(both_directions(fused_vectors(a, tr, sp, fusion), tv, ix))
-                    for a, tr, sp, tv, ix in sets
-                ]
-            )
-        )
+    for fusion in grid:
+        s = float(np.mean([_score(r) for r in set_scores(sets, fusion).values()]))
         by_split[fusion.split] = max(s, by_split.get(fusion.split, -1.0))
         if s > best[0] + 1e-9:  # ties keep the earlier: Whisper's confidence before word counts
             best = (s, fusion)
