@@ -10,7 +10,7 @@ import struct
 from pathlib import Path
 
 from retrieval.encoders.base import EmbeddingSpace
-from retrieval.encoders.starter_config import CONFIG_DIR
+from retrieval.encoders.starter_config import CONFIG_DIR, StarterConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -18,13 +18,11 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 def space_of(name: str) -> EmbeddingSpace | None:
     """The space of model `name` when a config describes it; None when only loading the model
     can tell (then use `create_encoder(name).space`)."""
-    path = CONFIG_DIR / f"{name}.json"
-    if not path.is_file():
+    if not (CONFIG_DIR / f"{name}.json").is_file():
         return None
-    cfg = json.loads(path.read_text())
-    version = _head_version(WEIGHTS_DIR / f"{cfg['heads']}.safetensors") or cfg["heads"]
-    audio = cfg.get("audio_head", "starter-audio-head-v1")  # StarterConfig's default
-    return EmbeddingSpace(cfg["name"], version, int(cfg["embed_dim"]), audio_head=audio)
+    cfg = StarterConfig.load(name)
+    version = _head_version(WEIGHTS_DIR / f"{cfg.heads}.safetensors") or cfg.heads
+    return EmbeddingSpace(cfg.name, version, cfg.embed_dim, audio_head=cfg.audio_head)
 
 
 def _head_version(path: Path) -> str | None:

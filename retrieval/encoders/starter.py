@@ -74,8 +74,10 @@ class StarterEncoder(OpenClipEncoder):
             from retrieval.encoders.starter_config import StarterConfig
             from retrieval.encoders.starter_text_np import NumpyTextTower
 
-            proj = self.towers.text.proj.weight.detach().float().cpu().numpy()
-            self._np_text = NumpyTextTower(StarterConfig.load(self.space.model), proj)
+            text = self.towers.text  # the torch model's own weights, viewed as numpy arrays
+            bert = {k: v.detach().float().numpy() for k, v in text.transformer.state_dict().items()}
+            proj = text.proj.weight.detach().float().numpy()
+            self._np_text = NumpyTextTower(StarterConfig.load(self.space.model), proj, bert)
         return self._np_text
 
     def encode_with_tokens(

