@@ -30,7 +30,6 @@ from benchmarks.http_bench import percentiles
 
 RESULTS = Path(__file__).parent / "results"
 CLI = [sys.executable, "-m", "api.cli"]
-MODEL = "starter-v2"  # the default model; it ships no re-ranker, so `search` runs as users run it
 
 
 def run_measured(cmd: list[str]) -> tuple[float, float, str]:
@@ -114,7 +113,7 @@ def text_recall(vecs: np.ndarray, got: dict[str, list[int]], pos: np.ndarray) ->
     from retrieval.encoders import create_encoder
 
     texts = list(got)
-    qv = create_encoder(MODEL).encode_texts(texts)
+    qv = create_encoder(data.MODEL).encode_texts(texts)
     truth = data.exact_top(np.ascontiguousarray(qv, np.float32), vecs)
     found = np.stack([pos[np.asarray(got[t] + [0] * (10 - len(got[t])))] for t in texts])
     return data.recall(found, truth)
@@ -130,7 +129,7 @@ def run_size(n: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     data_dir = work / f"cat-{n}"
     shutil.rmtree(data_dir, ignore_errors=True)
     cmd = [*CLI, "import-vectors", str(vectors), "--manifest", str(manifest), "--data-dir",
-           str(data_dir), "--model", MODEL, "--json"]  # fmt: skip
+           str(data_dir), "--model", data.MODEL, "--json"]  # fmt: skip
     wall, rss, out = run_measured(cmd)
     report = json.loads(out)
     row: dict[str, Any] = {"n": n, "import_s": round(wall, 1), "import_rss_mb": round(rss),

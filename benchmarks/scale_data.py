@@ -16,6 +16,7 @@ import numpy as np
 from platformdirs import user_cache_dir
 
 DIM = 256
+MODEL = "starter-v2"  # the default model (no re-ranker ships for it: `search` runs as users run it)
 CENTRES = 10_000
 SPREAD = 0.5
 

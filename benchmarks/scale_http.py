@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from benchmarks import scale_data as data
 from benchmarks.http_bench import free_port, percentiles, start_server
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flickr8k"
@@ -62,7 +63,7 @@ def upload_latency(base: str, files: list[Path]) -> dict[str, float]:
 
 def serve_and_measure(data_dir: Path, uploads: int, upload_skip: int) -> dict[str, Any]:
     port = free_port()
-    proc = start_server(data_dir, "starter-v2", port)
+    proc = start_server(data_dir, data.MODEL, port)
     base = f"http://127.0.0.1:{port}"
     try:
         search, got = search_latency(base)
@@ -79,7 +80,7 @@ def kill_during_uploads(data_dir: Path, skip: int, ack_before_kill: int = 8) -> 
     from retrieval.catalogue import Catalogue
 
     port = free_port()
-    proc = start_server(data_dir, "starter-v2", port)
+    proc = start_server(data_dir, data.MODEL, port)
     acked: list[int] = []
     stop = threading.Event()
 
